@@ -1,0 +1,760 @@
+//! Configuration in two steps: raw TOML (serde, `deny_unknown_fields`
+//! everywhere, so a typo is an error, not a silent default), then validation
+//! into [`Config`], which reports every problem at once.
+//!
+//! Sources, later ones winning: built-in defaults, the TOML file, environment
+//! variables `TOKENLEDGER_<SECTION>__<KEY>` (e.g. `TOKENLEDGER_RUN__TIMEZONE`),
+//! command-line flags. Secrets never live in the file: S3 credentials come from
+//! the standard AWS environment or from files named here (Kubernetes secrets).
+//! This module reads the config file and secret files; it touches no storage.
+
+use std::path::{Path, PathBuf};
+
+use regex::Regex;
+use serde::{Deserialize, Serialize};
+use sha2::{Digest, Sha256};
+
+use crate::error::{Error, Problems, Result};
+use crate::lake::schema::{Col, ColumnMapping, IntTsUnit, Preset};
+use crate::lake::{Location, S3Credentials, S3Options, Secret};
+use crate::pricing::{AliasRule, AliasRules, ModelPattern};
+
+/// Prefix of environment variables that override config keys.
+pub const ENV_PREFIX: &str = "TOKENLEDGER_";
+/// Variables with the prefix that are not config keys.
+const ENV_RESERVED: [&str; 2] = ["TOKENLEDGER_CONFIG", "TOKENLEDGER_LOG"];
+
+#[derive(Debug, Default, Deserialize, Serialize)]
+#[serde(deny_unknown_fields)]
+pub struct RawConfig {
+    #[serde(default)]
+    pub lake: RawLake,
+    #[serde(default)]
+    pub inputs: RawInputs,
+    #[serde(default)]
+    pub outputs: RawOutputs,
+    #[serde(default)]
+    pub run: RawRun,
+    #[serde(default)]
+    pub storage: RawStorage,
+    #[serde(default)]
+    pub columns: RawColumns,
+    #[serde(default)]
+    pub pricing: RawPricing,
+    #[serde(default)]
+    pub quality: RawQuality,
+}
+
+#[derive(Debug, Default, Deserialize, Serialize)]
+#[serde(deny_unknown_fields)]
+pub struct RawLake {
+    /// Lake root: a local path, `file://` or `s3://bucket/prefix` URL.
+    pub root: Option<String>,
+}
+
+#[derive(Debug, Default, Deserialize, Serialize)]
+#[serde(deny_unknown_fields)]
+pub struct RawInputs {
+    pub requests: Option<String>,
+    pub prices: Option<String>,
+    pub fx: Option<String>,
+    pub invoices: Option<String>,
+}
+
+#[derive(Debug, Default, Deserialize, Serialize)]
+#[serde(deny_unknown_fields)]
+pub struct RawOutputs {
+    pub reports: Option<String>,
+    pub rollups: Option<String>,
+}
+
+#[derive(Debug, Default, Deserialize, Serialize)]
+#[serde(deny_unknown_fields)]
+pub struct RawRun {
+    /// IANA time zone of the report day.
+    pub timezone: Option<String>,
+    /// Days after its day a row may still arrive (SPEC 2, lateness).
+    pub late_days: Option<i64>,
+    /// Worker threads and query partitions (default: available cores).
+    pub threads: Option<i64>,
+}
+
+#[derive(Debug, Default, Deserialize, Serialize)]
+#[serde(deny_unknown_fields)]
+pub struct RawStorage {
+    #[serde(default)]
+    pub s3: RawS3,
+}
+
+#[derive(Debug, Default, Deserialize, Serialize)]
+#[serde(deny_unknown_fields)]
+pub struct RawS3 {
+    pub endpoint: Option<String>,
+    pub region: Option<String>,
+    pub allow_http: Option<bool>,
+    pub virtual_hosted_style: Option<bool>,
+    /// Files holding credentials (e.g. a mounted Kubernetes secret). Without
+    /// them, the standard AWS environment variables and credential chain apply.
+    pub access_key_id_file: Option<PathBuf>,
+    pub secret_access_key_file: Option<PathBuf>,
+    pub session_token_file: Option<PathBuf>,
+}
+
+#[derive(Debug, Default, Deserialize, Serialize)]
+#[serde(deny_unknown_fields)]
+pub struct RawColumns {
+    /// `default` (SPEC names) or `otel_genai`.
+    pub preset: Option<String>,
+    /// Unit of an integer `ts` column: s, ms, us or ns.
+    pub ts_unit: Option<String>,
+    // Per-column source overrides: the source column (or dotted struct path)
+    // of each normalized column.
+    pub ts: Option<String>,
+    pub trace_id: Option<String>,
+    pub dept: Option<String>,
+    pub project: Option<String>,
+    pub task: Option<String>,
+    pub provider: Option<String>,
+    pub model: Option<String>,
+    pub route: Option<String>,
+    pub region: Option<String>,
+    pub latency_ms: Option<String>,
+    pub error: Option<String>,
+    pub cache_hit: Option<String>,
+    pub citation_rate: Option<String>,
+    pub human_reviewed: Option<String>,
+    pub human_approved: Option<String>,
+    pub input_tokens: Option<String>,
+    pub output_tokens: Option<String>,
+    pub total_tokens: Option<String>,
+    pub cache_read_input_tokens: Option<String>,
+    pub cache_creation_input_tokens: Option<String>,
+    pub reasoning_output_tokens: Option<String>,
+    pub cost_per_1k: Option<String>,
+    pub cost_actual: Option<String>,
+    pub currency: Option<String>,
+}
+
+impl RawColumns {
+    /// The per-column overrides given, as (normalized name, source).
+    pub fn overrides(&self) -> Vec<(&'static str, &str)> {
+        [
+            ("ts", &self.ts),
+            ("trace_id", &self.trace_id),
+            ("dept", &self.dept),
+            ("project", &self.project),
+            ("task", &self.task),
+            ("provider", &self.provider),
+            ("model", &self.model),
+            ("route", &self.route),
+            ("region", &self.region),
+            ("latency_ms", &self.latency_ms),
+            ("error", &self.error),
+            ("cache_hit", &self.cache_hit),
+            ("citation_rate", &self.citation_rate),
+            ("human_reviewed", &self.human_reviewed),
+            ("human_approved", &self.human_approved),
+            ("input_tokens", &self.input_tokens),
+            ("output_tokens", &self.output_tokens),
+            ("total_tokens", &self.total_tokens),
+            ("cache_read_input_tokens", &self.cache_read_input_tokens),
+            (
+                "cache_creation_input_tokens",
+                &self.cache_creation_input_tokens,
+            ),
+            ("reasoning_output_tokens", &self.reasoning_output_tokens),
+            ("cost_per_1k", &self.cost_per_1k),
+            ("cost_actual", &self.cost_actual),
+            ("currency", &self.currency),
+        ]
+        .into_iter()
+        .filter_map(|(name, v)| v.as_deref().map(|v| (name, v)))
+        .collect()
+    }
+}
+
+#[derive(Debug, Default, Deserialize, Serialize)]
+#[serde(deny_unknown_fields)]
+pub struct RawPricing {
+    #[serde(default)]
+    pub aliases: Vec<RawAlias>,
+}
+
+#[derive(Debug, Default, Deserialize, Serialize)]
+#[serde(deny_unknown_fields)]
+pub struct RawAlias {
+    pub provider: Option<String>,
+    pub model: Option<String>,
+    pub model_regex: Option<String>,
+    pub price_provider: Option<String>,
+    pub price_model: Option<String>,
+}
+
+#[derive(Debug, Default, Deserialize, Serialize)]
+#[serde(deny_unknown_fields)]
+pub struct RawQuality {
+    /// Largest share of the day's requests that may be unpriced (0..1).
+    pub max_unpriced_share: Option<f64>,
+    /// Largest share of the day's rows that may be rejected for a null in a
+    /// required column (0..1). Default 0: any rejected row fails the gate.
+    pub max_rejected_share: Option<f64>,
+}
+
+/// Flags from the command line that override the config.
+#[derive(Debug, Default, Clone)]
+pub struct Overrides {
+    pub lake: Option<String>,
+    pub timezone: Option<String>,
+}
+
+/// The validated configuration of a run.
+#[derive(Debug, Clone)]
+pub struct Config {
+    pub lake: Location,
+    pub requests: Location,
+    pub prices: Location,
+    pub fx: Location,
+    pub invoices: Location,
+    pub reports: Location,
+    pub rollups: Location,
+    pub timezone: chrono_tz::Tz,
+    pub late_days: u32,
+    pub threads: usize,
+    pub s3: S3Options,
+    pub columns: ColumnMapping,
+    pub aliases: AliasRules,
+    pub quality: QualityGates,
+    /// Digest of the effective configuration (no secrets), for the manifest.
+    pub digest: String,
+}
+
+#[derive(Debug, Clone, Copy, PartialEq, Serialize)]
+pub struct QualityGates {
+    pub max_unpriced_share: Option<f64>,
+    pub max_rejected_share: f64,
+}
+
+impl Config {
+    /// Load from an optional TOML file, the process environment and flags.
+    pub fn load(file: Option<&Path>, overrides: &Overrides) -> Result<Config> {
+        let env: Vec<(String, String)> = std::env::vars().collect();
+        let (text, name) = match file {
+            Some(path) => (
+                std::fs::read_to_string(path).map_err(|e| Error::Io {
+                    what: format!("config file {}", path.display()),
+                    source: e,
+                })?,
+                path.display().to_string(),
+            ),
+            None => (String::new(), "defaults".to_string()),
+        };
+        Self::from_sources(&text, &name, &env, overrides)
+    }
+
+    /// Build from TOML text, environment pairs and flags (no process state).
+    pub fn from_sources(
+        toml_text: &str,
+        source_name: &str,
+        env: &[(String, String)],
+        overrides: &Overrides,
+    ) -> Result<Config> {
+        let mut value: toml::Table = toml::from_str(toml_text).map_err(|e| {
+            let mut p = Problems::new();
+            p.push(e.to_string().trim_end().to_string());
+            Error::config(source_name, p)
+        })?;
+        let applied = apply_env(&mut value, env).map_err(|p| Error::config(source_name, p))?;
+        let raw: RawConfig = RawConfig::deserialize(toml::Value::Table(value)).map_err(|e| {
+            let mut p = Problems::new();
+            let mut msg = e.to_string().trim_end().to_string();
+            if !applied.is_empty() {
+                msg.push_str(&format!(
+                    " (environment overrides applied: {})",
+                    applied.join(", ")
+                ));
+            }
+            p.push(msg);
+            Error::config(source_name, p)
+        })?;
+        raw.validate(overrides)
+            .map_err(|p| Error::config(source_name, p))
+    }
+}
+
+/// Apply `TOKENLEDGER_SECTION__KEY=value` variables onto the TOML table.
+/// Values are TOML scalars when they parse as one (`2`, `true`), else strings.
+/// Returns the variables applied.
+pub fn apply_env(
+    table: &mut toml::Table,
+    env: &[(String, String)],
+) -> Result<Vec<String>, Problems> {
+    let mut problems = Problems::new();
+    let mut applied = Vec::new();
+    let mut vars: Vec<&(String, String)> = env
+        .iter()
+        .filter(|(k, _)| k.starts_with(ENV_PREFIX) && !ENV_RESERVED.contains(&k.as_str()))
+        .collect();
+    vars.sort();
+    for (key, raw) in vars {
+        let path: Vec<String> = key[ENV_PREFIX.len()..]
+            .split("__")
+            .map(|s| s.to_ascii_lowercase())
+            .collect();
+        if path.len() < 2 || path.iter().any(String::is_empty) {
+            problems.push(format!(
+                "environment variable {key}: expected {ENV_PREFIX}<SECTION>__<KEY> (e.g. TOKENLEDGER_RUN__TIMEZONE)"
+            ));
+            continue;
+        }
+        let value = toml::from_str::<toml::Table>(&format!("v = {raw}"))
+            .ok()
+            .and_then(|mut t| t.remove("v"))
+            .filter(|v| !v.is_table() && !v.is_array())
+            .unwrap_or_else(|| toml::Value::String(raw.clone()));
+        match set_path(table, &path, value) {
+            Ok(()) => applied.push(key.clone()),
+            Err(part) => problems.push(format!(
+                "environment variable {key}: `{part}` is not a section"
+            )),
+        }
+    }
+    if problems.is_empty() {
+        Ok(applied)
+    } else {
+        Err(problems)
+    }
+}
+
+/// Set `path` (sections then key) in `table`; `Err(part)` names a path part
+/// that exists but is not a section.
+fn set_path(table: &mut toml::Table, path: &[String], value: toml::Value) -> Result<(), String> {
+    let (key, sections) = path.split_last().expect("path has a key");
+    let mut cur = table;
+    for part in sections {
+        cur = cur
+            .entry(part.clone())
+            .or_insert_with(|| toml::Value::Table(toml::Table::new()))
+            .as_table_mut()
+            .ok_or_else(|| part.clone())?;
+    }
+    cur.insert(key.clone(), value);
+    Ok(())
+}
+
+fn read_secret(path: &Path, field: &str, problems: &mut Problems) -> Option<Secret> {
+    match std::fs::read_to_string(path) {
+        Ok(s) if !s.trim().is_empty() => Some(Secret::new(s.trim().to_string())),
+        Ok(_) => {
+            problems.push(format!("storage.s3.{field}: {} is empty", path.display()));
+            None
+        }
+        Err(e) => {
+            problems.push(format!(
+                "storage.s3.{field}: cannot read {}: {e}",
+                path.display()
+            ));
+            None
+        }
+    }
+}
+
+impl RawConfig {
+    /// Validate into a [`Config`], collecting every problem.
+    pub fn validate(self, overrides: &Overrides) -> Result<Config, Problems> {
+        let mut p = Problems::new();
+
+        let root_text = overrides.lake.clone().or(self.lake.root.clone());
+        let lake = match root_text.as_deref().map(|t| Location::parse(t, None)) {
+            Some(Ok(l)) => Some(l),
+            Some(Err(e)) => {
+                p.push(format!("lake.root: {e}"));
+                None
+            }
+            None => {
+                p.push("lake.root: no lake given (pass --lake DIR|URL, set lake.root, or TOKENLEDGER_LAKE__ROOT)");
+                None
+            }
+        };
+        let mut loc = |field: &str, given: &Option<String>, default: &str| -> Option<Location> {
+            let lake = lake.as_ref()?;
+            let text = given.as_deref().unwrap_or(default);
+            match Location::parse(text, Some(lake)) {
+                Ok(l) => Some(l),
+                Err(e) => {
+                    p.push(format!("{field}: {e}"));
+                    None
+                }
+            }
+        };
+        let requests = loc("inputs.requests", &self.inputs.requests, "requests");
+        let prices = loc("inputs.prices", &self.inputs.prices, "prices.csv");
+        let fx = loc("inputs.fx", &self.inputs.fx, "fx.csv");
+        let invoices = loc("inputs.invoices", &self.inputs.invoices, "invoices");
+        let reports = loc("outputs.reports", &self.outputs.reports, "reports");
+        let rollups = loc("outputs.rollups", &self.outputs.rollups, "rollups");
+
+        let tz_text = overrides
+            .timezone
+            .clone()
+            .or(self.run.timezone.clone())
+            .unwrap_or_else(|| "UTC".into());
+        let timezone = match tz_text.parse::<chrono_tz::Tz>() {
+            Ok(tz) => Some(tz),
+            Err(_) => {
+                p.push(format!(
+                    "run.timezone: `{tz_text}` is not an IANA time zone (e.g. UTC, Europe/Berlin, America/New_York)"
+                ));
+                None
+            }
+        };
+        let late_days = match self.run.late_days.unwrap_or(1) {
+            d @ 0..=31 => d as u32,
+            d => {
+                p.push(format!("run.late_days: {d} is out of range 0..=31"));
+                1
+            }
+        };
+        let threads = match self.run.threads {
+            None => std::thread::available_parallelism()
+                .map(|n| n.get())
+                .unwrap_or(2),
+            Some(n @ 1..=1024) => n as usize,
+            Some(n) => {
+                p.push(format!("run.threads: {n} is out of range 1..=1024"));
+                1
+            }
+        };
+
+        let s3raw = &self.storage.s3;
+        let key = s3raw
+            .access_key_id_file
+            .as_deref()
+            .and_then(|f| read_secret(f, "access_key_id_file", &mut p));
+        let secret = s3raw
+            .secret_access_key_file
+            .as_deref()
+            .and_then(|f| read_secret(f, "secret_access_key_file", &mut p));
+        let token = s3raw
+            .session_token_file
+            .as_deref()
+            .and_then(|f| read_secret(f, "session_token_file", &mut p));
+        let credentials = match (key, secret) {
+            (Some(access_key_id), Some(secret_access_key)) => Some(S3Credentials {
+                access_key_id,
+                secret_access_key,
+                session_token: token,
+            }),
+            (None, None) => None,
+            _ => {
+                if s3raw.access_key_id_file.is_some() != s3raw.secret_access_key_file.is_some() {
+                    p.push("storage.s3: access_key_id_file and secret_access_key_file go together");
+                }
+                None
+            }
+        };
+        if let Some(ep) = &s3raw.endpoint
+            && url::Url::parse(ep).is_err()
+        {
+            p.push(format!(
+                "storage.s3.endpoint: `{ep}` is not a URL (e.g. http://minio:9000)"
+            ));
+        }
+        let s3 = S3Options {
+            endpoint: s3raw.endpoint.clone(),
+            region: s3raw.region.clone(),
+            allow_http: s3raw.allow_http.unwrap_or(false),
+            virtual_hosted_style: s3raw.virtual_hosted_style.unwrap_or(false),
+            credentials,
+        };
+
+        let preset = match self.columns.preset.as_deref().unwrap_or("default") {
+            s => Preset::parse(s).unwrap_or_else(|| {
+                p.push(format!(
+                    "columns.preset: `{s}` is not a preset (default, otel_genai)"
+                ));
+                Preset::Default
+            }),
+        };
+        let mut columns = ColumnMapping::preset(preset);
+        if let Some(u) = &self.columns.ts_unit {
+            match IntTsUnit::parse(u) {
+                Some(unit) => columns.ts_unit = Some(unit),
+                None => p.push(format!(
+                    "columns.ts_unit: `{u}` is not one of s, ms, us, ns"
+                )),
+            }
+        }
+        for (name, source) in self.columns.overrides() {
+            let col = Col::from_name(name).expect("override names are column names");
+            if source.trim().is_empty() {
+                p.push(format!("columns.{name}: the source column name is empty"));
+            } else {
+                columns.sources.insert(col, source.trim().to_string());
+            }
+        }
+
+        let mut rules = Vec::new();
+        for (i, a) in self.pricing.aliases.iter().enumerate() {
+            let at = format!("pricing.aliases[{i}]");
+            let model = match (&a.model, &a.model_regex) {
+                (Some(m), None) => Some(ModelPattern::Exact(m.clone())),
+                (None, Some(re)) => match Regex::new(&format!("^(?:{re})$")) {
+                    Ok(r) => Some(ModelPattern::Regex(r)),
+                    Err(e) => {
+                        p.push(format!("{at}.model_regex: {e}"));
+                        None
+                    }
+                },
+                _ => {
+                    p.push(format!(
+                        "{at}: give exactly one of `model` or `model_regex`"
+                    ));
+                    None
+                }
+            };
+            let price_model = match &a.price_model {
+                Some(m) if !m.trim().is_empty() => Some(m.trim().to_string()),
+                _ => {
+                    p.push(format!("{at}.price_model: required"));
+                    None
+                }
+            };
+            if let (Some(model), Some(price_model)) = (model, price_model) {
+                rules.push(AliasRule {
+                    provider: a.provider.clone(),
+                    model,
+                    price_provider: a.price_provider.clone(),
+                    price_model,
+                });
+            }
+        }
+
+        let share = |name: &str, v: Option<f64>, p: &mut Problems| -> Option<f64> {
+            match v {
+                Some(x) if (0.0..=1.0).contains(&x) => Some(x),
+                Some(x) => {
+                    p.push(format!(
+                        "quality.{name}: {x} is not a share between 0 and 1"
+                    ));
+                    None
+                }
+                None => None,
+            }
+        };
+        let quality = QualityGates {
+            max_unpriced_share: share(
+                "max_unpriced_share",
+                self.quality.max_unpriced_share,
+                &mut p,
+            ),
+            max_rejected_share: share(
+                "max_rejected_share",
+                self.quality.max_rejected_share,
+                &mut p,
+            )
+            .unwrap_or(0.0),
+        };
+
+        if !p.is_empty() {
+            return Err(p);
+        }
+        let (
+            Some(lake),
+            Some(requests),
+            Some(prices),
+            Some(fx),
+            Some(invoices),
+            Some(reports),
+            Some(rollups),
+            Some(timezone),
+        ) = (
+            lake, requests, prices, fx, invoices, reports, rollups, timezone,
+        )
+        else {
+            return Err(p);
+        };
+        let mut config = Config {
+            lake,
+            requests,
+            prices,
+            fx,
+            invoices,
+            reports,
+            rollups,
+            timezone,
+            late_days,
+            threads,
+            s3,
+            columns,
+            aliases: AliasRules(rules),
+            quality,
+            digest: String::new(),
+        };
+        config.digest = config.compute_digest(&self.pricing);
+        Ok(config)
+    }
+}
+
+impl Config {
+    /// A digest of everything that can change the numbers (not secrets).
+    fn compute_digest(&self, pricing: &RawPricing) -> String {
+        let view = serde_json::json!({
+            "requests": self.requests.as_str(),
+            "prices": self.prices.as_str(),
+            "fx": self.fx.as_str(),
+            "timezone": self.timezone.name(),
+            "late_days": self.late_days,
+            "columns": self.columns,
+            "aliases": pricing.aliases,
+            "quality": self.quality,
+        });
+        let mut h = Sha256::new();
+        h.update(view.to_string().as_bytes());
+        format!("sha256:{}", hex::encode(h.finalize()))
+    }
+
+    /// A config for a lake in the default layout (convention over configuration).
+    pub fn for_lake(lake: &str) -> Result<Config> {
+        Self::from_sources(
+            "",
+            "defaults",
+            &[],
+            &Overrides {
+                lake: Some(lake.to_string()),
+                timezone: None,
+            },
+        )
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn load(toml: &str, env: &[(&str, &str)]) -> Result<Config> {
+        let env: Vec<(String, String)> = env
+            .iter()
+            .map(|(k, v)| (k.to_string(), v.to_string()))
+            .collect();
+        Config::from_sources(toml, "test.toml", &env, &Overrides::default())
+    }
+
+    #[test]
+    fn defaults_follow_the_lake_layout() {
+        let c = load("[lake]\nroot = \"s3://b/lake\"\n", &[]).unwrap();
+        assert_eq!(c.requests.as_str(), "s3://b/lake/requests");
+        assert_eq!(c.prices.as_str(), "s3://b/lake/prices.csv");
+        assert_eq!(c.reports.as_str(), "s3://b/lake/reports");
+        assert_eq!(c.timezone, chrono_tz::UTC);
+        assert_eq!(c.late_days, 1);
+        assert_eq!(c.quality.max_rejected_share, 0.0);
+    }
+
+    #[test]
+    fn inputs_can_live_elsewhere() {
+        let c = load(
+            "[lake]\nroot = \"/data/lake\"\n[inputs]\nprices = \"s3://finance/prices/v3.parquet\"\nrequests = \"raw/requests\"\n",
+            &[],
+        )
+        .unwrap();
+        assert_eq!(c.prices.as_str(), "s3://finance/prices/v3.parquet");
+        assert_eq!(c.requests.as_str(), "file:///data/lake/raw/requests");
+    }
+
+    #[test]
+    fn environment_overrides_keys() {
+        let c = load(
+            "[lake]\nroot = \"/l\"\n[run]\ntimezone = \"UTC\"\n",
+            &[
+                ("TOKENLEDGER_RUN__TIMEZONE", "Europe/Berlin"),
+                ("TOKENLEDGER_RUN__LATE_DAYS", "2"),
+                ("TOKENLEDGER_CONFIG", "/ignored.toml"),
+            ],
+        )
+        .unwrap();
+        assert_eq!(c.timezone, chrono_tz::Europe::Berlin);
+        assert_eq!(c.late_days, 2);
+    }
+
+    #[test]
+    fn a_typo_is_an_error_naming_the_field() {
+        let err = load("[run]\ntimezon = \"UTC\"\n", &[])
+            .unwrap_err()
+            .to_string();
+        assert!(err.contains("unknown field `timezon`"), "{err}");
+        let err = load("[columns]\nmodle = \"m\"\n", &[])
+            .unwrap_err()
+            .to_string();
+        assert!(
+            err.contains("unknown field `modle`, expected one of"),
+            "{err}"
+        );
+        let err = load(
+            "[lake]\nroot=\"/l\"\n",
+            &[("TOKENLEDGER_RUN__LATEDAYS", "2")],
+        )
+        .unwrap_err()
+        .to_string();
+        assert!(
+            err.contains("unknown field `latedays`") && err.contains("TOKENLEDGER_RUN__LATEDAYS"),
+            "{err}"
+        );
+    }
+
+    #[test]
+    fn every_problem_is_reported_at_once() {
+        let err = load(
+            "[lake]\nroot = \"gs://x\"\n[run]\ntimezone = \"Mars/Olympus\"\nlate_days = 99\n\
+             [columns]\npreset = \"nope\"\nmodel = \" \"\n\
+             [[pricing.aliases]]\nmodel = \"a\"\nmodel_regex = \"b\"\nprice_model = \"c\"\n\
+             [[pricing.aliases]]\nmodel_regex = \"(\"\nprice_model = \"c\"\n\
+             [quality]\nmax_unpriced_share = 2.0\n",
+            &[],
+        )
+        .unwrap_err();
+        let Error::Config { problems, .. } = &err else {
+            panic!("{err}")
+        };
+        let all = problems.to_string();
+        for needle in [
+            "lake.root: `gs://x`: scheme `gs` is not supported",
+            "run.timezone: `Mars/Olympus`",
+            "run.late_days: 99",
+            "columns.preset: `nope`",
+            "columns.model: the source column name is empty",
+            "pricing.aliases[0]: give exactly one of",
+            "pricing.aliases[1].model_regex",
+            "quality.max_unpriced_share: 2",
+        ] {
+            assert!(all.contains(needle), "missing {needle:?} in\n{all}");
+        }
+        assert_eq!(problems.len(), 8, "{all}");
+        assert_eq!(err.kind(), crate::error::ExitKind::Usage);
+    }
+
+    #[test]
+    fn otel_preset_and_overrides() {
+        let c = load("[lake]\nroot=\"/l\"\n[columns]\npreset = \"otel_genai\"\nmodel = \"gen_ai.response.model\"\n", &[]).unwrap();
+        assert_eq!(c.columns.source(Col::Model), "gen_ai.response.model");
+        assert_eq!(c.columns.source(Col::Provider), "gen_ai.provider.name");
+        assert_eq!(c.columns.ts_unit, Some(IntTsUnit::Ns));
+    }
+
+    #[test]
+    fn secrets_come_from_files_and_stay_out_of_the_digest() {
+        let dir = std::env::temp_dir().join(format!("tl-secret-{}", std::process::id()));
+        std::fs::create_dir_all(&dir).unwrap();
+        std::fs::write(dir.join("k"), "AKIAEXAMPLE\n").unwrap();
+        std::fs::write(dir.join("s"), "very-secret-value\n").unwrap();
+        let toml = format!(
+            "[lake]\nroot=\"s3://b\"\n[storage.s3]\naccess_key_id_file=\"{0}/k\"\nsecret_access_key_file=\"{0}/s\"\n",
+            dir.display()
+        );
+        let c = load(&toml, &[]).unwrap();
+        let creds = c.s3.credentials.as_ref().unwrap();
+        assert_eq!(creds.secret_access_key.expose(), "very-secret-value");
+        assert!(!format!("{c:?}").contains("very-secret-value"));
+        assert!(!c.digest.contains("very"));
+        std::fs::remove_dir_all(&dir).unwrap();
+    }
+}

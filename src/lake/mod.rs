@@ -1,0 +1,463 @@
+//! The lake: where inputs are read from and outputs written to.
+//!
+//! A [`Location`] is a URL (`file://` or `s3://`) or a local path; [`Stores`]
+//! turns locations into `object_store` clients (one per bucket, built once) and
+//! offers the handful of operations the job needs: list a day's partitions, read
+//! an object whole, write and delete objects. The day scan itself (the only
+//! reader of request logs) lives in [`scan`]; the mapping from logged columns to
+//! the normalized request schema in [`schema`].
+//!
+//! This module knows storage and the request-log contract (SPEC 1.1), nothing
+//! about prices, metrics or reports. Credentials are held in [`Secret`]s that
+//! never print.
+
+pub mod scan;
+pub mod schema;
+
+use std::collections::HashMap;
+use std::fmt;
+use std::sync::{Arc, Mutex};
+
+use bytes::Bytes;
+use chrono::NaiveDate;
+use futures::TryStreamExt;
+use object_store::aws::AmazonS3Builder;
+use object_store::local::LocalFileSystem;
+use object_store::path::Path;
+use object_store::{ObjectStore, ObjectStoreExt, PutPayload};
+use url::Url;
+
+use crate::error::{Error, Result};
+
+/// A place in storage: a directory-like prefix or an object.
+///
+/// Always held as an absolute URL: `file:///abs/path` or `s3://bucket/key`.
+#[derive(Clone, PartialEq, Eq, Hash, PartialOrd, Ord)]
+pub struct Location {
+    url: Url,
+}
+
+impl Location {
+    /// Parse a URL (`s3://bucket/prefix`, `file:///dir`) or a local path. A
+    /// relative path is taken relative to `base` when given (a lake root), else
+    /// to the current directory.
+    pub fn parse(text: &str, base: Option<&Location>) -> Result<Location, String> {
+        let text = text.trim();
+        if text.is_empty() {
+            return Err("is empty".into());
+        }
+        if let Some((scheme, _)) = text.split_once("://") {
+            let url = Url::parse(text).map_err(|e| format!("`{text}` is not a valid URL: {e}"))?;
+            return match scheme {
+                "s3" => {
+                    if url.host_str().unwrap_or("").is_empty() {
+                        Err(format!(
+                            "`{text}` names no bucket (expected s3://bucket/prefix)"
+                        ))
+                    } else {
+                        Ok(Location { url })
+                    }
+                }
+                "file" => Ok(Location { url }),
+                other => Err(format!(
+                    "`{text}`: scheme `{other}` is not supported (use a local path, file:// or s3://)"
+                )),
+            };
+        }
+        let path = std::path::Path::new(text);
+        if path.is_absolute() {
+            return Self::from_local_path(path);
+        }
+        match base {
+            Some(base) => Ok(base.join(text)),
+            None => {
+                let cwd = std::env::current_dir()
+                    .map_err(|e| format!("cannot resolve relative path `{text}`: {e}"))?;
+                Self::from_local_path(&cwd.join(path))
+            }
+        }
+    }
+
+    /// A location for an absolute local path.
+    pub fn from_local_path(path: &std::path::Path) -> Result<Location, String> {
+        let normalized = normalize_path(path);
+        Url::from_file_path(&normalized)
+            .map(|url| Location { url })
+            .map_err(|()| format!("`{}` is not an absolute local path", path.display()))
+    }
+
+    /// The child `rel` (slash-separated, relative) of this location.
+    pub fn join(&self, rel: &str) -> Location {
+        let mut url = self.url.clone();
+        {
+            let mut segs = url
+                .path_segments_mut()
+                .expect("file and s3 URLs always have a path");
+            segs.pop_if_empty();
+            for part in rel.split('/').filter(|p| !p.is_empty() && *p != ".") {
+                segs.push(part);
+            }
+        }
+        Location { url }
+    }
+
+    /// The local filesystem path, for `file://` locations.
+    pub fn local_path(&self) -> Option<std::path::PathBuf> {
+        if self.url.scheme() == "file" {
+            self.url.to_file_path().ok()
+        } else {
+            None
+        }
+    }
+
+    pub fn is_s3(&self) -> bool {
+        self.url.scheme() == "s3"
+    }
+
+    /// The object-store path of this location inside its store.
+    pub fn path(&self) -> Path {
+        // The URL path is percent-encoded; `from_url_path` decodes it.
+        let raw = self.url.path().trim_start_matches('/');
+        Path::from_url_path(raw).unwrap_or_else(|_| Path::from(raw))
+    }
+
+    /// The key that identifies this location's store (scheme and bucket).
+    fn store_key(&self) -> String {
+        match self.url.scheme() {
+            "s3" => format!("s3://{}", self.url.host_str().unwrap_or_default()),
+            other => format!("{other}://"),
+        }
+    }
+
+    /// The location of an object found by listing in this location's store.
+    pub fn with_path(&self, path: &Path) -> Location {
+        let mut url = self.url.clone();
+        url.set_path(&format!("/{}", path.as_ref()));
+        Location { url }
+    }
+
+    /// The file name (last path segment).
+    pub fn file_name(&self) -> &str {
+        self.url
+            .path_segments()
+            .and_then(|mut s| s.next_back())
+            .unwrap_or("")
+    }
+
+    pub fn as_str(&self) -> &str {
+        self.url.as_str()
+    }
+
+    /// The text of this location relative to `base`, when it lies under it.
+    pub fn relative_to(&self, base: &Location) -> Option<String> {
+        let base = base.url.as_str().trim_end_matches('/');
+        let me = self.url.as_str();
+        me.strip_prefix(base)
+            .and_then(|rest| rest.strip_prefix('/'))
+            .map(|rest| {
+                percent_encoding::percent_decode_str(rest)
+                    .decode_utf8_lossy()
+                    .into_owned()
+            })
+    }
+}
+
+/// Lexically normalize `a/./b/../c` to `a/c` (no filesystem access).
+fn normalize_path(path: &std::path::Path) -> std::path::PathBuf {
+    use std::path::Component;
+    let mut out = std::path::PathBuf::new();
+    for comp in path.components() {
+        match comp {
+            Component::CurDir => {}
+            Component::ParentDir => {
+                out.pop();
+            }
+            other => out.push(other.as_os_str()),
+        }
+    }
+    out
+}
+
+impl fmt::Display for Location {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        // Show local paths as paths; everything else as its URL.
+        match self.local_path() {
+            Some(p) => write!(f, "{}", p.display()),
+            None => f.write_str(self.url.as_str()),
+        }
+    }
+}
+
+impl fmt::Debug for Location {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        write!(f, "Location({})", self.url)
+    }
+}
+
+/// A secret value (credential) that never prints.
+#[derive(Clone, PartialEq, Eq)]
+pub struct Secret(String);
+
+impl Secret {
+    pub fn new(value: impl Into<String>) -> Self {
+        Secret(value.into())
+    }
+    /// The secret itself; call only where it is handed to a client.
+    pub fn expose(&self) -> &str {
+        &self.0
+    }
+}
+
+impl fmt::Debug for Secret {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        f.write_str("Secret(***)")
+    }
+}
+
+/// Static S3 credentials. Without them the standard AWS environment variables
+/// and credential chain (web identity, instance metadata) are used.
+#[derive(Clone, Debug)]
+pub struct S3Credentials {
+    pub access_key_id: Secret,
+    pub secret_access_key: Secret,
+    pub session_token: Option<Secret>,
+}
+
+/// How to reach S3-compatible storage (AWS S3, MinIO, Ceph, R2, ...).
+#[derive(Clone, Debug, Default)]
+pub struct S3Options {
+    pub endpoint: Option<String>,
+    pub region: Option<String>,
+    pub allow_http: bool,
+    /// `bucket.host/key` instead of `host/bucket/key` (path style, the default).
+    pub virtual_hosted_style: bool,
+    pub credentials: Option<S3Credentials>,
+}
+
+/// Metadata of an object read, as recorded in the manifest.
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub struct ObjectInfo {
+    pub location: Location,
+    pub size: u64,
+    pub e_tag: Option<String>,
+    pub version: Option<String>,
+}
+
+/// Object-store clients by scheme and bucket, built on first use.
+#[derive(Debug)]
+pub struct Stores {
+    s3: S3Options,
+    cache: Mutex<HashMap<String, Arc<dyn ObjectStore>>>,
+}
+
+impl Stores {
+    pub fn new(s3: S3Options) -> Self {
+        Stores {
+            s3,
+            cache: Mutex::new(HashMap::new()),
+        }
+    }
+
+    /// The store holding `loc`.
+    pub fn store(&self, loc: &Location) -> Result<Arc<dyn ObjectStore>> {
+        let key = loc.store_key();
+        let mut cache = self
+            .cache
+            .lock()
+            .map_err(|_| Error::Internal("store cache poisoned".into()))?;
+        if let Some(store) = cache.get(&key) {
+            return Ok(Arc::clone(store));
+        }
+        let store: Arc<dyn ObjectStore> = if loc.is_s3() {
+            let bucket = loc.url.host_str().unwrap_or_default();
+            let mut b = AmazonS3Builder::from_env().with_bucket_name(bucket);
+            let o = &self.s3;
+            if let Some(endpoint) = &o.endpoint {
+                b = b.with_endpoint(endpoint);
+            }
+            if let Some(region) = &o.region {
+                b = b.with_region(region);
+            }
+            if o.allow_http {
+                b = b.with_allow_http(true);
+            }
+            b = b.with_virtual_hosted_style_request(o.virtual_hosted_style);
+            if let Some(c) = &o.credentials {
+                b = b
+                    .with_access_key_id(c.access_key_id.expose())
+                    .with_secret_access_key(c.secret_access_key.expose());
+                if let Some(t) = &c.session_token {
+                    b = b.with_token(t.expose());
+                }
+            }
+            Arc::new(b.build().map_err(|e| Error::storage(key.clone(), e))?)
+        } else {
+            Arc::new(LocalFileSystem::new())
+        };
+        cache.insert(key, Arc::clone(&store));
+        Ok(store)
+    }
+
+    /// Every object under `prefix` (recursively), sorted by location.
+    pub async fn list(&self, prefix: &Location) -> Result<Vec<ObjectInfo>> {
+        let store = self.store(prefix)?;
+        if let Some(dir) = prefix.local_path() {
+            // The local store reports a missing directory as an error; an absent
+            // partition is simply empty.
+            if !dir.exists() {
+                return Ok(Vec::new());
+            }
+        }
+        let path = prefix.path();
+        let metas: Vec<_> = store
+            .list(Some(&path))
+            .try_collect()
+            .await
+            .map_err(|e| Error::storage(prefix.to_string(), e))?;
+        let mut out: Vec<ObjectInfo> = metas
+            .into_iter()
+            .map(|m| ObjectInfo {
+                location: prefix.with_path(&m.location),
+                size: m.size,
+                e_tag: m.e_tag,
+                version: m.version,
+            })
+            .collect();
+        out.sort_by(|a, b| a.location.cmp(&b.location));
+        Ok(out)
+    }
+
+    /// Read a whole (small) object: price tables, FX tables, configs.
+    pub async fn get(&self, loc: &Location) -> Result<(ObjectInfo, Bytes)> {
+        let store = self.store(loc)?;
+        let res = store
+            .get(&loc.path())
+            .await
+            .map_err(|e| Error::storage(loc.to_string(), e))?;
+        let meta = res.meta.clone();
+        let bytes = res
+            .bytes()
+            .await
+            .map_err(|e| Error::storage(loc.to_string(), e))?;
+        Ok((
+            ObjectInfo {
+                location: loc.clone(),
+                size: meta.size,
+                e_tag: meta.e_tag,
+                version: meta.version,
+            },
+            bytes,
+        ))
+    }
+
+    /// Whether an object exists.
+    pub async fn exists(&self, loc: &Location) -> Result<bool> {
+        let store = self.store(loc)?;
+        match store.head(&loc.path()).await {
+            Ok(_) => Ok(true),
+            Err(object_store::Error::NotFound { .. }) => Ok(false),
+            Err(e) => Err(Error::storage(loc.to_string(), e)),
+        }
+    }
+
+    /// Write an object whole (replacing any previous version).
+    pub async fn put(&self, loc: &Location, bytes: Bytes) -> Result<()> {
+        let store = self.store(loc)?;
+        store
+            .put(&loc.path(), PutPayload::from_bytes(bytes))
+            .await
+            .map_err(|e| Error::storage(loc.to_string(), e))?;
+        Ok(())
+    }
+
+    /// Delete an object; an absent object is not an error.
+    pub async fn delete(&self, loc: &Location) -> Result<()> {
+        let store = self.store(loc)?;
+        match store.delete(&loc.path()).await {
+            Ok(()) | Err(object_store::Error::NotFound { .. }) => Ok(()),
+            Err(e) => Err(Error::storage(loc.to_string(), e)),
+        }
+    }
+}
+
+/// The Hive-style partition directory of a UTC date: `date=YYYY-MM-DD`.
+pub fn partition_dir(date: NaiveDate) -> String {
+    format!("date={}", date.format("%Y-%m-%d"))
+}
+
+/// Whether a listed object is a data file of a partition (`*.parquet`, not a
+/// hidden or marker file such as `_SUCCESS` or `.part-0.parquet.crc`).
+pub fn is_data_file(loc: &Location) -> bool {
+    let name = loc.file_name();
+    !name.starts_with('_')
+        && !name.starts_with('.')
+        && name.to_ascii_lowercase().ends_with(".parquet")
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn parses_urls_and_paths() {
+        let s3 = Location::parse("s3://bucket/a/b", None).unwrap();
+        assert_eq!(s3.as_str(), "s3://bucket/a/b");
+        assert_eq!(s3.path().as_ref(), "a/b");
+        assert_eq!(s3.join("requests").as_str(), "s3://bucket/a/b/requests");
+        assert_eq!(
+            s3.join("reports/date=2026-01-02/x.csv").path().as_ref(),
+            "a/b/reports/date=2026-01-02/x.csv"
+        );
+
+        let local = Location::parse("/tmp/lake/./x/..", None).unwrap();
+        assert_eq!(local.as_str(), "file:///tmp/lake");
+        assert_eq!(
+            local.join("prices.csv").local_path().unwrap(),
+            std::path::PathBuf::from("/tmp/lake/prices.csv")
+        );
+
+        let rel = Location::parse("prices.csv", Some(&s3)).unwrap();
+        assert_eq!(rel.as_str(), "s3://bucket/a/b/prices.csv");
+        assert!(
+            Location::parse("gs://bucket/x", None)
+                .unwrap_err()
+                .contains("not supported")
+        );
+        assert!(Location::parse("s3:///x", None).is_err());
+        assert!(Location::parse("", None).is_err());
+    }
+
+    #[test]
+    fn relative_names_and_partitions() {
+        let root = Location::parse("/lake", None).unwrap();
+        let f = root.join("requests/date=2026-03-01/part-0.parquet");
+        assert_eq!(
+            f.relative_to(&root).unwrap(),
+            "requests/date=2026-03-01/part-0.parquet"
+        );
+        assert_eq!(f.file_name(), "part-0.parquet");
+        assert!(is_data_file(&f));
+        assert!(!is_data_file(
+            &root.join("requests/date=2026-03-01/_SUCCESS")
+        ));
+        assert!(!is_data_file(
+            &root.join("requests/date=2026-03-01/.x.parquet")
+        ));
+        assert_eq!(
+            partition_dir(NaiveDate::from_ymd_opt(2026, 3, 1).unwrap()),
+            "date=2026-03-01"
+        );
+    }
+
+    #[test]
+    fn secrets_do_not_print() {
+        let s = Secret::new("hunter2");
+        assert_eq!(format!("{s:?}"), "Secret(***)");
+        let c = S3Credentials {
+            access_key_id: Secret::new("AKIA"),
+            secret_access_key: s,
+            session_token: None,
+        };
+        assert!(!format!("{c:?}").contains("hunter2"));
+    }
+}

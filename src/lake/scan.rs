@@ -1,0 +1,869 @@
+//! The day scan: the one reader of request logs, exposed to DataFusion as a table.
+//!
+//! [`DayInput::open`] lists the partitions that can hold rows of the report day
+//! (SPEC 1.1 lateness), reads every file's footer once and checks its columns
+//! against the mapping, reporting every problem in every file at once before any
+//! work starts. [`DayInput::table`] then serves the day as the normalized
+//! request table (see [`super::schema`]), with:
+//!
+//! - projection pushdown: only the leaves a query needs are decoded;
+//! - row-group pruning on `ts` statistics, and the day window `[start, end)` as a
+//!   Parquet row filter evaluated on `ts` alone, so other columns are decoded
+//!   only for rows of the day;
+//! - rows with a null in a required column rejected (and counted), checked only
+//!   where column statistics admit nulls;
+//! - virtual columns `_pos` (object key order, row number) and `_trace_key`
+//!   (64-bit hash of `trace_id`), and an optional key filter that decodes wide
+//!   columns only for rows whose key is in a given set.
+//!
+//! It never buffers a day's rows: each partition streams row groups in turn.
+//! It knows nothing of prices, metrics or outputs.
+
+use std::collections::{BTreeMap, HashSet};
+use std::fmt;
+use std::sync::atomic::{AtomicU64, Ordering};
+use std::sync::{Arc, Mutex};
+
+use arrow::array::{Array, ArrayRef, AsArray, BooleanArray, Int64Array, RecordBatch, UInt64Array};
+use arrow::datatypes::{DataType, Field, Schema, SchemaRef};
+use arrow::error::ArrowError;
+use chrono::NaiveDate;
+use datafusion::catalog::{Session, TableProvider};
+use datafusion::datasource::TableType;
+use datafusion::error::{DataFusionError, Result as DfResult};
+use datafusion::execution::{SendableRecordBatchStream, TaskContext};
+use datafusion::logical_expr::Expr;
+use datafusion::physical_plan::ExecutionPlan;
+use datafusion::physical_plan::stream::RecordBatchStreamAdapter;
+use datafusion::physical_plan::streaming::{PartitionStream, StreamingTableExec};
+use futures::future::BoxFuture;
+use futures::stream::BoxStream;
+use futures::{FutureExt, StreamExt, TryStreamExt};
+use parquet::arrow::arrow_reader::{
+    ArrowPredicate, ArrowPredicateFn, ArrowReaderMetadata, ArrowReaderOptions, RowFilter,
+};
+use parquet::arrow::async_reader::{AsyncFileReader, ParquetRecordBatchStreamBuilder};
+use parquet::arrow::{ProjectionMask, RowNumber};
+use parquet::errors::ParquetError;
+use parquet::file::metadata::{ParquetMetaData, ParquetMetaDataReader};
+use parquet::file::statistics::Statistics;
+
+use super::schema::{
+    Col, ColumnMapping, FileColumns, IntTsUnit, POS_INDEX, POS_ROW_BITS, TRACE_KEY_INDEX,
+    normalize, request_schema, resolve, ts_nanos,
+};
+use super::{ObjectInfo, Stores, is_data_file, partition_dir};
+use crate::error::{Error, Problems, Result};
+use crate::lake::Location;
+
+const ROW_NUMBER: &str = "__tokenledger_row_number";
+const NANOS_PER_DAY: i64 = 86_400 * 1_000_000_000;
+
+/// The report day as UTC instants in nanoseconds: `[start_ns, end_ns)`.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub struct DayWindow {
+    pub start_ns: i64,
+    pub end_ns: i64,
+}
+
+/// One input object of the day, checked and with its footer in memory.
+pub struct InputFile {
+    pub info: ObjectInfo,
+    /// The UTC date of the partition the object sits in.
+    pub partition_date: NaiveDate,
+    /// Position in the day's objects sorted by key (the `_pos` high bits).
+    pub ordinal: u32,
+    /// Rows in the object (from its footer).
+    pub rows: u64,
+    metadata: ArrowReaderMetadata,
+    cols: FileColumns,
+}
+
+impl fmt::Debug for InputFile {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        f.debug_struct("InputFile")
+            .field("location", &self.info.location)
+            .field("rows", &self.rows)
+            .finish_non_exhaustive()
+    }
+}
+
+/// Why rows of the listed objects were not kept, counted by the scan that
+/// reads every column the run needs (see [`ScanOptions::counters`]).
+#[derive(Debug, Default)]
+pub struct ScanCounters {
+    /// Rows whose `ts` lies outside the report day.
+    pub outside_window: AtomicU64,
+    /// Rows with a null `ts`.
+    pub null_ts: AtomicU64,
+    /// Rows of the day rejected for a null in a required column, by column.
+    rejected: Mutex<BTreeMap<&'static str, u64>>,
+    /// Rows of the day found in a partition after their UTC date (arrived late).
+    pub late_rows: AtomicU64,
+    /// Rows of the day found in a partition before their UTC date (clock skew).
+    pub early_rows: AtomicU64,
+    /// Up to a few examples (object key, row) per rejection reason.
+    examples: Mutex<BTreeMap<&'static str, Vec<String>>>,
+}
+
+impl ScanCounters {
+    pub fn rejected(&self) -> BTreeMap<&'static str, u64> {
+        self.rejected.lock().map(|m| m.clone()).unwrap_or_default()
+    }
+    pub fn examples(&self) -> BTreeMap<&'static str, Vec<String>> {
+        self.examples.lock().map(|m| m.clone()).unwrap_or_default()
+    }
+    fn reject(&self, col: &'static str, example: impl FnOnce() -> String) {
+        if let Ok(mut m) = self.rejected.lock() {
+            *m.entry(col).or_default() += 1;
+        }
+        if let Ok(mut m) = self.examples.lock() {
+            let list = m.entry(col).or_default();
+            if list.len() < 3 {
+                list.push(example());
+            }
+        }
+    }
+}
+
+/// What a table instance over the day's input does besides reading.
+#[derive(Clone, Debug, Default)]
+pub struct ScanOptions {
+    /// Count dropped rows here. Give counters to exactly one scan per run, one
+    /// that reads the whole day (the metrics scan), so every row counts once.
+    pub counters: Option<Arc<ScanCounters>>,
+    /// Keep only rows whose `_trace_key` is in this set (decoding wide columns
+    /// for those rows only).
+    pub keys: Option<Arc<HashSet<u64>>>,
+}
+
+/// The objects that can hold rows of one report day, opened and checked.
+pub struct DayInput {
+    stores: Arc<Stores>,
+    files: Vec<Arc<InputFile>>,
+    window: DayWindow,
+    batch_size: usize,
+}
+
+impl fmt::Debug for DayInput {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        f.debug_struct("DayInput")
+            .field("files", &self.files.len())
+            .field("window", &self.window)
+            .finish_non_exhaustive()
+    }
+}
+
+/// The hash behind `_trace_key`: fixed seeds, so stable within a build.
+fn trace_hasher() -> ahash::RandomState {
+    ahash::RandomState::with_seeds(
+        0x746f_6b65_6e6c_6564,
+        0x6765_725f_7472_6163,
+        0x655f_6b65_795f_7631,
+        0x0123_4567_89ab_cdef,
+    )
+}
+
+/// Hash a trace id as the scan does (for tests and tools).
+pub fn trace_key(trace_id: &str) -> u64 {
+    trace_hasher().hash_one(trace_id.as_bytes())
+}
+
+impl DayInput {
+    /// List the partitions `dates` under `requests`, read every object's footer
+    /// and check its columns. Every unreadable object and every missing or
+    /// mistyped column in every object is reported in one error.
+    pub async fn open(
+        stores: Arc<Stores>,
+        requests: &Location,
+        dates: &[NaiveDate],
+        mapping: &ColumnMapping,
+        window: DayWindow,
+    ) -> Result<DayInput> {
+        let mut listed: Vec<(ObjectInfo, NaiveDate)> = Vec::new();
+        for &date in dates {
+            let prefix = requests.join(&partition_dir(date));
+            for info in stores.list(&prefix).await? {
+                if is_data_file(&info.location) {
+                    listed.push((info, date));
+                }
+            }
+        }
+        listed.sort_by(|a, b| a.0.location.cmp(&b.0.location));
+
+        let footers: Vec<_> = futures::stream::iter(listed.into_iter().enumerate())
+            .map(|(ordinal, (info, date))| {
+                let stores = Arc::clone(&stores);
+                async move {
+                    let res = read_footer(&stores, &info).await;
+                    (ordinal, info, date, res)
+                }
+            })
+            .buffered(16)
+            .collect()
+            .await;
+
+        let mut problems = Problems::new();
+        let mut files = Vec::with_capacity(footers.len());
+        for (ordinal, info, partition_date, res) in footers {
+            let key = info.location.to_string();
+            let metadata = match res {
+                Ok(m) => m,
+                Err(FooterError::Storage(e)) => return Err(e),
+                Err(FooterError::Parquet(msg)) => {
+                    problems.push(format!("{key}: not a readable Parquet file: {msg}"));
+                    continue;
+                }
+            };
+            let parquet_schema = metadata.metadata().file_metadata().schema_descr_ptr();
+            match resolve(&key, metadata.schema(), &parquet_schema, mapping) {
+                Ok(cols) => {
+                    let rows = metadata.metadata().file_metadata().num_rows().max(0) as u64;
+                    files.push(Arc::new(InputFile {
+                        info,
+                        partition_date,
+                        ordinal: ordinal as u32,
+                        rows,
+                        metadata,
+                        cols,
+                    }));
+                }
+                Err(errs) => errs.into_iter().for_each(|e| problems.push(e)),
+            }
+        }
+        if !problems.is_empty() {
+            return Err(Error::InputSchema { problems });
+        }
+        Ok(DayInput {
+            stores,
+            files,
+            window,
+            batch_size: 8192,
+        })
+    }
+
+    pub fn files(&self) -> &[Arc<InputFile>] {
+        &self.files
+    }
+
+    pub fn window(&self) -> DayWindow {
+        self.window
+    }
+
+    /// Rows in all listed objects.
+    pub fn rows_listed(&self) -> u64 {
+        self.files.iter().map(|f| f.rows).sum()
+    }
+
+    /// The day as a DataFusion table with the normalized request schema.
+    pub fn table(self: &Arc<Self>, options: ScanOptions) -> Arc<dyn TableProvider> {
+        Arc::new(DayTable {
+            input: Arc::clone(self),
+            options,
+        })
+    }
+
+    /// Where `_pos` points: (object, row number).
+    pub fn describe_pos(&self, pos: i64) -> String {
+        let ordinal = (pos >> POS_ROW_BITS) as usize;
+        let row = pos & ((1 << POS_ROW_BITS) - 1);
+        match self.files.get(ordinal) {
+            Some(f) => format!("{} row {row}", f.info.location),
+            None => format!("position {pos}"),
+        }
+    }
+}
+
+/// Reads byte ranges of one object for the Parquet decoder. Storage failures
+/// travel as [`Error::Storage`] inside the Parquet error, so they keep their
+/// exit code (runtime, retryable) apart from undecodable data (input).
+struct ObjectReader {
+    store: Arc<dyn object_store::ObjectStore>,
+    path: object_store::path::Path,
+    location: String,
+    size: u64,
+}
+
+impl ObjectReader {
+    fn new(stores: &Stores, info: &ObjectInfo) -> Result<Self> {
+        Ok(ObjectReader {
+            store: stores.store(&info.location)?,
+            path: info.location.path(),
+            location: info.location.to_string(),
+            size: info.size,
+        })
+    }
+
+    fn storage_error(&self, e: object_store::Error) -> ParquetError {
+        ParquetError::External(Box::new(Error::storage(self.location.clone(), e)))
+    }
+}
+
+impl AsyncFileReader for ObjectReader {
+    fn get_bytes(
+        &mut self,
+        range: std::ops::Range<u64>,
+    ) -> BoxFuture<'_, parquet::errors::Result<bytes::Bytes>> {
+        async move {
+            use object_store::ObjectStoreExt;
+            self.store
+                .get_range(&self.path, range)
+                .await
+                .map_err(|e| self.storage_error(e))
+        }
+        .boxed()
+    }
+
+    fn get_byte_ranges(
+        &mut self,
+        ranges: Vec<std::ops::Range<u64>>,
+    ) -> BoxFuture<'_, parquet::errors::Result<Vec<bytes::Bytes>>> {
+        async move {
+            self.store
+                .get_ranges(&self.path, &ranges)
+                .await
+                .map_err(|e| self.storage_error(e))
+        }
+        .boxed()
+    }
+
+    fn get_metadata<'a>(
+        &'a mut self,
+        options: Option<&'a ArrowReaderOptions>,
+    ) -> BoxFuture<'a, parquet::errors::Result<Arc<ParquetMetaData>>> {
+        async move {
+            let size = self.size;
+            let metadata = ParquetMetaDataReader::new()
+                .with_arrow_reader_options(options)
+                .load_and_finish(self, size)
+                .await?;
+            Ok(Arc::new(metadata))
+        }
+        .boxed()
+    }
+}
+
+/// The storage error inside a Parquet error, if that is what it is.
+fn storage_cause(e: ParquetError) -> Result<Error, ParquetError> {
+    match e {
+        ParquetError::External(inner) => match inner.downcast::<Error>() {
+            Ok(err) => Ok(*err),
+            Err(other) => Err(ParquetError::External(other)),
+        },
+        other => Err(other),
+    }
+}
+
+enum FooterError {
+    Storage(Error),
+    Parquet(String),
+}
+
+async fn read_footer(
+    stores: &Stores,
+    info: &ObjectInfo,
+) -> Result<ArrowReaderMetadata, FooterError> {
+    let mut reader = ObjectReader::new(stores, info).map_err(FooterError::Storage)?;
+    let row_number =
+        Arc::new(Field::new(ROW_NUMBER, DataType::Int64, false).with_extension_type(RowNumber));
+    let options = ArrowReaderOptions::new()
+        .with_page_index_policy(parquet::file::metadata::PageIndexPolicy::Skip)
+        .with_virtual_columns(vec![row_number])
+        .map_err(|e| FooterError::Parquet(e.to_string()))?;
+    ArrowReaderMetadata::load_async(&mut reader, options)
+        .await
+        .map_err(|e| match storage_cause(e) {
+            Ok(storage) => FooterError::Storage(storage),
+            Err(other) => FooterError::Parquet(other.to_string()),
+        })
+}
+
+#[derive(Debug)]
+struct DayTable {
+    input: Arc<DayInput>,
+    options: ScanOptions,
+}
+
+#[async_trait::async_trait]
+impl TableProvider for DayTable {
+    fn schema(&self) -> SchemaRef {
+        request_schema()
+    }
+
+    fn table_type(&self) -> TableType {
+        TableType::Base
+    }
+
+    async fn scan(
+        &self,
+        state: &dyn Session,
+        projection: Option<&Vec<usize>>,
+        _filters: &[Expr],
+        _limit: Option<usize>,
+    ) -> DfResult<Arc<dyn ExecutionPlan>> {
+        let full = request_schema();
+        let projection: Vec<usize> = match projection {
+            Some(p) => p.clone(),
+            None => (0..full.fields().len()).collect(),
+        };
+        let schema = Arc::new(full.project(&projection)?);
+        let partitions = state.config().target_partitions().max(1);
+        let plan = Arc::new(ScanPlan {
+            input: Arc::clone(&self.input),
+            projection,
+            schema: Arc::clone(&schema),
+            options: self.options.clone(),
+        });
+        let streams: Vec<Arc<dyn PartitionStream>> = assign_units(&self.input, partitions)
+            .into_iter()
+            .map(|units| {
+                Arc::new(DayPartition {
+                    plan: Arc::clone(&plan),
+                    units,
+                }) as Arc<dyn PartitionStream>
+            })
+            .collect();
+        Ok(Arc::new(StreamingTableExec::try_new(
+            schema,
+            streams,
+            None,
+            Vec::new(),
+            false,
+            None,
+        )?))
+    }
+}
+
+/// Row groups of one object assigned to one partition.
+#[derive(Clone, Debug)]
+struct Unit {
+    file: usize,
+    row_groups: Vec<usize>,
+}
+
+/// Spread the row groups over `partitions` by compressed size (largest first,
+/// to the least loaded), deterministically; group each partition's row groups
+/// by object so each object is opened once per partition.
+fn assign_units(input: &DayInput, partitions: usize) -> Vec<Vec<Unit>> {
+    let mut groups: Vec<(u64, usize, usize)> = Vec::new();
+    for (fi, f) in input.files.iter().enumerate() {
+        for (ri, rg) in f.metadata.metadata().row_groups().iter().enumerate() {
+            groups.push((rg.compressed_size().max(1) as u64, fi, ri));
+        }
+    }
+    groups.sort_by(|a, b| b.0.cmp(&a.0).then(a.1.cmp(&b.1)).then(a.2.cmp(&b.2)));
+    let mut load = vec![0u64; partitions];
+    let mut per: Vec<BTreeMap<usize, Vec<usize>>> = vec![BTreeMap::new(); partitions];
+    for (size, fi, ri) in groups {
+        let (p, _) = load
+            .iter()
+            .enumerate()
+            .min_by_key(|(i, l)| (**l, *i))
+            .expect("at least one partition");
+        load[p] += size;
+        per[p].entry(fi).or_default().push(ri);
+    }
+    per.into_iter()
+        .map(|m| {
+            m.into_iter()
+                .map(|(file, mut row_groups)| {
+                    row_groups.sort_unstable();
+                    Unit { file, row_groups }
+                })
+                .collect()
+        })
+        .collect()
+}
+
+/// What every partition of one scan shares.
+struct ScanPlan {
+    input: Arc<DayInput>,
+    projection: Vec<usize>,
+    schema: SchemaRef,
+    options: ScanOptions,
+}
+
+struct DayPartition {
+    plan: Arc<ScanPlan>,
+    units: Vec<Unit>,
+}
+
+impl fmt::Debug for DayPartition {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        f.debug_struct("DayPartition")
+            .field("units", &self.units)
+            .finish_non_exhaustive()
+    }
+}
+
+impl PartitionStream for DayPartition {
+    fn schema(&self) -> &SchemaRef {
+        &self.plan.schema
+    }
+
+    fn execute(&self, _ctx: Arc<TaskContext>) -> SendableRecordBatchStream {
+        let plan = Arc::clone(&self.plan);
+        let units = self.units.clone();
+        let stream = futures::stream::iter(units)
+            .then(move |unit| {
+                let plan = Arc::clone(&plan);
+                async move { open_unit(plan, unit).await }
+            })
+            .try_flatten();
+        Box::pin(RecordBatchStreamAdapter::new(
+            Arc::clone(&self.plan.schema),
+            stream,
+        ))
+    }
+}
+
+fn input_error(file: &InputFile, message: impl fmt::Display) -> DataFusionError {
+    DataFusionError::External(Box::new(Error::CorruptInput {
+        key: file.info.location.to_string(),
+        message: message.to_string(),
+    }))
+}
+
+/// Min and max `ts` of a row group in nanoseconds, and its null count, when
+/// the statistics give them exactly.
+fn ts_stats(file: &InputFile, rg: usize) -> Option<(i64, i64, u64)> {
+    let resolved = file.cols.get(Col::Ts)?;
+    let per_unit: i64 = match (&resolved.source_type, file.cols.ts_unit) {
+        (DataType::Timestamp(unit, _), _) => match unit {
+            arrow::datatypes::TimeUnit::Second => 1_000_000_000,
+            arrow::datatypes::TimeUnit::Millisecond => 1_000_000,
+            arrow::datatypes::TimeUnit::Microsecond => 1_000,
+            arrow::datatypes::TimeUnit::Nanosecond => 1,
+        },
+        (_, Some(u)) => match u {
+            IntTsUnit::S => 1_000_000_000,
+            IntTsUnit::Ms => 1_000_000,
+            IntTsUnit::Us => 1_000,
+            IntTsUnit::Ns => 1,
+        },
+        _ => return None,
+    };
+    let chunk = file.metadata.metadata().row_group(rg).column(resolved.leaf);
+    match chunk.statistics()? {
+        // INT96 timestamps and unsigned ints have no usable ordering here.
+        Statistics::Int64(s) if resolved.source_type != DataType::UInt64 => {
+            let (min, max) = (*s.min_opt()?, *s.max_opt()?);
+            let nulls = s.null_count_opt()?;
+            Some((
+                min.saturating_mul(per_unit),
+                max.saturating_mul(per_unit),
+                nulls,
+            ))
+        }
+        Statistics::Int32(s) if resolved.source_type.is_signed_integer() => {
+            let (min, max) = (*s.min_opt()? as i64, *s.max_opt()? as i64);
+            let nulls = s.null_count_opt()?;
+            Some((
+                min.saturating_mul(per_unit),
+                max.saturating_mul(per_unit),
+                nulls,
+            ))
+        }
+        _ => None,
+    }
+}
+
+/// Whether the statistics of a row group promise no nulls in `col`.
+fn no_nulls(file: &InputFile, rg: usize, col: Col) -> bool {
+    let Some(resolved) = file.cols.get(col) else {
+        return false;
+    };
+    let chunk = file.metadata.metadata().row_group(rg).column(resolved.leaf);
+    chunk
+        .statistics()
+        .and_then(|s| s.null_count_opt())
+        .is_some_and(|n| n == 0)
+}
+
+async fn open_unit(
+    plan: Arc<ScanPlan>,
+    unit: Unit,
+) -> DfResult<BoxStream<'static, DfResult<RecordBatch>>> {
+    let input = &plan.input;
+    let file = Arc::clone(&input.files[unit.file]);
+    let window = input.window;
+    let counters = plan.options.counters.clone();
+    let parquet_schema = file.metadata.metadata().file_metadata().schema_descr_ptr();
+
+    // Row groups wholly outside the day (by statistics) are not read at all.
+    let mut row_groups = Vec::with_capacity(unit.row_groups.len());
+    for &rg in &unit.row_groups {
+        match ts_stats(&file, rg) {
+            Some((min, max, nulls)) if max < window.start_ns || min >= window.end_ns => {
+                if let Some(c) = &counters {
+                    let rows = file.metadata.metadata().row_group(rg).num_rows() as u64;
+                    c.null_ts.fetch_add(nulls, Ordering::Relaxed);
+                    c.outside_window
+                        .fetch_add(rows - nulls.min(rows), Ordering::Relaxed);
+                }
+            }
+            _ => row_groups.push(rg),
+        }
+    }
+    if row_groups.is_empty() {
+        return Ok(futures::stream::empty().boxed());
+    }
+
+    let cols = &file.cols;
+    let ts = cols
+        .get(Col::Ts)
+        .expect("ts is required and was resolved")
+        .clone();
+    let ts_unit = cols.ts_unit;
+
+    // Predicate 1: the day window, on `ts` alone.
+    let mut predicates: Vec<Box<dyn ArrowPredicate>> = Vec::new();
+    {
+        let counters = counters.clone();
+        let part_start = file
+            .partition_date
+            .and_hms_opt(0, 0, 0)
+            .map(|d| d.and_utc().timestamp_nanos_opt().unwrap_or(i64::MIN))
+            .unwrap_or(i64::MIN);
+        let ts = ts.clone();
+        predicates.push(Box::new(ArrowPredicateFn::new(
+            ProjectionMask::leaves(&parquet_schema, [ts.leaf]),
+            move |batch: RecordBatch| {
+                let v = ts_nanos(&batch, &ts, ts_unit).map_err(ArrowError::ComputeError)?;
+                let mut keep = Vec::with_capacity(v.len());
+                let (mut nulls, mut outside, mut late, mut early) = (0u64, 0u64, 0u64, 0u64);
+                for i in 0..v.len() {
+                    if v.is_null(i) {
+                        nulls += 1;
+                        keep.push(false);
+                        continue;
+                    }
+                    let t = v.value(i);
+                    let inside = t >= window.start_ns && t < window.end_ns;
+                    if inside {
+                        if t < part_start {
+                            late += 1;
+                        } else if t >= part_start.saturating_add(NANOS_PER_DAY) {
+                            early += 1;
+                        }
+                    } else {
+                        outside += 1;
+                    }
+                    keep.push(inside);
+                }
+                if let Some(c) = &counters {
+                    c.null_ts.fetch_add(nulls, Ordering::Relaxed);
+                    c.outside_window.fetch_add(outside, Ordering::Relaxed);
+                    c.late_rows.fetch_add(late, Ordering::Relaxed);
+                    c.early_rows.fetch_add(early, Ordering::Relaxed);
+                }
+                Ok(BooleanArray::from(keep))
+            },
+        )));
+    }
+
+    // Predicate 2: required columns non-null, for those whose statistics admit nulls.
+    let nullable: Vec<Col> = Col::ALL
+        .iter()
+        .copied()
+        .filter(|&c| c.required() && c != Col::Ts)
+        .filter(|&c| !row_groups.iter().all(|&rg| no_nulls(&file, rg, c)))
+        .collect();
+    if !nullable.is_empty() {
+        let counters = counters.clone();
+        let checked: Vec<(Col, super::schema::Resolved)> = nullable
+            .iter()
+            .map(|&c| {
+                (
+                    c,
+                    cols.get(c).expect("required columns are resolved").clone(),
+                )
+            })
+            .collect();
+        let leaves: Vec<usize> = checked.iter().map(|(_, r)| r.leaf).collect();
+        let key = file.info.location.to_string();
+        predicates.push(Box::new(ArrowPredicateFn::new(
+            ProjectionMask::leaves(&parquet_schema, leaves),
+            move |batch: RecordBatch| {
+                let mut keep = vec![true; batch.num_rows()];
+                for (col, resolved) in &checked {
+                    let arr = normalize(&batch, *col, Some(resolved), ts_unit)
+                        .map_err(ArrowError::ComputeError)?;
+                    if arr.null_count() == 0 {
+                        continue;
+                    }
+                    for (i, k) in keep.iter_mut().enumerate() {
+                        if *k && arr.is_null(i) {
+                            *k = false;
+                            if let Some(c) = &counters {
+                                c.reject(col.name(), || {
+                                    format!("{key} (null `{}` in a row of the day)", col.name())
+                                });
+                            }
+                        }
+                    }
+                }
+                Ok(BooleanArray::from(keep))
+            },
+        )));
+    }
+
+    // Predicate 3: the key filter.
+    if let Some(keys) = plan.options.keys.clone() {
+        let trace = cols
+            .get(Col::TraceId)
+            .expect("trace_id is required")
+            .clone();
+        let hasher = trace_hasher();
+        predicates.push(Box::new(ArrowPredicateFn::new(
+            ProjectionMask::leaves(&parquet_schema, [trace.leaf]),
+            move |batch: RecordBatch| {
+                let arr = normalize(&batch, Col::TraceId, Some(&trace), ts_unit)
+                    .map_err(ArrowError::ComputeError)?;
+                let ids = arr.as_string_view();
+                Ok(ids
+                    .iter()
+                    .map(|v| Some(v.is_some_and(|s| keys.contains(&hasher.hash_one(s.as_bytes())))))
+                    .collect())
+            },
+        )));
+    }
+
+    // Leaves to decode for the output.
+    let mut leaves: Vec<usize> = Vec::new();
+    let mut need_trace = false;
+    for &i in &plan.projection {
+        if i < POS_INDEX {
+            if let Some(r) = cols.get(Col::ALL[i]) {
+                leaves.push(r.leaf);
+            }
+        } else if i == TRACE_KEY_INDEX {
+            need_trace = true;
+        }
+    }
+    if need_trace {
+        leaves.push(cols.get(Col::TraceId).expect("trace_id is required").leaf);
+    }
+    leaves.sort_unstable();
+    leaves.dedup();
+
+    let reader = ObjectReader::new(&input.stores, &file.info)
+        .map_err(|e| DataFusionError::External(Box::new(e)))?;
+    let stream = ParquetRecordBatchStreamBuilder::new_with_metadata(reader, file.metadata.clone())
+        .with_row_groups(row_groups)
+        .with_projection(ProjectionMask::leaves(&parquet_schema, leaves))
+        .with_row_filter(RowFilter::new(predicates))
+        .with_batch_size(input.batch_size)
+        .build()
+        .map_err(|e| input_error(&file, e))?;
+
+    let plan2 = Arc::clone(&plan);
+    let file2 = Arc::clone(&file);
+    Ok(stream
+        .map(move |res| {
+            let batch = res.map_err(|e| read_error(&file2, e))?;
+            project(&plan2, &file2, &batch)
+        })
+        .boxed())
+}
+
+fn read_error(file: &InputFile, e: ParquetError) -> DataFusionError {
+    match storage_cause(e) {
+        Ok(storage) => DataFusionError::External(Box::new(storage)),
+        Err(other) => input_error(file, other),
+    }
+}
+
+/// Build the output batch (normalized, projected) from a decoded one.
+fn project(plan: &ScanPlan, file: &InputFile, batch: &RecordBatch) -> DfResult<RecordBatch> {
+    let cols = &file.cols;
+    let mut out: Vec<ArrayRef> = Vec::with_capacity(plan.projection.len());
+    for &i in &plan.projection {
+        let arr: ArrayRef = if i < POS_INDEX {
+            let col = Col::ALL[i];
+            let arr = normalize(batch, col, cols.get(col), cols.ts_unit)
+                .map_err(|e| input_error(file, e))?;
+            if col.required() && arr.null_count() > 0 {
+                return Err(input_error(
+                    file,
+                    format!(
+                        "column `{}` holds nulls its Parquet statistics deny (corrupt statistics)",
+                        col.name()
+                    ),
+                ));
+            }
+            arr
+        } else if i == POS_INDEX {
+            let rn = batch
+                .column_by_name(ROW_NUMBER)
+                .ok_or_else(|| input_error(file, "row numbers missing from decoded batch"))?;
+            let rn = rn.as_primitive::<arrow::datatypes::Int64Type>();
+            let high = (file.ordinal as i64) << POS_ROW_BITS;
+            Arc::new(Int64Array::from_iter_values(
+                rn.values().iter().map(|r| high | r),
+            ))
+        } else {
+            debug_assert_eq!(i, TRACE_KEY_INDEX);
+            let ids = normalize(batch, Col::TraceId, cols.get(Col::TraceId), cols.ts_unit)
+                .map_err(|e| input_error(file, e))?;
+            let hasher = trace_hasher();
+            let ids = ids.as_string_view();
+            Arc::new(UInt64Array::from_iter_values(
+                ids.iter()
+                    .map(|v| hasher.hash_one(v.unwrap_or_default().as_bytes())),
+            ))
+        };
+        out.push(arr);
+    }
+    let options =
+        arrow::record_batch::RecordBatchOptions::new().with_row_count(Some(batch.num_rows()));
+    Ok(RecordBatch::try_new_with_options(
+        Arc::clone(&plan.schema),
+        out,
+        &options,
+    )?)
+}
+
+/// A schema for tests: the decoded (pre-normalization) layout of SPEC 1.1.
+pub fn spec_file_schema() -> Schema {
+    use arrow::datatypes::TimeUnit;
+    Schema::new(vec![
+        Field::new(
+            "ts",
+            DataType::Timestamp(TimeUnit::Microsecond, Some("UTC".into())),
+            false,
+        ),
+        Field::new("trace_id", DataType::Utf8, false),
+        Field::new(
+            "tags",
+            DataType::Struct(
+                vec![
+                    Field::new("dept", DataType::Utf8, true),
+                    Field::new("project", DataType::Utf8, true),
+                    Field::new("task", DataType::Utf8, true),
+                ]
+                .into(),
+            ),
+            true,
+        ),
+        Field::new("model", DataType::Utf8, false),
+        Field::new("provider", DataType::Utf8, false),
+        Field::new("route", DataType::Utf8, true),
+        Field::new("region", DataType::Utf8, true),
+        Field::new("latency_ms", DataType::Float64, true),
+        Field::new("error", DataType::Boolean, false),
+        Field::new("cache_hit", DataType::Boolean, false),
+        Field::new("citation_rate", DataType::Float64, true),
+        Field::new("human_reviewed", DataType::Boolean, true),
+        Field::new("human_approved", DataType::Boolean, true),
+        Field::new("input_tokens", DataType::Int64, false),
+        Field::new("output_tokens", DataType::Int64, false),
+        Field::new("total_tokens", DataType::Int64, true),
+        Field::new("cache_read_input_tokens", DataType::Int64, true),
+        Field::new("cache_creation_input_tokens", DataType::Int64, true),
+        Field::new("reasoning_output_tokens", DataType::Int64, true),
+        Field::new("cost_per_1k", DataType::Float64, true),
+        Field::new("cost_actual", DataType::Float64, true),
+        Field::new("currency", DataType::Utf8, true),
+    ])
+}
