@@ -200,11 +200,15 @@ pub struct RawQuality {
     pub max_rejected_share: Option<f64>,
 }
 
-/// Flags from the command line that override the config.
+/// Flags from the command line that override the config, and where the
+/// config file lives.
 #[derive(Debug, Default, Clone)]
 pub struct Overrides {
     pub lake: Option<String>,
     pub timezone: Option<String>,
+    /// Directory of the config file: a relative `lake.root` there is relative
+    /// to it (a relative `--lake` is relative to the working directory).
+    pub config_dir: Option<PathBuf>,
 }
 
 /// The validated configuration of a run.
@@ -238,6 +242,18 @@ impl Config {
     /// Load from an optional TOML file, the process environment and flags.
     pub fn load(file: Option<&Path>, overrides: &Overrides) -> Result<Config> {
         let env: Vec<(String, String)> = std::env::vars().collect();
+        let mut overrides = overrides.clone();
+        if let Some(path) = file {
+            let dir = path
+                .parent()
+                .filter(|p| !p.as_os_str().is_empty())
+                .unwrap_or(Path::new("."));
+            overrides.config_dir = Some(std::path::absolute(dir).map_err(|e| Error::Io {
+                what: format!("config file {}", path.display()),
+                source: e,
+            })?);
+        }
+        let overrides = &overrides;
         let (text, name) = match file {
             Some(path) => (
                 std::fs::read_to_string(path).map_err(|e| Error::Io {
@@ -363,8 +379,15 @@ impl RawConfig {
     pub fn validate(self, overrides: &Overrides) -> Result<Config, Problems> {
         let mut p = Problems::new();
 
-        let root_text = overrides.lake.clone().or(self.lake.root.clone());
-        let lake = match root_text.as_deref().map(|t| Location::parse(t, None)) {
+        let root = match (&overrides.lake, &self.lake.root, &overrides.config_dir) {
+            (Some(flag), _, _) => Some(Location::parse(flag, None)),
+            (None, Some(text), Some(dir)) => Some(
+                Location::from_local_path(dir).and_then(|base| Location::parse(text, Some(&base))),
+            ),
+            (None, Some(text), None) => Some(Location::parse(text, None)),
+            (None, None, _) => None,
+        };
+        let lake = match root {
             Some(Ok(l)) => Some(l),
             Some(Err(e)) => {
                 p.push(format!("lake.root: {e}"));
@@ -621,7 +644,7 @@ impl Config {
             &[],
             &Overrides {
                 lake: Some(lake.to_string()),
-                timezone: None,
+                ..Overrides::default()
             },
         )
     }
@@ -659,6 +682,46 @@ mod tests {
         .unwrap();
         assert_eq!(c.prices.as_str(), "s3://finance/prices/v3.parquet");
         assert_eq!(c.requests.as_str(), "file:///data/lake/raw/requests");
+    }
+
+    #[test]
+    fn a_relative_root_in_a_file_is_relative_to_the_file() {
+        let env: Vec<(String, String)> = Vec::new();
+        let over = Overrides {
+            config_dir: Some(PathBuf::from("/etc/tokenledger")),
+            ..Overrides::default()
+        };
+        let c = Config::from_sources("[lake]\nroot = \"lake\"\n", "x", &env, &over).unwrap();
+        assert_eq!(c.lake.as_str(), "file:///etc/tokenledger/lake");
+        let flag = Overrides {
+            lake: Some("/data".into()),
+            ..over
+        };
+        let c = Config::from_sources("[lake]\nroot = \"lake\"\n", "x", &env, &flag).unwrap();
+        assert_eq!(c.lake.as_str(), "file:///data");
+    }
+
+    #[test]
+    fn the_example_config_is_valid() {
+        let path = std::path::Path::new(env!("CARGO_MANIFEST_DIR")).join("config/tokenledger.toml");
+        let c = Config::load(Some(&path), &Overrides::default()).unwrap();
+        assert!(
+            c.lake.as_str().ends_with("/config/example-lake"),
+            "{}",
+            c.lake
+        );
+        assert_eq!(c.aliases.0.len(), 4);
+        let t = c.aliases.resolve("google", "gemini-2.5-flash");
+        assert_eq!(
+            (t.provider.as_str(), t.model.as_str()),
+            ("gemini", "gemini/gemini-2.5-flash")
+        );
+        let t = c.aliases.resolve("openai", "gpt-4o-2024-08-06");
+        assert_eq!(t.model, "gpt-4o");
+        let t = c
+            .aliases
+            .resolve("bedrock", "us.anthropic.claude-sonnet-4-5-20250929-v1:0");
+        assert_eq!(t.provider, "bedrock_converse");
     }
 
     #[test]

@@ -25,7 +25,7 @@ use std::sync::atomic::{AtomicU64, Ordering};
 use std::sync::{Arc, Mutex};
 
 use arrow::array::{Array, ArrayRef, AsArray, BooleanArray, Int64Array, RecordBatch, UInt64Array};
-use arrow::datatypes::{DataType, Field, Schema, SchemaRef};
+use arrow::datatypes::{DataType, Field, SchemaRef};
 use arrow::error::ArrowError;
 use chrono::NaiveDate;
 use datafusion::catalog::{Session, TableProvider};
@@ -822,48 +822,4 @@ fn project(plan: &ScanPlan, file: &InputFile, batch: &RecordBatch) -> DfResult<R
         out,
         &options,
     )?)
-}
-
-/// A schema for tests: the decoded (pre-normalization) layout of SPEC 1.1.
-pub fn spec_file_schema() -> Schema {
-    use arrow::datatypes::TimeUnit;
-    Schema::new(vec![
-        Field::new(
-            "ts",
-            DataType::Timestamp(TimeUnit::Microsecond, Some("UTC".into())),
-            false,
-        ),
-        Field::new("trace_id", DataType::Utf8, false),
-        Field::new(
-            "tags",
-            DataType::Struct(
-                vec![
-                    Field::new("dept", DataType::Utf8, true),
-                    Field::new("project", DataType::Utf8, true),
-                    Field::new("task", DataType::Utf8, true),
-                ]
-                .into(),
-            ),
-            true,
-        ),
-        Field::new("model", DataType::Utf8, false),
-        Field::new("provider", DataType::Utf8, false),
-        Field::new("route", DataType::Utf8, true),
-        Field::new("region", DataType::Utf8, true),
-        Field::new("latency_ms", DataType::Float64, true),
-        Field::new("error", DataType::Boolean, false),
-        Field::new("cache_hit", DataType::Boolean, false),
-        Field::new("citation_rate", DataType::Float64, true),
-        Field::new("human_reviewed", DataType::Boolean, true),
-        Field::new("human_approved", DataType::Boolean, true),
-        Field::new("input_tokens", DataType::Int64, false),
-        Field::new("output_tokens", DataType::Int64, false),
-        Field::new("total_tokens", DataType::Int64, true),
-        Field::new("cache_read_input_tokens", DataType::Int64, true),
-        Field::new("cache_creation_input_tokens", DataType::Int64, true),
-        Field::new("reasoning_output_tokens", DataType::Int64, true),
-        Field::new("cost_per_1k", DataType::Float64, true),
-        Field::new("cost_actual", DataType::Float64, true),
-        Field::new("currency", DataType::Utf8, true),
-    ])
 }

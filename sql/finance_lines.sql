@@ -1,0 +1,44 @@
+-- The finance grain of the cube, with money (SPEC 2):
+--   cost_usd:          0 for cache hits; else uncached input, cache-read,
+--                      cache-write and output tokens at the price row's
+--                      per-token prices; null when unpriced (never 0).
+--   cache_savings_usd: what the cache hits would have cost by the same rule.
+--   priced_tokens:     input + output tokens of priced non-cache-hit requests
+--                      (the cost_per_1k_usd denominator).
+--   logged_cost_usd:   logged cost_actual in USD at the report date's rate;
+--                      null where the currency is missing or has no rate.
+-- Token sums times per-token prices are exact decimal products.
+WITH c AS (
+    SELECT
+        c.*,
+        CAST(c.uncached_input AS DECIMAL(20, 0)) * p.input_usd_per_token
+            + CAST(c.cache_read AS DECIMAL(20, 0)) * p.cache_read_usd_per_token
+            + CAST(c.cache_write AS DECIMAL(20, 0)) * p.cache_write_usd_per_token
+            + CAST(c.output_tokens AS DECIMAL(20, 0)) * p.output_usd_per_token AS list_cost,
+        fx.usd_per_unit
+    FROM cube AS c
+    LEFT JOIN price_map AS p
+        ON c.provider = p.provider AND c.model = p.model AND c.price_id = p.price_id
+    LEFT JOIN fx_rates AS fx
+        ON c.currency = fx.currency
+    WHERE c.grouping_set = 'finance'
+)
+SELECT
+    dept, project, task, provider, model, price_id, currency, cache_hit,
+    requests, errors, input_tokens, output_tokens, cache_read, cache_write,
+    CASE
+        WHEN price_id IS NULL THEN NULL
+        WHEN cache_hit THEN CAST(0 AS DECIMAL(38, 23))
+        ELSE list_cost
+    END AS cost_usd,
+    CASE
+        WHEN price_id IS NULL THEN NULL
+        WHEN cache_hit THEN list_cost
+        ELSE CAST(0 AS DECIMAL(38, 23))
+    END AS cache_savings_usd,
+    CASE WHEN price_id IS NOT NULL AND NOT cache_hit THEN input_tokens + output_tokens ELSE 0 END AS priced_tokens,
+    logged_amount * usd_per_unit AS logged_cost_usd,
+    CASE WHEN logged_requests > 0 AND usd_per_unit IS NULL THEN logged_requests ELSE 0 END AS logged_unconverted,
+    logged_invalid, citation_sum, citation_requests, citation_invalid, reviewed, approved,
+    duplicates_dropped, duplicate_conflicts, token_violations, total_tokens_mismatch
+FROM c

@@ -1,0 +1,36 @@
+-- Latency percentiles (p50, p95, p99) per (provider, model) and for the whole
+-- day (provider and model null), from the exact histogram in the cube, with
+-- quantile_cont's interpolation: at rank h = (n - 1) * p (0-based),
+-- x[floor h] + (h - floor h) * (x[ceil h] - x[floor h]).
+WITH h AS (
+    SELECT provider, model, latency_q AS v, sum(requests) AS c
+    FROM cube
+    WHERE grouping_set = 'latency' AND latency_q IS NOT NULL
+    GROUP BY GROUPING SETS ((provider, model, latency_q), (latency_q))
+),
+w AS (
+    SELECT
+        provider, model, v,
+        sum(c) OVER (PARTITION BY provider, model ORDER BY v ROWS BETWEEN UNBOUNDED PRECEDING AND CURRENT ROW) AS cum,
+        sum(c) OVER (PARTITION BY provider, model) AS n
+    FROM h
+),
+bounds AS (
+    SELECT
+        provider, model, n,
+        min(v) FILTER (WHERE cum > floor((n - 1) * 0.5)) AS p50_lo,
+        min(v) FILTER (WHERE cum > ceil((n - 1) * 0.5)) AS p50_hi,
+        min(v) FILTER (WHERE cum > floor((n - 1) * 0.95)) AS p95_lo,
+        min(v) FILTER (WHERE cum > ceil((n - 1) * 0.95)) AS p95_hi,
+        min(v) FILTER (WHERE cum > floor((n - 1) * 0.99)) AS p99_lo,
+        min(v) FILTER (WHERE cum > ceil((n - 1) * 0.99)) AS p99_hi
+    FROM w
+    GROUP BY provider, model, n
+)
+SELECT
+    provider,
+    model,
+    p50_lo + ((n - 1) * 0.5 - floor((n - 1) * 0.5)) * (p50_hi - p50_lo) AS p50,
+    p95_lo + ((n - 1) * 0.95 - floor((n - 1) * 0.95)) * (p95_hi - p95_lo) AS p95,
+    p99_lo + ((n - 1) * 0.99 - floor((n - 1) * 0.99)) * (p99_hi - p99_lo) AS p99
+FROM bounds

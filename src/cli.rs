@@ -1,0 +1,259 @@
+//! The command line: argument parsing, logging set-up, and the mapping of
+//! outcomes to exit codes. Each subcommand calls one library entry point;
+//! nothing here computes.
+
+use std::io::IsTerminal;
+use std::path::PathBuf;
+use std::process::ExitCode;
+
+use chrono::{NaiveDate, Utc};
+use clap::{Parser, Subcommand, ValueEnum};
+
+use crate::config::{Config, Overrides};
+use crate::error::{Error, ExitKind, Result, render_chain};
+
+#[derive(Debug, Parser)]
+#[command(
+    name = "tokenledger",
+    version,
+    about = "Turn a day of LLM request logs into Ops and Finance numbers both can trust.",
+    after_help = "Exit codes: 0 ok; 1 runtime failure (storage, I/O); 2 usage or configuration error; \
+                  3 input data unusable (nothing published); 4 data-quality gate failed (published, flagged)."
+)]
+pub struct Cli {
+    #[command(subcommand)]
+    command: Command,
+    /// Log format on stderr: text on a terminal and JSON lines otherwise (auto).
+    #[arg(long, global = true, value_enum, default_value_t = LogFormat::Auto)]
+    log_format: LogFormat,
+}
+
+#[derive(Debug, Clone, Copy, ValueEnum)]
+enum LogFormat {
+    Auto,
+    Text,
+    Json,
+}
+
+#[derive(Debug, Subcommand)]
+enum Command {
+    /// Compute and publish one day's reports.
+    Run(RunArgs),
+    /// Validate the config, price table, FX table, SQL and templates.
+    Check(ConfigArgs),
+    /// Write a demo lake (30 days of realistic traffic) and run the job on its last day.
+    Demo {
+        /// Where to write the demo lake.
+        #[arg(long, default_value = "tokenledger-demo")]
+        dir: PathBuf,
+    },
+    /// Write one day of synthetic request logs in the lake layout (for benchmarks).
+    Gen {
+        /// Requests to generate (duplicate deliveries come on top, ~0.5%).
+        #[arg(long)]
+        rows: usize,
+        /// The UTC date of the day.
+        #[arg(long)]
+        date: NaiveDate,
+        /// Lake root to write to (a path or URL).
+        #[arg(long)]
+        out: String,
+        /// Random seed.
+        #[arg(long, default_value_t = 1)]
+        seed: u64,
+        /// Rows per Parquet object.
+        #[arg(long, default_value_t = 1_000_000)]
+        rows_per_file: usize,
+    },
+}
+
+#[derive(Debug, clap::Args)]
+struct ConfigArgs {
+    /// TOML config file.
+    #[arg(long, env = "TOKENLEDGER_CONFIG")]
+    config: Option<PathBuf>,
+    /// Lake root (path or URL); overrides lake.root.
+    #[arg(long)]
+    lake: Option<String>,
+    /// IANA time zone of the report day; overrides run.timezone.
+    #[arg(long = "tz")]
+    tz: Option<String>,
+}
+
+#[derive(Debug, clap::Args)]
+struct RunArgs {
+    /// Report date (YYYY-MM-DD); default: yesterday in the configured zone.
+    #[arg(long)]
+    date: Option<NaiveDate>,
+    #[command(flatten)]
+    config: ConfigArgs,
+}
+
+impl ConfigArgs {
+    fn load(&self) -> Result<Config> {
+        let lake = match &self.lake {
+            // A relative --lake is relative to the working directory.
+            Some(l) if !l.contains("://") => Some(
+                std::path::absolute(l)
+                    .map_err(|e| Error::Usage(format!("--lake {l}: {e}")))?
+                    .to_string_lossy()
+                    .to_string(),
+            ),
+            other => other.clone(),
+        };
+        Config::load(
+            self.config.as_deref(),
+            &Overrides {
+                lake,
+                timezone: self.tz.clone(),
+                config_dir: None,
+            },
+        )
+    }
+}
+
+fn init_logging(format: LogFormat) {
+    use tracing_subscriber::EnvFilter;
+    let filter = EnvFilter::try_from_env("TOKENLEDGER_LOG")
+        .unwrap_or_else(|_| EnvFilter::new("tokenledger=info,warn"));
+    let json = match format {
+        LogFormat::Json => true,
+        LogFormat::Text => false,
+        LogFormat::Auto => !std::io::stderr().is_terminal(),
+    };
+    let builder = tracing_subscriber::fmt()
+        .with_env_filter(filter)
+        .with_writer(std::io::stderr);
+    let _ = if json {
+        builder.json().flatten_event(true).try_init()
+    } else {
+        builder.with_target(false).try_init()
+    };
+}
+
+/// Parse the command line, run, print errors with their causes, exit.
+pub fn main() -> ExitCode {
+    let cli = match Cli::try_parse() {
+        Ok(cli) => cli,
+        Err(e) => {
+            let code = if e.use_stderr() {
+                ExitKind::Usage
+            } else {
+                ExitKind::Ok
+            };
+            let _ = e.print();
+            return code.into();
+        }
+    };
+    init_logging(cli.log_format);
+    let runtime = match tokio::runtime::Builder::new_multi_thread()
+        .enable_all()
+        .build()
+    {
+        Ok(rt) => rt,
+        Err(e) => {
+            eprintln!("error: cannot start the async runtime: {e}");
+            return ExitKind::Runtime.into();
+        }
+    };
+    match runtime.block_on(run(cli.command)) {
+        Ok(kind) => kind.into(),
+        Err(e) => {
+            eprintln!("error: {}", render_chain(&e));
+            e.kind().into()
+        }
+    }
+}
+
+async fn run(command: Command) -> Result<ExitKind> {
+    match command {
+        Command::Run(args) => {
+            let config = args.config.load()?;
+            let date = args
+                .date
+                .unwrap_or_else(|| crate::calendar::yesterday(Utc::now(), config.timezone));
+            let summary = crate::pipeline::run(&config, date).await?;
+            print_summary(&summary);
+            Ok(summary.outcome)
+        }
+        Command::Check(args) => {
+            let config = args.load()?;
+            for line in crate::pipeline::check(&config).await? {
+                println!("ok: {line}");
+            }
+            println!(
+                "ok: config {}",
+                args.config
+                    .as_deref()
+                    .map(|p| p.display().to_string())
+                    .unwrap_or_else(|| "(defaults)".into())
+            );
+            Ok(ExitKind::Ok)
+        }
+        Command::Demo { dir } => {
+            let outcome = crate::demo::demo(&dir, crate::demo::DemoOptions::default()).await?;
+            println!(
+                "demo lake: {} ({} request rows over 30 days, prices, FX, invoices)",
+                outcome.lake, outcome.rows_written
+            );
+            print_summary(&outcome.run);
+            println!(
+                "rerun: tokenledger run --config {} --date {}",
+                outcome.config_path.display(),
+                outcome.run.day.date
+            );
+            Ok(outcome.run.outcome)
+        }
+        Command::Gen {
+            rows,
+            date,
+            out,
+            seed,
+            rows_per_file,
+        } => {
+            let loc = crate::lake::Location::parse(&out, None)
+                .map_err(|e| Error::Usage(format!("--out: {e}")))?;
+            let started = std::time::Instant::now();
+            let outcome = crate::demo::gen_day(
+                &loc,
+                crate::demo::GenOptions {
+                    rows,
+                    date,
+                    seed,
+                    rows_per_file: rows_per_file.max(1),
+                },
+            )
+            .await?;
+            println!(
+                "wrote {} rows in {} objects under {} in {:.1} s",
+                outcome.rows,
+                outcome.files,
+                loc,
+                started.elapsed().as_secs_f64()
+            );
+            Ok(ExitKind::Ok)
+        }
+    }
+}
+
+fn print_summary(s: &crate::pipeline::RunSummary) {
+    let m = &s.manifest;
+    println!(
+        "report day {} ({}): {} requests, cost {} USD, {} unpriced, {} duplicates dropped",
+        m.date,
+        m.timezone,
+        s.requests,
+        s.cost_usd,
+        m.pricing.unpriced_requests,
+        m.rows.duplicates_dropped
+    );
+    println!("reports: {}", s.reports);
+    for o in &m.outputs {
+        println!("  {} ({} bytes)", o.key, o.size);
+    }
+    if m.data_quality.status != "ok" {
+        for p in &m.data_quality.problems {
+            println!("data quality: {p}");
+        }
+    }
+}

@@ -1,0 +1,286 @@
+//! The metric queries: `sql/*.sql`, embedded at build time.
+//!
+//! Each file is one `SELECT`, named after the view or table it defines; the
+//! files chain by name (`kept` -> `priced` -> `cube` -> outputs). This module
+//! parses them at start-up ([`parse_all`]), plans them all against empty
+//! inputs of the real schemas ([`check_all`], run by `tokenledger check` and
+//! before every run), and runs them with the run's parameters (`$date`,
+//! `$seconds`). Which tables exist and what they hold is the pipeline's
+//! business; this module only knows the SQL and its order.
+
+use std::sync::Arc;
+
+use arrow::datatypes::{DataType, Field, Schema, SchemaRef};
+use arrow::record_batch::RecordBatch;
+use chrono::NaiveDate;
+use datafusion::catalog::MemTable;
+use datafusion::common::ScalarValue;
+use datafusion::dataframe::DataFrame;
+use datafusion::execution::context::{SessionConfig, SessionContext};
+use datafusion::sql::parser::{DFParser, Statement};
+
+use crate::error::{Error, Result};
+
+/// One embedded SQL file.
+#[derive(Debug)]
+pub struct SqlFile {
+    /// File stem: `sql/<name>.sql`; also the name its result is registered under.
+    pub name: &'static str,
+    pub text: &'static str,
+}
+
+macro_rules! sql_files {
+    ($($name:literal),* $(,)?) => {
+        &[$(SqlFile { name: $name, text: include_str!(concat!("../sql/", $name, ".sql")) }),*]
+    };
+}
+
+/// Every SQL file, in the order the pipeline runs them.
+pub static FILES: &[SqlFile] = sql_files!(
+    "model_pairs",
+    "dup_keys",
+    "dup_winners",
+    "kept",
+    "priced",
+    "cube",
+    "finance_lines",
+    "latency_percentiles",
+    "ops_daily",
+    "ops_by_model",
+    "finance_by_dimension",
+    "data_quality",
+    "logged_currencies",
+    "rollup_daily",
+    "rollup_latency",
+);
+
+/// How a query's result is used.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Use {
+    /// Registered as a view: evaluated, streaming, by whatever reads it.
+    View,
+    /// Run once; its (small) result registered as an in-memory table.
+    Table,
+    /// Run once; its result is read by the pipeline (an output or a fact).
+    Result,
+}
+
+/// The metric steps after de-duplication, in order.
+pub const METRIC_STEPS: &[(&str, Use)] = &[
+    ("dup_winners", Use::View),
+    ("kept", Use::View),
+    ("priced", Use::View),
+    ("cube", Use::Table),
+    ("finance_lines", Use::View),
+    ("latency_percentiles", Use::View),
+    ("ops_daily", Use::Result),
+    ("ops_by_model", Use::Result),
+    ("finance_by_dimension", Use::Result),
+    ("data_quality", Use::Result),
+    ("logged_currencies", Use::Result),
+    ("rollup_daily", Use::Result),
+    ("rollup_latency", Use::Result),
+];
+
+/// The embedded file called `name`.
+pub fn file(name: &str) -> Result<&'static SqlFile> {
+    FILES
+        .iter()
+        .find(|f| f.name == name)
+        .ok_or_else(|| Error::Internal(format!("no SQL file sql/{name}.sql")))
+}
+
+/// Parse every file: each must hold exactly one query.
+pub fn parse_all() -> Result<()> {
+    for f in FILES {
+        let statements = DFParser::parse_sql(f.text).map_err(|e| Error::Sql {
+            file: format!("{}.sql", f.name),
+            message: e.to_string(),
+        })?;
+        let ok = statements.len() == 1
+            && matches!(statements.front(), Some(Statement::Statement(s)) if matches!(**s, datafusion::sql::sqlparser::ast::Statement::Query(_)));
+        if !ok {
+            return Err(Error::Sql {
+                file: format!("{}.sql", f.name),
+                message: "expected exactly one SELECT statement".into(),
+            });
+        }
+    }
+    Ok(())
+}
+
+/// The run's query parameters.
+#[derive(Debug, Clone, Copy)]
+pub struct Params {
+    /// The report date (`$date`).
+    pub date: NaiveDate,
+    /// Seconds in the report day in its time zone (`$seconds`).
+    pub seconds: f64,
+}
+
+impl Params {
+    fn values(&self) -> datafusion::common::ParamValues {
+        let epoch = NaiveDate::from_ymd_opt(1970, 1, 1).expect("valid date");
+        let days = (self.date - epoch).num_days() as i32;
+        datafusion::common::ParamValues::Map(
+            [
+                ("date".to_string(), ScalarValue::Date32(Some(days)).into()),
+                (
+                    "seconds".to_string(),
+                    ScalarValue::Float64(Some(self.seconds)).into(),
+                ),
+            ]
+            .into_iter()
+            .collect(),
+        )
+    }
+}
+
+/// A DataFusion session for one run, with the money functions registered.
+pub fn session(threads: usize) -> SessionContext {
+    let config = SessionConfig::new()
+        .with_target_partitions(threads.max(1))
+        .with_batch_size(8192);
+    let ctx = SessionContext::new_with_config(config);
+    for udf in crate::money::udfs() {
+        ctx.register_udf(udf);
+    }
+    ctx
+}
+
+fn query_error(name: &str, source: datafusion::error::DataFusionError) -> Error {
+    Error::Query {
+        file: format!("{name}.sql"),
+        source,
+    }
+}
+
+/// Plan `sql/<name>.sql` with the run's parameters.
+pub async fn plan(ctx: &SessionContext, name: &str, params: &Params) -> Result<DataFrame> {
+    let f = file(name)?;
+    let df = ctx.sql(f.text).await.map_err(|e| query_error(name, e))?;
+    df.with_param_values(params.values())
+        .map_err(|e| query_error(name, e))
+}
+
+/// Run `sql/<name>.sql` and return its result.
+pub async fn collect(
+    ctx: &SessionContext,
+    name: &str,
+    params: &Params,
+) -> Result<Vec<RecordBatch>> {
+    plan(ctx, name, params)
+        .await?
+        .collect()
+        .await
+        .map_err(|e| query_error(name, e))
+}
+
+/// Register a table, replacing any previous one of that name.
+pub fn register(
+    ctx: &SessionContext,
+    name: &str,
+    table: Arc<dyn datafusion::catalog::TableProvider>,
+) -> Result<()> {
+    ctx.deregister_table(name)
+        .map_err(|e| query_error(name, e))?;
+    ctx.register_table(name, table)
+        .map_err(|e| query_error(name, e))?;
+    Ok(())
+}
+
+/// Register in-memory batches as table `name`.
+pub fn register_batches(
+    ctx: &SessionContext,
+    name: &str,
+    schema: SchemaRef,
+    batches: Vec<RecordBatch>,
+) -> Result<()> {
+    let table = MemTable::try_new(schema, vec![batches]).map_err(|e| query_error(name, e))?;
+    register(ctx, name, Arc::new(table))
+}
+
+/// Run the metric steps: register views and tables; return the results of
+/// the [`Use::Result`] steps by name.
+pub async fn run_metric_steps(
+    ctx: &SessionContext,
+    params: &Params,
+) -> Result<Vec<(&'static str, SchemaRef, Vec<RecordBatch>)>> {
+    let mut results = Vec::new();
+    for &(name, usage) in METRIC_STEPS {
+        let df = plan(ctx, name, params).await?;
+        let schema: SchemaRef = Arc::new(df.schema().as_arrow().clone());
+        match usage {
+            Use::View => register(ctx, name, df.into_view())?,
+            Use::Table => {
+                let batches = df.collect().await.map_err(|e| query_error(name, e))?;
+                register_batches(ctx, name, schema, batches)?;
+            }
+            Use::Result => {
+                let batches = df.collect().await.map_err(|e| query_error(name, e))?;
+                results.push((name, schema, batches));
+            }
+        }
+    }
+    Ok(results)
+}
+
+/// Schema of `dup_keys`.
+pub fn dup_keys_schema() -> SchemaRef {
+    Arc::new(Schema::new(vec![Field::new(
+        crate::lake::schema::TRACE_KEY,
+        DataType::UInt64,
+        false,
+    )]))
+}
+
+/// Plan every SQL file against empty inputs with the real schemas: catches
+/// unknown columns, type errors and bad function calls without any data.
+pub async fn check_all() -> Result<()> {
+    parse_all()?;
+    let ctx = session(1);
+    let empty = |name: &str, schema: SchemaRef| register_batches(&ctx, name, schema, Vec::new());
+    empty("requests", crate::lake::schema::request_schema())?;
+    empty("dup_rows", crate::lake::schema::request_schema())?;
+    empty("price_map", crate::pricing::price_map_schema())?;
+    empty("fx_rates", crate::fx::fx_schema())?;
+    let params = Params {
+        date: NaiveDate::from_ymd_opt(2026, 1, 1).expect("valid date"),
+        seconds: 86400.0,
+    };
+    for name in ["model_pairs", "dup_keys"] {
+        collect(&ctx, name, &params).await?;
+    }
+    run_metric_steps(&ctx, &params).await?;
+    Ok(())
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn every_file_on_disk_is_embedded_and_parses() {
+        let dir = std::path::Path::new(env!("CARGO_MANIFEST_DIR")).join("sql");
+        let mut on_disk: Vec<String> = std::fs::read_dir(dir)
+            .unwrap()
+            .map(|e| {
+                e.unwrap()
+                    .file_name()
+                    .to_string_lossy()
+                    .trim_end_matches(".sql")
+                    .to_string()
+            })
+            .collect();
+        on_disk.sort();
+        let mut embedded: Vec<String> = FILES.iter().map(|f| f.name.to_string()).collect();
+        embedded.sort();
+        assert_eq!(on_disk, embedded);
+        parse_all().unwrap();
+    }
+
+    #[tokio::test]
+    async fn every_file_plans_against_the_real_schemas() {
+        check_all().await.unwrap();
+    }
+}
