@@ -328,8 +328,9 @@ pub async fn run(config: &Config, date: NaiveDate) -> Result<RunSummary> {
         ));
     }
 
-    let (_, fin) = results.get("finance_by_dimension")?;
-    let cost_usd = total_money(fin, "cost_usd")?;
+    // The headline total: the exact sum, rounded once (not a sum of rounded rows).
+    let (_, rollup) = results.get("rollup_daily")?;
+    let cost_usd = total_money(rollup, "cost_usd")?;
     let manifest = Manifest {
         manifest_version: 1,
         program: format!("tokenledger {}", env!("CARGO_PKG_VERSION")),
@@ -410,17 +411,26 @@ pub async fn run(config: &Config, date: NaiveDate) -> Result<RunSummary> {
     })
 }
 
-/// Sum of a money column (6 decimals) over all rows, formatted.
+/// Exact sum of a decimal column over all rows, rounded half to even to 6
+/// decimals, formatted.
 fn total_money(batches: &[RecordBatch], column: &str) -> Result<String> {
     let mut total: i128 = 0;
+    let mut scale = crate::money::OUT_SCALE;
     for b in batches {
         let col = b
             .column_by_name(column)
             .ok_or_else(|| Error::Internal(format!("no column {column}")))?;
+        if let arrow::datatypes::DataType::Decimal128(_, s) = col.data_type() {
+            scale = *s;
+        }
         let col = col.as_primitive::<arrow::datatypes::Decimal128Type>();
         total += col.iter().flatten().sum::<i128>();
     }
-    Ok(crate::money::format_scaled(total, crate::money::OUT_SCALE))
+    let rounded = crate::money::rescale(total, scale, crate::money::OUT_SCALE);
+    Ok(crate::money::format_scaled(
+        rounded,
+        crate::money::OUT_SCALE,
+    ))
 }
 
 type Computed = (

@@ -1,0 +1,6 @@
+//! The integration tests: one binary (DataFusion is heavy to link).
+
+mod bad_input;
+mod fixture;
+mod metrics;
+mod s3;
