@@ -7,21 +7,31 @@
 --                      (the cost_per_1k_usd denominator).
 --   logged_cost_usd:   logged cost_actual in USD at the report date's rate;
 --                      null where the currency is missing or has no rate.
--- Token sums times per-token prices are exact decimal products.
-WITH c AS (
+-- Token sums times per-token prices are exact decimal products. A null tag
+-- shows as (untagged); currency codes are trimmed and upper-cased.
+WITH n AS (
+    SELECT
+        c.* EXCLUDE (dept, project, task, currency),
+        coalesce(c.dept, '(untagged)') AS dept,
+        coalesce(c.project, '(untagged)') AS project,
+        coalesce(c.task, '(untagged)') AS task,
+        upper(trim(c.currency)) AS currency
+    FROM cube AS c
+),
+c AS (
     SELECT
         c.*,
-        CAST(c.uncached_input AS DECIMAL(20, 0)) * p.input_usd_per_token
-            + CAST(c.cache_read AS DECIMAL(20, 0)) * p.cache_read_usd_per_token
-            + CAST(c.cache_write AS DECIMAL(20, 0)) * p.cache_write_usd_per_token
-            + CAST(c.output_tokens AS DECIMAL(20, 0)) * p.output_usd_per_token AS list_cost,
+        -- a missing price only meets token sums of 0 (priced.sql)
+        CAST(c.uncached_input AS DECIMAL(20, 0)) * coalesce(p.input_usd_per_token, 0)
+            + CAST(c.cache_read AS DECIMAL(20, 0)) * coalesce(p.cache_read_usd_per_token, 0)
+            + CAST(c.cache_write AS DECIMAL(20, 0)) * coalesce(p.cache_write_usd_per_token, 0)
+            + CAST(c.output_tokens AS DECIMAL(20, 0)) * coalesce(p.output_usd_per_token, 0) AS list_cost,
         fx.usd_per_unit
-    FROM cube AS c
+    FROM n AS c
     LEFT JOIN price_map AS p
         ON c.provider = p.provider AND c.model = p.model AND c.price_id = p.price_id
     LEFT JOIN fx_rates AS fx
         ON c.currency = fx.currency
-    WHERE c.grouping_set = 'finance'
 )
 SELECT
     dept, project, task, provider, model, price_id, currency, cache_hit,
@@ -40,5 +50,5 @@ SELECT
     logged_amount * usd_per_unit AS logged_cost_usd,
     CASE WHEN logged_requests > 0 AND usd_per_unit IS NULL THEN logged_requests ELSE 0 END AS logged_unconverted,
     logged_invalid, citation_sum, citation_requests, citation_invalid, reviewed, approved,
-    duplicates_dropped, duplicate_conflicts, token_violations, total_tokens_mismatch
+    token_violations, total_tokens_mismatch
 FROM c

@@ -4,7 +4,7 @@
 -- x[floor h] + (h - floor h) * (x[ceil h] - x[floor h]).
 WITH h AS (
     SELECT provider, model, latency_q AS v, sum(requests) AS c
-    FROM cube
+    FROM ops_counts
     WHERE grouping_set = 'latency' AND latency_q IS NOT NULL
     GROUP BY GROUPING SETS ((provider, model, latency_q), (latency_q))
 ),

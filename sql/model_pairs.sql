@@ -1,7 +1,8 @@
--- The (provider, model) pairs logged during the day, with their row counts:
+-- The (provider, model) pairs logged during the day, with their requests:
 -- the pairs the price map is built for (alias rules are applied in Rust to
 -- these few distinct names, never per row).
-SELECT provider, model, count(*) AS requests
-FROM requests
+SELECT provider, model, sum(requests) AS requests
+FROM ops_counts
+WHERE grouping_set = 'minute'
 GROUP BY provider, model
 ORDER BY provider, model

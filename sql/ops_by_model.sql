@@ -9,16 +9,18 @@ WITH m AS (
         sum(citation_sum) AS citation_sum,
         sum(citation_requests) AS citation_requests,
         sum(reviewed) AS reviewed,
-        sum(approved) AS approved,
-        sum(duplicates_dropped) AS duplicates_dropped,
-        sum(duplicate_conflicts) AS duplicate_conflicts
+        sum(approved) AS approved
     FROM cube
-    WHERE grouping_set = 'finance'
+    GROUP BY provider, model
+),
+dups AS (
+    SELECT provider, model, sum(duplicates_dropped) AS dropped, sum(duplicate_conflicts) AS conflicts
+    FROM dup_counts
     GROUP BY provider, model
 ),
 peak AS (
     SELECT provider, model, max(requests) AS peak
-    FROM cube
+    FROM ops_counts
     WHERE grouping_set = 'minute'
     GROUP BY provider, model
 )
@@ -37,9 +39,10 @@ SELECT
     CASE WHEN m.citation_requests > 0 THEN CAST(m.citation_sum AS DOUBLE) / m.citation_requests END AS citation_rate_mean,
     m.reviewed AS human_reviewed,
     CASE WHEN m.reviewed > 0 THEN CAST(m.approved AS DOUBLE) / m.reviewed END AS human_review_pass_rate,
-    m.duplicates_dropped,
-    m.duplicate_conflicts
+    coalesce(d.dropped, 0) AS duplicates_dropped,
+    coalesce(d.conflicts, 0) AS duplicate_conflicts
 FROM m
 JOIN peak ON m.provider = peak.provider AND m.model = peak.model
 LEFT JOIN latency_percentiles AS l ON m.provider = l.provider AND m.model = l.model
+LEFT JOIN dups AS d ON m.provider = d.provider AND m.model = d.model
 ORDER BY m.provider, m.model

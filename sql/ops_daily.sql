@@ -9,15 +9,18 @@ WITH t AS (
         sum(citation_sum) AS citation_sum,
         sum(citation_requests) AS citation_requests,
         sum(reviewed) AS reviewed,
-        sum(approved) AS approved,
-        sum(duplicates_dropped) AS duplicates_dropped,
-        sum(duplicate_conflicts) AS duplicate_conflicts
+        sum(approved) AS approved
     FROM cube
-    WHERE grouping_set = 'finance'
+),
+dups AS (
+    SELECT
+        coalesce(sum(duplicates_dropped), 0) AS duplicates_dropped,
+        coalesce(sum(duplicate_conflicts), 0) AS duplicate_conflicts
+    FROM dup_counts
 ),
 peak AS (
     SELECT max(n) AS peak
-    FROM (SELECT minute, sum(requests) AS n FROM cube WHERE grouping_set = 'minute' GROUP BY minute) AS per_minute
+    FROM (SELECT minute, sum(requests) AS n FROM ops_counts WHERE grouping_set = 'minute' GROUP BY minute) AS per_minute
 ),
 l AS (
     SELECT p50, p95, p99 FROM latency_percentiles WHERE provider IS NULL
@@ -35,8 +38,9 @@ SELECT
     CASE WHEN t.citation_requests > 0 THEN CAST(t.citation_sum AS DOUBLE) / t.citation_requests END AS citation_rate_mean,
     t.reviewed AS human_reviewed,
     CASE WHEN t.reviewed > 0 THEN CAST(t.approved AS DOUBLE) / t.reviewed END AS human_review_pass_rate,
-    t.duplicates_dropped,
-    t.duplicate_conflicts
+    dups.duplicates_dropped,
+    dups.duplicate_conflicts
 FROM t
 CROSS JOIN peak
+CROSS JOIN dups
 LEFT JOIN l ON true

@@ -2,28 +2,41 @@
 -- provider and model, money exact (DECIMAL(38, 23), unrounded), so that any
 -- window of days can be summed and rounded once. The history later features
 -- read instead of rescanning raw logs.
+WITH f AS (
+    SELECT
+        dept, project, task, provider, model,
+        sum(requests) AS requests,
+        sum(errors) AS errors,
+        sum(CASE WHEN cache_hit THEN requests ELSE 0 END) AS cache_hits,
+        sum(input_tokens) AS input_tokens,
+        sum(output_tokens) AS output_tokens,
+        sum(cache_read) AS cache_read_input_tokens,
+        sum(cache_write) AS cache_creation_input_tokens,
+        sum(priced_tokens) AS priced_tokens,
+        sum(CASE WHEN price_id IS NULL THEN requests ELSE 0 END) AS unpriced_requests,
+        sum(cost_usd) AS cost_usd,
+        sum(cache_savings_usd) AS cache_savings_usd,
+        sum(logged_cost_usd) AS logged_cost_usd,
+        sum(citation_sum) AS citation_sum,
+        sum(citation_requests) AS citation_requests,
+        sum(reviewed) AS human_reviewed,
+        sum(approved) AS human_approved,
+        sum(token_violations) AS token_violations
+    FROM finance_lines
+    GROUP BY dept, project, task, provider, model
+)
 SELECT
     $date AS date,
-    dept, project, task, provider, model,
-    sum(requests) AS requests,
-    sum(errors) AS errors,
-    sum(CASE WHEN cache_hit THEN requests ELSE 0 END) AS cache_hits,
-    sum(input_tokens) AS input_tokens,
-    sum(output_tokens) AS output_tokens,
-    sum(cache_read) AS cache_read_input_tokens,
-    sum(cache_write) AS cache_creation_input_tokens,
-    sum(priced_tokens) AS priced_tokens,
-    sum(CASE WHEN price_id IS NULL THEN requests ELSE 0 END) AS unpriced_requests,
-    sum(cost_usd) AS cost_usd,
-    sum(cache_savings_usd) AS cache_savings_usd,
-    sum(logged_cost_usd) AS logged_cost_usd,
-    sum(citation_sum) AS citation_sum,
-    sum(citation_requests) AS citation_requests,
-    sum(reviewed) AS human_reviewed,
-    sum(approved) AS human_approved,
-    sum(duplicates_dropped) AS duplicates_dropped,
-    sum(duplicate_conflicts) AS duplicate_conflicts,
-    sum(token_violations) AS token_violations
-FROM finance_lines
-GROUP BY dept, project, task, provider, model
-ORDER BY dept, project, task, provider, model
+    f.dept, f.project, f.task, f.provider, f.model,
+    f.requests, f.errors, f.cache_hits, f.input_tokens, f.output_tokens,
+    f.cache_read_input_tokens, f.cache_creation_input_tokens, f.priced_tokens,
+    f.unpriced_requests, f.cost_usd, f.cache_savings_usd, f.logged_cost_usd,
+    f.citation_sum, f.citation_requests, f.human_reviewed, f.human_approved,
+    coalesce(d.duplicates_dropped, 0) AS duplicates_dropped,
+    coalesce(d.duplicate_conflicts, 0) AS duplicate_conflicts,
+    f.token_violations
+FROM f
+LEFT JOIN dup_counts AS d
+    ON f.dept = d.dept AND f.project = d.project AND f.task = d.task
+    AND f.provider = d.provider AND f.model = d.model
+ORDER BY f.dept, f.project, f.task, f.provider, f.model

@@ -7,6 +7,6 @@ SELECT
     model,
     latency_q AS latency_ms,
     requests
-FROM cube
+FROM ops_counts
 WHERE grouping_set = 'latency' AND latency_q IS NOT NULL
 ORDER BY provider, model, latency_ms

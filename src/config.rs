@@ -22,7 +22,11 @@ use crate::pricing::{AliasRule, AliasRules, ModelPattern};
 /// Prefix of environment variables that override config keys.
 pub const ENV_PREFIX: &str = "TOKENLEDGER_";
 /// Variables with the prefix that are not config keys.
-const ENV_RESERVED: [&str; 2] = ["TOKENLEDGER_CONFIG", "TOKENLEDGER_LOG"];
+const ENV_RESERVED: [&str; 3] = [
+    "TOKENLEDGER_CONFIG",
+    "TOKENLEDGER_LOG",
+    "TOKENLEDGER_EXPLAIN",
+];
 
 #[derive(Debug, Default, Deserialize, Serialize)]
 #[serde(deny_unknown_fields)]
@@ -490,14 +494,13 @@ impl RawConfig {
             credentials,
         };
 
-        let preset = match self.columns.preset.as_deref().unwrap_or("default") {
-            s => Preset::parse(s).unwrap_or_else(|| {
-                p.push(format!(
-                    "columns.preset: `{s}` is not a preset (default, otel_genai)"
-                ));
-                Preset::Default
-            }),
-        };
+        let preset_name = self.columns.preset.as_deref().unwrap_or("default");
+        let preset = Preset::parse(preset_name).unwrap_or_else(|| {
+            p.push(format!(
+                "columns.preset: `{preset_name}` is not a preset (default, otel_genai)"
+            ));
+            Preset::Default
+        });
         let mut columns = ColumnMapping::preset(preset);
         if let Some(u) = &self.columns.ts_unit {
             match IntTsUnit::parse(u) {

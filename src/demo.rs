@@ -114,10 +114,10 @@ fn billed(
     let r = row.cache_read_input_tokens.unwrap_or(0);
     let w = row.cache_creation_input_tokens.unwrap_or(0);
     let uncached = (row.input_tokens - r - w).max(0);
-    let cost = (Decimal::from(uncached) * p.input_usd_per_1k
-        + Decimal::from(r) * p.cache_read_usd_per_1k
-        + Decimal::from(w) * p.cache_write_usd_per_1k
-        + Decimal::from(row.output_tokens) * p.output_usd_per_1k)
+    let cost = (Decimal::from(uncached) * p.input_usd_per_1k?
+        + Decimal::from(r) * p.cache_read_usd_per_1k?
+        + Decimal::from(w) * p.cache_write_usd_per_1k?
+        + Decimal::from(row.output_tokens) * p.output_usd_per_1k?)
         / Decimal::from(1000);
     Some((row.provider.clone(), row.model.clone(), cost))
 }

@@ -54,13 +54,13 @@ fn scaled_rate(d: Decimal) -> i128 {
 }
 
 /// A strict `YYYY-MM-DD` date (chrono alone also takes `2026-3-5`).
-pub fn parse_iso_date(s: &str) -> Result<NaiveDate, ()> {
+pub fn parse_iso_date(s: &str) -> Option<NaiveDate> {
     let s = s.trim();
     let shape = s.len() == 10 && s.as_bytes()[4] == b'-' && s.as_bytes()[7] == b'-';
     if !shape {
-        return Err(());
+        return None;
     }
-    NaiveDate::parse_from_str(s, "%Y-%m-%d").map_err(|_| ())
+    NaiveDate::parse_from_str(s, "%Y-%m-%d").ok()
 }
 
 impl FxTable {
@@ -83,7 +83,7 @@ impl FxTable {
             let cell = |i: usize| cells.get(i).cloned().flatten().unwrap_or_default();
             let (date_s, cur_s, rate_s) = (cell(c_date), cell(c_cur), cell(c_rate));
             let date = parse_iso_date(&date_s);
-            if date.is_err() {
+            if date.is_none() {
                 problems.push(format!("{label}: date `{date_s}` is not YYYY-MM-DD"));
             }
             let currency = normalize_currency(&cur_s);
@@ -103,7 +103,7 @@ impl FxTable {
                     None
                 }
             };
-            let (Ok(date), Some(rate)) = (date, rate) else {
+            let (Some(date), Some(rate)) = (date, rate) else {
                 continue;
             };
             if !is_iso_code(&currency) {

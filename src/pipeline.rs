@@ -6,15 +6,17 @@
 //! 3. One narrow pass: the (provider, model) pairs of the day (for the price
 //!    map) and the duplicate candidates (`sql/dup_keys.sql`).
 //! 4. Only if there are candidates: their full rows (a key-filtered scan) are
-//!    spilled to a local Parquet file and resolved by `sql/dup_winners.sql`.
-//! 5. The metric pass: one scan of the day, de-duplicated, priced by a range
-//!    join, aggregated once into the cube; every output derives from the cube.
+//!    spilled to a local Parquet file; `sql/dup_resolution.sql` decides which
+//!    rows to drop (their positions) and counts duplicates per dimension.
+//! 5. The metric pass: one scan of the day that skips the dropped positions,
+//!    priced by a range join, aggregated once into the cube; every output
+//!    derives from the cube.
 //! 6. Render everything in memory, apply the data-quality gates, publish with
 //!    the manifest last.
 //!
 //! The day's rows are never collected: they stream through DataFusion.
 
-use std::collections::{BTreeMap, HashSet};
+use std::collections::BTreeMap;
 use std::sync::Arc;
 
 use arrow::array::{Array, AsArray, RecordBatch};
@@ -27,7 +29,7 @@ use crate::config::Config;
 use crate::deliver::{Output, publish};
 use crate::error::{Error, ExitKind, Problems, Result};
 use crate::fx::FxTable;
-use crate::lake::scan::{DayInput, ScanCounters, ScanOptions};
+use crate::lake::scan::{DayInput, KeySet, ScanCounters, ScanOptions, SkipRows};
 use crate::lake::schema::request_schema;
 use crate::lake::{Location, ObjectInfo, Stores, partition_dir};
 use crate::manifest::{
@@ -456,10 +458,70 @@ async fn compute(
     };
 
     queries::register(&ctx, "requests", input.table(ScanOptions::default()))?;
-    let pairs_batches = queries::collect(&ctx, "model_pairs", &params).await?;
+    let keys: KeySet = queries::collect_logged(&ctx, "dup_keys", &params)
+        .await?
+        .iter()
+        .flat_map(|b| b.column(0).as_primitive::<UInt64Type>().values().to_vec())
+        .collect();
+    info!(duplicate_candidates = keys.len(), "first pass");
+
+    // Duplicate candidates: spill their full rows to local disk (never held
+    // in memory: a day delivered twice makes every row a candidate), decide
+    // in SQL which to drop, and keep only their positions.
+    let started = std::time::Instant::now();
+    let spill = tempfile::Builder::new()
+        .prefix("tokenledger-")
+        .tempdir()
+        .map_err(|e| Error::Io {
+            what: "creating a spill directory".into(),
+            source: e,
+        })?;
+    if keys.is_empty() {
+        queries::register_batches(&ctx, "dup_candidates", request_schema(), Vec::new())?;
+    } else {
+        queries::register(
+            &ctx,
+            "dup_candidates",
+            input.table(ScanOptions {
+                keys: Some(Arc::new(keys)),
+                ..ScanOptions::default()
+            }),
+        )?;
+    }
+    let dedup = queries::run_steps(&ctx, queries::DEDUP_STEPS, &params, spill.path()).await?;
+    let skip = SkipRows::from_positions(
+        dedup
+            .iter()
+            .filter(|(name, _, _)| *name == "dup_losers")
+            .flat_map(|(_, _, batches)| batches.iter())
+            .flat_map(|b| b.column(0).as_primitive::<Int64Type>().values().to_vec()),
+    );
+    info!(
+        dropped = skip.len(),
+        seconds = started.elapsed().as_secs_f64(),
+        "duplicates resolved"
+    );
+
+    // The ops counts read a few columns; the finance pass reads the rest and
+    // is the one scan that counts why rows were dropped.
+    let dropped = skip.len() as u64;
+    let skip = Arc::new(skip);
+    queries::register(
+        &ctx,
+        "requests",
+        input.table(ScanOptions {
+            skip: Some(Arc::clone(&skip)),
+            ..ScanOptions::default()
+        }),
+    )?;
+    let ops = queries::run_steps(&ctx, queries::OPS_STEPS, &params, spill.path()).await?;
     let mut pairs = Vec::new();
-    let mut in_day = 0u64;
-    for b in &pairs_batches {
+    let mut kept = 0u64;
+    for b in ops
+        .iter()
+        .filter(|(n, _, _)| *n == "model_pairs")
+        .flat_map(|(_, _, b)| b.iter())
+    {
         let (p, m, n) = (
             b.column(0).as_string_view(),
             b.column(1).as_string_view(),
@@ -467,10 +529,10 @@ async fn compute(
         );
         for i in 0..b.num_rows() {
             pairs.push((p.value(i).to_string(), m.value(i).to_string()));
-            in_day += n.value(i).max(0) as u64;
+            kept += n.value(i).max(0) as u64;
         }
     }
-    if in_day == 0 {
+    if kept == 0 {
         return Err(Error::EmptyDay {
             date: day.date.to_string(),
             zone: config.timezone.to_string(),
@@ -483,66 +545,7 @@ async fn compute(
             ),
         });
     }
-
-    let keys: HashSet<u64> = queries::collect(&ctx, "dup_keys", &params)
-        .await?
-        .iter()
-        .flat_map(|b| b.column(0).as_primitive::<UInt64Type>().values().to_vec())
-        .collect();
-    info!(
-        requests_in_day = in_day,
-        models = pairs.len(),
-        duplicate_candidates = keys.len(),
-        "first pass"
-    );
-
-    // Duplicate candidates: spill their full rows to local disk (never held
-    // in memory: a day delivered twice makes every row a candidate).
-    let _spill_dir = if keys.is_empty() {
-        queries::register_batches(&ctx, "dup_rows", request_schema(), Vec::new())?;
-        None
-    } else {
-        let dir = tempfile::Builder::new()
-            .prefix("tokenledger-dups-")
-            .tempdir()
-            .map_err(|e| Error::Io {
-                what: "creating a spill directory for duplicate rows".into(),
-                source: e,
-            })?;
-        queries::register(
-            &ctx,
-            "dup_candidates",
-            input.table(ScanOptions {
-                counters: None,
-                keys: Some(Arc::new(keys)),
-            }),
-        )?;
-        let path = dir.path().join("dup_rows");
-        let path_str = path.to_string_lossy().to_string();
-        let spill_err = |e| Error::Query {
-            file: "dup_rows (spill of duplicate candidates)".into(),
-            source: e,
-        };
-        ctx.table("dup_candidates")
-            .await
-            .map_err(spill_err)?
-            .write_parquet(
-                &path_str,
-                datafusion::dataframe::DataFrameWriteOptions::new(),
-                None,
-            )
-            .await
-            .map_err(spill_err)?;
-        ctx.deregister_table("dup_rows").map_err(spill_err)?;
-        ctx.register_parquet(
-            "dup_rows",
-            &path_str,
-            datafusion::prelude::ParquetReadOptions::default(),
-        )
-        .await
-        .map_err(spill_err)?;
-        Some(dir)
-    };
+    let in_day = kept + dropped;
 
     let (price_map, resolutions) = prices.price_map(&config.aliases, &pairs, day.start, day.end);
     queries::register_batches(
@@ -560,10 +563,11 @@ async fn compute(
         "requests",
         input.table(ScanOptions {
             counters: Some(Arc::clone(&counters)),
-            keys: None,
+            skip: Some(skip),
+            ..ScanOptions::default()
         }),
     )?;
-    let results = queries::run_metric_steps(&ctx, &params).await?;
+    let results = queries::run_steps(&ctx, queries::METRIC_STEPS, &params, spill.path()).await?;
     let results = DayResults {
         results: results.into_iter().map(|(n, s, b)| (n, (s, b))).collect(),
     };

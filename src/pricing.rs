@@ -35,11 +35,14 @@ pub struct PriceRow {
     pub provider: String,
     pub model: String,
     pub price_id: String,
-    /// USD per 1000 tokens, as given (cache prices default to the input price).
-    pub input_usd_per_1k: Decimal,
-    pub output_usd_per_1k: Decimal,
-    pub cache_read_usd_per_1k: Decimal,
-    pub cache_write_usd_per_1k: Decimal,
+    /// USD per 1000 tokens, as given; cache prices default to the input
+    /// price. `None`: no per-token price for that kind (LiteLLM lists
+    /// embedding models without an output price, image models without
+    /// either); a request with tokens of that kind is unpriced.
+    pub input_usd_per_1k: Option<Decimal>,
+    pub output_usd_per_1k: Option<Decimal>,
+    pub cache_read_usd_per_1k: Option<Decimal>,
+    pub cache_write_usd_per_1k: Option<Decimal>,
     pub valid_from: DateTime<Utc>,
     pub valid_to: Option<DateTime<Utc>>,
 }
@@ -149,13 +152,7 @@ impl PriceTable {
                     }
                 };
             let input = price(Some(c_in), "input_usd_per_1k", &mut row_problems);
-            if cell(Some(c_in)).is_none() {
-                row_problems.push(format!("{label}: `input_usd_per_1k` is empty"));
-            }
             let output = price(Some(c_out), "output_usd_per_1k", &mut row_problems);
-            if cell(Some(c_out)).is_none() {
-                row_problems.push(format!("{label}: `output_usd_per_1k` is empty"));
-            }
             let cache_read = price(c_cr, "cache_read_usd_per_1k", &mut row_problems);
             let cache_write = price(c_cw, "cache_write_usd_per_1k", &mut row_problems);
             let instant = |i: Option<usize>, name: &str, problems: &mut Vec<String>| {
@@ -182,7 +179,7 @@ impl PriceTable {
                 row_problems.into_iter().for_each(|p| problems.push(p));
                 continue;
             }
-            let (Some(input), Some(output), Some(valid_from)) = (input, output, valid_from) else {
+            let Some(valid_from) = valid_from else {
                 continue;
             };
             let mut row = PriceRow {
@@ -192,8 +189,8 @@ impl PriceTable {
                 price_id: cell(c_id).map(|s| s.trim().to_string()).unwrap_or_default(),
                 input_usd_per_1k: input,
                 output_usd_per_1k: output,
-                cache_read_usd_per_1k: cache_read.unwrap_or(input),
-                cache_write_usd_per_1k: cache_write.unwrap_or(input),
+                cache_read_usd_per_1k: cache_read.or(input),
+                cache_write_usd_per_1k: cache_write.or(input),
                 valid_from,
                 valid_to,
             };
@@ -300,14 +297,15 @@ impl PriceTable {
 
 /// A stable id for a price row without one: a digest of its content.
 fn default_price_id(r: &PriceRow) -> String {
+    let text = |d: Option<Decimal>| d.map(|d| d.to_string()).unwrap_or_default();
     let mut h = Sha256::new();
     for part in [
         r.provider.as_str(),
         r.model.as_str(),
-        &r.input_usd_per_1k.to_string(),
-        &r.output_usd_per_1k.to_string(),
-        &r.cache_read_usd_per_1k.to_string(),
-        &r.cache_write_usd_per_1k.to_string(),
+        &text(r.input_usd_per_1k),
+        &text(r.output_usd_per_1k),
+        &text(r.cache_read_usd_per_1k),
+        &text(r.cache_write_usd_per_1k),
         &r.valid_from.to_rfc3339(),
         &r.valid_to.map(|t| t.to_rfc3339()).unwrap_or_default(),
     ] {
@@ -340,10 +338,10 @@ pub fn price_map_schema() -> SchemaRef {
         Field::new("price_id", DataType::Utf8View, false),
         Field::new("valid_from", ts.clone(), false),
         Field::new("valid_to", ts, false),
-        Field::new("input_usd_per_token", money.clone(), false),
-        Field::new("output_usd_per_token", money.clone(), false),
-        Field::new("cache_read_usd_per_token", money.clone(), false),
-        Field::new("cache_write_usd_per_token", money, false),
+        Field::new("input_usd_per_token", money.clone(), true),
+        Field::new("output_usd_per_token", money.clone(), true),
+        Field::new("cache_read_usd_per_token", money.clone(), true),
+        Field::new("cache_write_usd_per_token", money, true),
     ]))
 }
 
@@ -354,7 +352,7 @@ struct PriceMapBuilder {
     price_id: Vec<String>,
     from: Vec<i64>,
     to: Vec<i64>,
-    prices: [Vec<i128>; 4],
+    prices: [Vec<Option<i128>>; 4],
 }
 
 fn per_token(d: Decimal) -> i128 {
@@ -384,7 +382,7 @@ impl PriceMapBuilder {
             r.cache_read_usd_per_1k,
             r.cache_write_usd_per_1k,
         ]) {
-            v.push(per_token(d));
+            v.push(d.map(per_token));
         }
     }
 
@@ -521,8 +519,8 @@ mod tests {
         )
         .unwrap();
         let r = &t.rows()[0];
-        assert_eq!(r.cache_read_usd_per_1k.to_string(), "0.00125");
-        assert_eq!(r.cache_write_usd_per_1k.to_string(), "0.0025");
+        assert_eq!(r.cache_read_usd_per_1k.unwrap().to_string(), "0.00125");
+        assert_eq!(r.cache_write_usd_per_1k.unwrap().to_string(), "0.0025");
         assert!(r.price_id.starts_with("p-") && r.price_id.len() == 18);
         let again = table(
             "provider,model,input_usd_per_1k,output_usd_per_1k,cache_read_usd_per_1k,cache_write_usd_per_1k,valid_from,valid_to\n\

@@ -37,10 +37,13 @@ macro_rules! sql_files {
 
 /// Every SQL file, in the order the pipeline runs them.
 pub static FILES: &[SqlFile] = sql_files!(
-    "model_pairs",
     "dup_keys",
-    "dup_winners",
-    "kept",
+    "dup_rows",
+    "dup_resolution",
+    "dup_losers",
+    "dup_counts",
+    "ops_counts",
+    "model_pairs",
     "priced",
     "cube",
     "finance_lines",
@@ -63,12 +66,27 @@ pub enum Use {
     Table,
     /// Run once; its result is read by the pipeline (an output or a fact).
     Result,
+    /// Run once; its result written to local Parquet in the run's spill
+    /// directory and registered as a table (bounded memory whatever its size).
+    Spill,
 }
 
-/// The metric steps after de-duplication, in order.
+/// The de-duplication steps: the candidates' rows and their resolution are
+/// spilled to local disk (a day delivered twice makes every row a candidate);
+/// `dup_losers` is read by the pipeline (positions to skip).
+pub const DEDUP_STEPS: &[(&str, Use)] = &[
+    ("dup_rows", Use::Spill),
+    ("dup_resolution", Use::Spill),
+    ("dup_counts", Use::Table),
+    ("dup_losers", Use::Result),
+];
+
+/// Latency histogram and per-minute counts: a narrow pass of its own, so the
+/// finance aggregate carries no grouping sets.
+pub const OPS_STEPS: &[(&str, Use)] = &[("ops_counts", Use::Table), ("model_pairs", Use::Result)];
+
+/// The finance pass and every output, in order.
 pub const METRIC_STEPS: &[(&str, Use)] = &[
-    ("dup_winners", Use::View),
-    ("kept", Use::View),
     ("priced", Use::View),
     ("cube", Use::Table),
     ("finance_lines", Use::View),
@@ -200,29 +218,96 @@ pub fn register_batches(
     register(ctx, name, Arc::new(table))
 }
 
-/// Run the metric steps: register views and tables; return the results of
+/// Run steps in order: register views and tables; return the results of
 /// the [`Use::Result`] steps by name.
-pub async fn run_metric_steps(
+pub async fn run_steps(
     ctx: &SessionContext,
+    steps: &[(&'static str, Use)],
     params: &Params,
+    spill_dir: &std::path::Path,
 ) -> Result<Vec<(&'static str, SchemaRef, Vec<RecordBatch>)>> {
     let mut results = Vec::new();
-    for &(name, usage) in METRIC_STEPS {
+    for &(name, usage) in steps {
+        let started = std::time::Instant::now();
         let df = plan(ctx, name, params).await?;
+        explain_if_asked(name, &df).await?;
         let schema: SchemaRef = Arc::new(df.schema().as_arrow().clone());
         match usage {
             Use::View => register(ctx, name, df.into_view())?,
             Use::Table => {
                 let batches = df.collect().await.map_err(|e| query_error(name, e))?;
+                log_step(name, started, &batches);
                 register_batches(ctx, name, schema, batches)?;
             }
             Use::Result => {
                 let batches = df.collect().await.map_err(|e| query_error(name, e))?;
+                log_step(name, started, &batches);
                 results.push((name, schema, batches));
+            }
+            Use::Spill => {
+                // A directory (trailing slash), registered with the known
+                // schema: an empty result leaves an empty directory.
+                let dir = format!("{}/", spill_dir.join(name).to_string_lossy());
+                df.write_parquet(
+                    &dir,
+                    datafusion::dataframe::DataFrameWriteOptions::new(),
+                    None,
+                )
+                .await
+                .map_err(|e| query_error(name, e))?;
+                ctx.deregister_table(name)
+                    .map_err(|e| query_error(name, e))?;
+                let options = datafusion::prelude::ParquetReadOptions::default().schema(&schema);
+                ctx.register_parquet(name, &dir, options)
+                    .await
+                    .map_err(|e| query_error(name, e))?;
+                log_step(name, started, &[]);
             }
         }
     }
     Ok(results)
+}
+
+/// `TOKENLEDGER_EXPLAIN=<step>` logs the step's plan with run-time metrics
+/// (EXPLAIN ANALYZE): where the time of a slow day went. The step then runs
+/// again for its result.
+async fn explain_if_asked(name: &str, df: &DataFrame) -> Result<()> {
+    if std::env::var("TOKENLEDGER_EXPLAIN").ok().as_deref() != Some(name) {
+        return Ok(());
+    }
+    let batches = df
+        .clone()
+        .explain(false, true)
+        .map_err(|e| query_error(name, e))?
+        .collect()
+        .await
+        .map_err(|e| query_error(name, e))?;
+    let text = arrow::util::pretty::pretty_format_batches(&batches)
+        .map_err(|e| Error::Internal(e.to_string()))?;
+    tracing::info!(step = name, "EXPLAIN ANALYZE\n{text}");
+    Ok(())
+}
+
+fn log_step(name: &str, started: std::time::Instant, batches: &[RecordBatch]) {
+    let rows: usize = batches.iter().map(RecordBatch::num_rows).sum();
+    tracing::info!(
+        step = name,
+        rows,
+        seconds = started.elapsed().as_secs_f64(),
+        "query"
+    );
+}
+
+/// Run `sql/<name>.sql`, log its time, return its result.
+pub async fn collect_logged(
+    ctx: &SessionContext,
+    name: &str,
+    params: &Params,
+) -> Result<Vec<RecordBatch>> {
+    let started = std::time::Instant::now();
+    let batches = collect(ctx, name, params).await?;
+    log_step(name, started, &batches);
+    Ok(batches)
 }
 
 /// Schema of `dup_keys`.
@@ -241,17 +326,24 @@ pub async fn check_all() -> Result<()> {
     let ctx = session(1);
     let empty = |name: &str, schema: SchemaRef| register_batches(&ctx, name, schema, Vec::new());
     empty("requests", crate::lake::schema::request_schema())?;
-    empty("dup_rows", crate::lake::schema::request_schema())?;
     empty("price_map", crate::pricing::price_map_schema())?;
     empty("fx_rates", crate::fx::fx_schema())?;
     let params = Params {
         date: NaiveDate::from_ymd_opt(2026, 1, 1).expect("valid date"),
         seconds: 86400.0,
     };
-    for name in ["model_pairs", "dup_keys"] {
-        collect(&ctx, name, &params).await?;
-    }
-    run_metric_steps(&ctx, &params).await?;
+    collect(&ctx, "dup_keys", &params).await?;
+    empty("dup_candidates", crate::lake::schema::request_schema())?;
+    let spill = tempfile::Builder::new()
+        .prefix("tokenledger-check-")
+        .tempdir()
+        .map_err(|e| Error::Io {
+            what: "creating a spill directory".into(),
+            source: e,
+        })?;
+    run_steps(&ctx, DEDUP_STEPS, &params, spill.path()).await?;
+    run_steps(&ctx, OPS_STEPS, &params, spill.path()).await?;
+    run_steps(&ctx, METRIC_STEPS, &params, spill.path()).await?;
     Ok(())
 }
 

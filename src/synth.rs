@@ -459,8 +459,11 @@ impl Task {
     }
 }
 
-/// (dept, project, task, weight); `None` dept: an untagged caller.
-const WORKLOADS: &[(Option<&str>, Option<&str>, Option<Task>, f64)] = &[
+/// Who calls, for what, and how much: (dept, project, task, weight).
+type Workload = (Option<&'static str>, Option<&'static str>, Option<Task>, f64);
+
+/// `None` dept: an untagged caller.
+const WORKLOADS: &[Workload] = &[
     (
         Some("support"),
         Some("helpdesk-bot"),
@@ -721,7 +724,7 @@ fn request(rng: &mut SmallRng, ts_us: i64, workload_total: f64) -> LogRow {
             cache_write = Some(0);
         }
     }
-    let reasoning = spec.reasoning.then(|| (output as f64 * 0.6) as i64);
+    let reasoning = spec.reasoning.then_some((output as f64 * 0.6) as i64);
     let noise = LogNormal::new(0.0, 0.3)
         .expect("valid lognormal")
         .sample(rng);

@@ -50,7 +50,12 @@ impl TextTable {
         for (i, rec) in reader.records().enumerate() {
             // Line numbers as a spreadsheet shows them: the header is line 1.
             let rec = rec.map_err(|e| format!("line {}: {e}", i + 2))?;
-            let line = rec.position().map(|p| p.line()).unwrap_or(i as u64 + 2);
+            // With CRLF endings a record's position sits on the previous
+            // line's `\n`: count from the byte after it.
+            let line = rec
+                .position()
+                .map(|p| p.line() + u64::from(bytes.get(p.byte() as usize) == Some(&b'\n')))
+                .unwrap_or(i as u64 + 2);
             let cells = rec
                 .iter()
                 .map(|c| {

@@ -126,6 +126,9 @@ impl ScanCounters {
     }
 }
 
+/// A set of `_trace_key`s (already hashes: hashed again cheaply).
+pub type KeySet = HashSet<u64, ahash::RandomState>;
+
 /// What a table instance over the day's input does besides reading.
 #[derive(Clone, Debug, Default)]
 pub struct ScanOptions {
@@ -134,7 +137,46 @@ pub struct ScanOptions {
     pub counters: Option<Arc<ScanCounters>>,
     /// Keep only rows whose `_trace_key` is in this set (decoding wide columns
     /// for those rows only).
-    pub keys: Option<Arc<HashSet<u64>>>,
+    pub keys: Option<Arc<KeySet>>,
+    /// Skip these rows: duplicates that `sql/dup_losers.sql` decided to drop.
+    pub skip: Option<Arc<SkipRows>>,
+}
+
+/// Rows to skip, by object ordinal: sorted row numbers, checked per decoded
+/// batch by binary search (rows of a batch are in file order).
+#[derive(Debug, Default)]
+pub struct SkipRows {
+    by_file: std::collections::HashMap<u32, Vec<i64>>,
+    len: usize,
+}
+
+impl SkipRows {
+    /// From `_pos` values.
+    pub fn from_positions(positions: impl IntoIterator<Item = i64>) -> Self {
+        let mut by_file: std::collections::HashMap<u32, Vec<i64>> =
+            std::collections::HashMap::new();
+        let mut len = 0;
+        for pos in positions {
+            by_file
+                .entry((pos >> POS_ROW_BITS) as u32)
+                .or_default()
+                .push(pos & ((1 << POS_ROW_BITS) - 1));
+            len += 1;
+        }
+        for rows in by_file.values_mut() {
+            rows.sort_unstable();
+            rows.dedup();
+        }
+        SkipRows { by_file, len }
+    }
+
+    pub fn len(&self) -> usize {
+        self.len
+    }
+
+    pub fn is_empty(&self) -> bool {
+        self.len == 0
+    }
 }
 
 /// The objects that can hold rows of one report day, opened and checked.
@@ -207,7 +249,7 @@ impl DayInput {
         let mut files = Vec::with_capacity(footers.len());
         for (ordinal, info, partition_date, res) in footers {
             let key = info.location.to_string();
-            let metadata = match res {
+            let (metadata, stored_schema) = match res {
                 Ok(m) => m,
                 Err(FooterError::Storage(e)) => return Err(e),
                 Err(FooterError::Parquet(msg)) => {
@@ -216,7 +258,7 @@ impl DayInput {
                 }
             };
             let parquet_schema = metadata.metadata().file_metadata().schema_descr_ptr();
-            match resolve(&key, metadata.schema(), &parquet_schema, mapping) {
+            match resolve(&key, &stored_schema, &parquet_schema, mapping) {
                 Ok(cols) => {
                     let rows = metadata.metadata().file_metadata().num_rows().max(0) as u64;
                     files.push(Arc::new(InputFile {
@@ -359,10 +401,12 @@ enum FooterError {
     Parquet(String),
 }
 
+/// The footer of an object: metadata that decodes strings as views, and the
+/// object's own Arrow schema (what its columns are checked against).
 async fn read_footer(
     stores: &Stores,
     info: &ObjectInfo,
-) -> Result<ArrowReaderMetadata, FooterError> {
+) -> Result<(ArrowReaderMetadata, SchemaRef), FooterError> {
     let mut reader = ObjectReader::new(stores, info).map_err(FooterError::Storage)?;
     let row_number =
         Arc::new(Field::new(ROW_NUMBER, DataType::Int64, false).with_extension_type(RowNumber));
@@ -370,12 +414,44 @@ async fn read_footer(
         .with_page_index_policy(parquet::file::metadata::PageIndexPolicy::Skip)
         .with_virtual_columns(vec![row_number])
         .map_err(|e| FooterError::Parquet(e.to_string()))?;
-    ArrowReaderMetadata::load_async(&mut reader, options)
+    let natural = ArrowReaderMetadata::load_async(&mut reader, options.clone())
         .await
         .map_err(|e| match storage_cause(e) {
             Ok(storage) => FooterError::Storage(storage),
             Err(other) => FooterError::Parquet(other.to_string()),
+        })?;
+    // Decode strings straight into views (no per-value copy, no cast later).
+    let stored: arrow::datatypes::Fields = natural
+        .schema()
+        .fields()
+        .iter()
+        .filter(|f| f.name() != ROW_NUMBER)
+        .cloned()
+        .collect();
+    let views = Arc::new(arrow::datatypes::Schema::new_with_metadata(
+        view_types(&stored),
+        natural.schema().metadata().clone(),
+    ));
+    let stored = Arc::new(arrow::datatypes::Schema::new(stored));
+    let metadata =
+        ArrowReaderMetadata::try_new(Arc::clone(natural.metadata()), options.with_schema(views))
+            .map_err(|e| FooterError::Parquet(e.to_string()))?;
+    Ok((metadata, stored))
+}
+
+/// `fields` with every UTF-8 string (also inside structs) read as `Utf8View`.
+fn view_types(fields: &arrow::datatypes::Fields) -> arrow::datatypes::Fields {
+    fields
+        .iter()
+        .map(|f| {
+            let dt = match f.data_type() {
+                DataType::Utf8 | DataType::LargeUtf8 => DataType::Utf8View,
+                DataType::Struct(children) => DataType::Struct(view_types(children)),
+                other => other.clone(),
+            };
+            Arc::new(f.as_ref().clone().with_data_type(dt))
         })
+        .collect()
 }
 
 #[derive(Debug)]
@@ -762,6 +838,7 @@ async fn open_unit(
     Ok(stream
         .map(move |res| {
             let batch = res.map_err(|e| read_error(&file2, e))?;
+            let batch = skip_positions(&plan2, &file2, batch)?;
             project(&plan2, &file2, &batch)
         })
         .boxed())
@@ -772,6 +849,48 @@ fn read_error(file: &InputFile, e: ParquetError) -> DataFusionError {
         Ok(storage) => DataFusionError::External(Box::new(storage)),
         Err(other) => input_error(file, other),
     }
+}
+
+/// The row's `_pos` values of a decoded batch.
+fn positions(file: &InputFile, batch: &RecordBatch) -> DfResult<Int64Array> {
+    let rn = batch
+        .column_by_name(ROW_NUMBER)
+        .ok_or_else(|| input_error(file, "row numbers missing from decoded batch"))?;
+    let rn = rn.as_primitive::<arrow::datatypes::Int64Type>();
+    let high = (file.ordinal as i64) << POS_ROW_BITS;
+    Ok(Int64Array::from_iter_values(
+        rn.values().iter().map(|r| high | r),
+    ))
+}
+
+/// Drop the rows listed in [`ScanOptions::skip`] for this object.
+fn skip_positions(plan: &ScanPlan, file: &InputFile, batch: RecordBatch) -> DfResult<RecordBatch> {
+    let Some(skip) = plan
+        .options
+        .skip
+        .as_ref()
+        .and_then(|s| s.by_file.get(&file.ordinal))
+    else {
+        return Ok(batch);
+    };
+    let rn = batch
+        .column_by_name(ROW_NUMBER)
+        .ok_or_else(|| input_error(file, "row numbers missing from decoded batch"))?;
+    let rows = rn.as_primitive::<arrow::datatypes::Int64Type>().values();
+    let (Some(&first), Some(&last)) = (rows.first(), rows.last()) else {
+        return Ok(batch);
+    };
+    let from = skip.partition_point(|&r| r < first);
+    let to = skip.partition_point(|&r| r <= last);
+    if from == to {
+        return Ok(batch);
+    }
+    let wanted = &skip[from..to];
+    let keep: BooleanArray = rows
+        .iter()
+        .map(|r| Some(wanted.binary_search(r).is_err()))
+        .collect();
+    Ok(arrow::compute::filter_record_batch(&batch, &keep)?)
 }
 
 /// Build the output batch (normalized, projected) from a decoded one.
@@ -794,14 +913,7 @@ fn project(plan: &ScanPlan, file: &InputFile, batch: &RecordBatch) -> DfResult<R
             }
             arr
         } else if i == POS_INDEX {
-            let rn = batch
-                .column_by_name(ROW_NUMBER)
-                .ok_or_else(|| input_error(file, "row numbers missing from decoded batch"))?;
-            let rn = rn.as_primitive::<arrow::datatypes::Int64Type>();
-            let high = (file.ordinal as i64) << POS_ROW_BITS;
-            Arc::new(Int64Array::from_iter_values(
-                rn.values().iter().map(|r| high | r),
-            ))
+            Arc::new(positions(file, batch)?)
         } else {
             debug_assert_eq!(i, TRACE_KEY_INDEX);
             let ids = normalize(batch, Col::TraceId, cols.get(Col::TraceId), cols.ts_unit)

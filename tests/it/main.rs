@@ -1,7 +1,12 @@
 //! The integration tests: one binary (DataFusion is heavy to link).
 
+// Test helpers outside #[test] functions fail loudly on purpose.
+#![allow(clippy::unwrap_used)]
+
 mod bad_input;
 mod cli;
 mod fixture;
 mod metrics;
+mod otel;
+mod pricing;
 mod s3;

@@ -1,0 +1,198 @@
+#!/usr/bin/env python3
+"""Time tokenledger and DuckDB on the same SPEC work over the same day.
+
+Each engine runs in its own process; wall time and peak RSS come from
+os.wait4 on that process. DuckDB does what SPEC 1-3 ask of one day: read the
+partitions D-1..D+1, keep the day by ts, de-duplicate (latest ts, then most
+tokens, then greatest object key and row number), price each request by the
+row in force at its ts (range join), and compute ops_daily, ops_by_model and
+finance_by_dimension with quantile_cont percentiles, written as CSV.
+Its finance numbers are then compared cell by cell with tokenledger's: the
+bench doubles as a second-engine check at scale.
+
+usage: bench.py --bin target/release/tokenledger --lake DIR --date YYYY-MM-DD
+"""
+import argparse
+import csv
+import datetime as dt
+import json
+import os
+import subprocess
+import sys
+import tempfile
+import time
+from decimal import ROUND_HALF_EVEN, Decimal, getcontext
+
+getcontext().prec = 60
+
+DUCKDB_SCRIPT = r"""
+import duckdb, json, sys
+lake, date, out, mapping, threads = sys.argv[1], sys.argv[2], sys.argv[3], sys.argv[4], int(sys.argv[5])
+con = duckdb.connect()
+con.execute(f"SET threads = {threads}")
+d = __import__('datetime').date.fromisoformat(date)
+days = [(d + __import__('datetime').timedelta(days=k)).isoformat() for k in (-1, 0, 1)]
+import glob
+files = sorted(f for day in days for f in glob.glob(f"{lake}/requests/date={day}/*.parquet"))
+con.execute("CREATE TABLE alias(provider VARCHAR, model VARCHAR, price_provider VARCHAR, price_model VARCHAR)")
+con.executemany("INSERT INTO alias VALUES (?, ?, ?, ?)", json.loads(mapping))
+# Per-token prices, and operand widths whose products fit 38 digits: DuckDB
+# computes wider decimal products and decimal quotients in floating point.
+con.execute(f'''
+CREATE TABLE prices AS SELECT provider, model,
+  CAST(CAST(input_usd_per_1k AS DECIMAL(24,20)) * CAST('0.001' AS DECIMAL(4,3)) AS DECIMAL(24,23)) AS pin,
+  CAST(CAST(output_usd_per_1k AS DECIMAL(24,20)) * CAST('0.001' AS DECIMAL(4,3)) AS DECIMAL(24,23)) AS pout,
+  CAST(CAST(coalesce(cache_read_usd_per_1k, input_usd_per_1k) AS DECIMAL(24,20)) * CAST('0.001' AS DECIMAL(4,3)) AS DECIMAL(24,23)) AS pcr,
+  CAST(CAST(coalesce(cache_write_usd_per_1k, input_usd_per_1k) AS DECIMAL(24,20)) * CAST('0.001' AS DECIMAL(4,3)) AS DECIMAL(24,23)) AS pcw,
+  CAST(valid_from AS TIMESTAMPTZ) AS vf, coalesce(CAST(valid_to AS TIMESTAMPTZ), TIMESTAMPTZ '9999-01-01') AS vt
+FROM read_csv('{lake}/prices.csv', all_varchar=true)''')
+fx = con.execute(f"SELECT usd_per_unit FROM read_csv('{lake}/fx.csv', all_varchar=true) WHERE currency='EUR' AND CAST(date AS DATE) <= DATE '{date}' ORDER BY date DESC LIMIT 1").fetchone()[0]
+file_list = ", ".join(f"'{f}'" for f in files)
+con.execute(f'''
+CREATE TEMP TABLE priced AS
+WITH raw AS (
+  SELECT ts, trace_id, tags, provider, model, latency_ms, error, cache_hit, citation_rate, human_reviewed,
+    human_approved, input_tokens, output_tokens, cache_read_input_tokens, cache_creation_input_tokens,
+    cost_actual, currency, filename, file_row_number
+  FROM read_parquet([{file_list}], filename=true, file_row_number=true, union_by_name=true)
+  WHERE ts >= TIMESTAMPTZ '{date} 00:00:00+00' AND ts < TIMESTAMPTZ '{date} 00:00:00+00' + INTERVAL 1 DAY
+),
+kept AS (
+  SELECT * EXCLUDE (filename, file_row_number, trace_id), count(*) OVER (PARTITION BY trace_id) - 1 AS dropped FROM raw
+  QUALIFY row_number() OVER (PARTITION BY trace_id ORDER BY ts DESC, input_tokens + output_tokens DESC, filename DESC, file_row_number DESC) = 1
+),
+t AS (
+  SELECT k.*,
+    CAST(greatest(k.input_tokens - coalesce(k.cache_read_input_tokens,0) - coalesce(k.cache_creation_input_tokens,0), 0) AS DECIMAL(12,0)) AS u,
+    CAST(coalesce(k.cache_read_input_tokens,0) AS DECIMAL(12,0)) AS r,
+    CAST(coalesce(k.cache_creation_input_tokens,0) AS DECIMAL(12,0)) AS w,
+    CAST(k.output_tokens AS DECIMAL(12,0)) AS o
+  FROM kept k
+)
+SELECT k.* EXCLUDE (tags, u, r, w, o), coalesce(k.tags.dept, '(untagged)') AS dept, coalesce(k.tags.project, '(untagged)') AS project,
+  coalesce(k.tags.task, '(untagged)') AS task, p.pin IS NOT NULL AS priced,
+  CASE WHEN p.pin IS NULL THEN NULL WHEN k.cache_hit THEN CAST(0 AS DECIMAL(38,23)) ELSE
+    CAST(k.u * p.pin AS DECIMAL(38,23)) + CAST(k.r * p.pcr AS DECIMAL(38,23))
+    + CAST(k.w * p.pcw AS DECIMAL(38,23)) + CAST(k.o * p.pout AS DECIMAL(38,23)) END AS cost,
+  CASE WHEN p.pin IS NULL THEN NULL WHEN NOT k.cache_hit THEN CAST(0 AS DECIMAL(38,23)) ELSE
+    CAST(k.u * p.pin AS DECIMAL(38,23)) + CAST(k.r * p.pcr AS DECIMAL(38,23))
+    + CAST(k.w * p.pcw AS DECIMAL(38,23)) + CAST(k.o * p.pout AS DECIMAL(38,23)) END AS savings,
+  -- narrow operands: DuckDB's product of two wide decimals is not exact
+  CAST(CASE WHEN upper(k.currency) = 'USD' THEN CAST(k.cost_actual AS DECIMAL(18,11))
+       WHEN upper(k.currency) = 'EUR' THEN CAST(k.cost_actual AS DECIMAL(18,11)) * CAST('{fx}' AS DECIMAL(18,12)) END
+    AS DECIMAL(38,23)) AS logged
+FROM t k
+LEFT JOIN alias a ON k.provider = a.provider AND k.model = a.model
+LEFT JOIN prices p ON p.provider = coalesce(a.price_provider, k.provider) AND p.model = coalesce(a.price_model, k.model)
+  AND k.ts >= p.vf AND k.ts < p.vt
+''')
+con.execute(f'''
+COPY (SELECT DATE '{date}' AS date, dept, project, task, provider, model, count(*) AS requests,
+  sum(input_tokens) AS input_tokens, sum(output_tokens) AS output_tokens,
+  CAST(sum(cost) AS VARCHAR) AS cost_usd, CAST(sum(savings) AS VARCHAR) AS cache_savings_usd,
+  CAST(sum(logged) AS VARCHAR) AS logged_cost_usd,
+  CAST(sum(cost) FILTER (WHERE priced AND NOT cache_hit) AS VARCHAR) AS priced_cost,
+  sum(input_tokens + output_tokens) FILTER (WHERE priced AND NOT cache_hit) AS priced_tokens,
+  count(*) FILTER (WHERE NOT priced) AS unpriced_requests
+FROM priced GROUP BY ALL ORDER BY ALL) TO '{out}/finance_by_dimension.csv' (HEADER)''')
+con.execute(f'''
+COPY (SELECT provider, model, count(*) AS requests, count(*) FILTER (WHERE error) / count(*) AS error_rate,
+  quantile_cont(latency_ms, 0.5) AS p50, quantile_cont(latency_ms, 0.95) AS p95, quantile_cont(latency_ms, 0.99) AS p99,
+  count(*) FILTER (WHERE cache_hit) / count(*) AS cache_hit_rate, avg(citation_rate) AS citation_rate_mean,
+  count(*) FILTER (WHERE human_reviewed) AS human_reviewed,
+  count(*) FILTER (WHERE human_reviewed AND human_approved) / nullif(count(*) FILTER (WHERE human_reviewed), 0) AS pass_rate,
+  sum(dropped) AS duplicates_dropped
+FROM priced GROUP BY ALL ORDER BY ALL) TO '{out}/ops_by_model.csv' (HEADER)''')
+con.execute(f'''
+COPY (SELECT count(*) AS requests, count(*) / 86400 AS qps_avg,
+  (SELECT max(n) FROM (SELECT count(*) n FROM priced GROUP BY date_trunc('minute', ts))) / 60 AS qps_peak,
+  quantile_cont(latency_ms, 0.5) AS p50, quantile_cont(latency_ms, 0.95) AS p95, quantile_cont(latency_ms, 0.99) AS p99,
+  sum(dropped) AS duplicates_dropped
+FROM priced) TO '{out}/ops_daily.csv' (HEADER)''')
+"""
+
+
+def timed(cmd, env=None):
+    start = time.monotonic()
+    proc = subprocess.Popen(cmd, stdout=subprocess.PIPE, stderr=subprocess.PIPE, env=env)
+    _, status, usage = os.wait4(proc.pid, 0)
+    wall = time.monotonic() - start
+    out, err = proc.stdout.read().decode(), proc.stderr.read().decode()
+    code = os.waitstatus_to_exitcode(status)
+    if code != 0:
+        sys.exit(f"{cmd[0]} failed with {code}:\n{out}\n{err}")
+    return wall, usage.ru_maxrss / 1024.0, out
+
+
+def read_csv(path, key):
+    with open(path) as f:
+        return {tuple(r[k] for k in key): r for r in csv.DictReader(f)}
+
+
+def half_even(x, places=6):
+    return x.quantize(Decimal(1).scaleb(-places), rounding=ROUND_HALF_EVEN)
+
+
+def compare(ours_dir, duck_dir):
+    """Every finance cell must equal DuckDB's exact value rounded half to even."""
+    key = ["dept", "project", "task", "provider", "model"]
+    ours = read_csv(f"{ours_dir}/finance_by_dimension.csv", key)
+    duck = read_csv(f"{duck_dir}/finance_by_dimension.csv", key)
+    assert set(ours) == set(duck), f"row keys differ: {set(ours) ^ set(duck)}"
+    cells = 0
+    for k, o in ours.items():
+        d = duck[k]
+        for col in ["requests", "input_tokens", "output_tokens", "unpriced_requests"]:
+            assert int(o[col]) == int(d[col]), (k, col, o[col], d[col])
+        for col in ["cost_usd", "cache_savings_usd", "logged_cost_usd"]:
+            if o[col] == "" or d[col] == "":
+                assert o[col] == d[col] == "", (k, col, o[col], d[col])
+            else:
+                assert Decimal(o[col]) == half_even(Decimal(d[col])), (k, col, o[col], d[col])
+            cells += 1
+        if d["priced_tokens"] and int(d["priced_tokens"]) > 0:
+            exact = Decimal(d["priced_cost"]) * 1000 / Decimal(d["priced_tokens"])
+            assert Decimal(o["cost_per_1k_usd"]) == half_even(exact), (k, o["cost_per_1k_usd"], exact)
+        else:
+            assert o["cost_per_1k_usd"] == "", k
+        cells += 1
+    key = ["provider", "model"]
+    ours = read_csv(f"{ours_dir}/ops_by_model.csv", key)
+    duck = read_csv(f"{duck_dir}/ops_by_model.csv", key)
+    worst_lat = 0.0
+    for k, o in ours.items():
+        d = duck[k]
+        assert int(o["requests"]) == int(d["requests"]) and int(o["duplicates_dropped"]) == int(d["duplicates_dropped"]), k
+        for ours_col, duck_col in [("latency_p50_ms", "p50"), ("latency_p95_ms", "p95"), ("latency_p99_ms", "p99")]:
+            rel = abs(float(o[ours_col]) - float(d[duck_col])) / max(float(d[duck_col]), 1e-9)
+            worst_lat = max(worst_lat, rel)
+            assert rel <= 0.01, (k, ours_col, o[ours_col], d[duck_col])
+    return cells, worst_lat
+
+
+def main():
+    ap = argparse.ArgumentParser()
+    ap.add_argument("--bin", required=True)
+    ap.add_argument("--lake", required=True)
+    ap.add_argument("--date", required=True)
+    ap.add_argument("--threads", type=int, default=os.cpu_count())
+    a = ap.parse_args()
+
+    env = dict(os.environ, TOKENLEDGER_RUN__THREADS=str(a.threads), TOKENLEDGER_LOG="warn")
+    tl_wall, tl_rss, tl_out = timed([a.bin, "run", "--lake", a.lake, "--date", a.date], env)
+    manifest = json.load(open(f"{a.lake}/reports/date={a.date}/manifest.json"))
+    mapping = json.dumps([[m["provider"], m["model"], m["price_provider"], m["price_model"]] for m in manifest["pricing"]["models"]])
+    with tempfile.TemporaryDirectory() as duck_out:
+        script = os.path.join(duck_out, "duck.py")
+        open(script, "w").write(DUCKDB_SCRIPT)
+        dk_wall, dk_rss, _ = timed([sys.executable, script, a.lake, a.date, duck_out, mapping, str(a.threads)])
+        cells, worst_latency = compare(f"{a.lake}/reports/date={a.date}", duck_out)
+    print(f"rows listed {manifest['rows']['listed']:,}, kept {manifest['rows']['kept']:,}, duplicates dropped {manifest['rows']['duplicates_dropped']:,}")
+    print(f"tokenledger: {tl_wall:7.2f} s  peak RSS {tl_rss:7.0f} MiB")
+    print(f"duckdb:      {dk_wall:7.2f} s  peak RSS {dk_rss:7.0f} MiB")
+    print(f"ratio tokenledger/duckdb: wall {tl_wall / dk_wall:.2f}x, RSS {tl_rss / dk_rss:.2f}x")
+    print(f"agreement: {cells} money cells equal to DuckDB's exact values rounded half to even; worst latency percentile difference {worst_latency * 100:.3f}%")
+
+
+if __name__ == "__main__":
+    main()

@@ -1,0 +1,46 @@
+-- SPEC 2 de-duplication, decided over the duplicate candidates only
+-- (`dup_rows`: the columns the job reads, of every row whose _trace_key is a
+-- candidate). One row per trace_id is kept: the latest ts; ties go to the
+-- most input+output tokens, then the greatest object key and row position
+-- (_pos). For every candidate row: whether it is dropped, and on each kept
+-- row the number of rows dropped for it and whether they differed from it in
+-- any column the job reads (a conflict; route, region, cost_per_1k and
+-- reasoning_output_tokens feed no metric and are not read). Rows of
+-- different trace_ids that share a _trace_key (hash collisions) are separate
+-- groups here.
+WITH ranked AS (
+    SELECT
+        *,
+        row_number() OVER (
+            PARTITION BY trace_id
+            ORDER BY ts DESC,
+                     CAST(input_tokens AS DECIMAL(20, 0)) + CAST(output_tokens AS DECIMAL(20, 0)) DESC,
+                     _pos DESC
+        ) AS rn,
+        count(*) OVER (PARTITION BY trace_id) AS copies
+    FROM dup_rows
+),
+variants AS (
+    SELECT trace_id, count(*) AS variants
+    FROM (
+        SELECT DISTINCT
+            ts, trace_id, dept, project, task, provider, model,
+            latency_ms, error, cache_hit, citation_rate, human_reviewed, human_approved,
+            input_tokens, output_tokens, total_tokens, cache_read_input_tokens,
+            cache_creation_input_tokens, cost_actual, currency
+        FROM dup_rows
+    ) AS distinct_rows
+    GROUP BY trace_id
+)
+SELECT
+    r._pos,
+    r.rn > 1 AS dropped,
+    coalesce(r.dept, '(untagged)') AS dept,
+    coalesce(r.project, '(untagged)') AS project,
+    coalesce(r.task, '(untagged)') AS task,
+    r.provider,
+    r.model,
+    CASE WHEN r.rn = 1 THEN r.copies - 1 ELSE 0 END AS dup_dropped,
+    CASE WHEN r.rn = 1 AND v.variants > 1 THEN 1 ELSE 0 END AS dup_conflict
+FROM ranked AS r
+JOIN variants AS v ON r.trace_id = v.trace_id
