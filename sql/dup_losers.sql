@@ -1,3 +1,6 @@
--- The positions (_pos) of the duplicate rows to drop; the metric scan skips
--- them, so the day's rows are never joined to remove duplicates.
-SELECT _pos FROM dup_resolution WHERE dropped
+-- The duplicate rows dropped (SPEC 2): their ops counts are subtracted from
+-- the counts over all rows (sql/ops_merge.sql).
+SELECT d.*
+FROM dup_rows AS d
+JOIN dup_resolution AS r ON d._pos = r._pos
+WHERE r.dropped

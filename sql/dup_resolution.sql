@@ -1,10 +1,11 @@
 -- SPEC 2 de-duplication, decided over the duplicate candidates only
--- (`dup_rows`: the columns the job reads, of every row whose _trace_key is a
--- candidate). One row per trace_id is kept: the latest ts; ties go to the
--- most input+output tokens, then the greatest object key and row position
--- (_pos). For every candidate row: whether it is dropped, and on each kept
--- row the number of rows dropped for it and whether they differed from it in
--- any column the job reads (a conflict; route, region, cost_per_1k and
+-- (`dup_rows`: the rows whose _trace_key is a candidate, which the finance
+-- pass's scan sets aside with the columns the job reads, trace_id and _pos).
+-- One row per trace_id is kept: the latest ts; ties go to the most
+-- input+output tokens, then the greatest object key and row position (_pos).
+-- For every candidate row: whether it is dropped, and on each kept row the
+-- number of rows dropped for it and whether they differed from it in any
+-- column the job reads (a conflict; route, region, cost_per_1k and
 -- reasoning_output_tokens feed no metric and are not read). Rows of
 -- different trace_ids that share a _trace_key (hash collisions) are separate
 -- groups here.

@@ -1,6 +1,6 @@
--- Request counts of the day (duplicates already skipped by the scan) in two
--- grouping sets, over the few columns they need; the (provider, model) pairs
--- of the day, for the price map, come from here too:
+-- Request counts of the rows in `requests` (every row of the day; later the
+-- duplicates dropped, to subtract: sql/ops_merge.sql) in two grouping sets,
+-- over the few columns they need:
 --   'latency': (provider, model, latency_q): an exact histogram of latency
 --              rounded to 4 significant digits (<= 0.05% off), from which
 --              percentiles are computed exactly and deterministically;

@@ -29,7 +29,9 @@ use crate::config::Config;
 use crate::deliver::{Output, publish};
 use crate::error::{Error, ExitKind, Problems, Result};
 use crate::fx::FxTable;
-use crate::lake::scan::{DayInput, KeySet, ScanCounters, ScanOptions, SkipRows};
+use crate::lake::scan::{
+    DayInput, Divert, DivertSink, KeySet, ScanCounters, ScanOptions, dup_rows_schema,
+};
 use crate::lake::schema::request_schema;
 use crate::lake::{Location, ObjectInfo, Stores, partition_dir};
 use crate::manifest::{
@@ -38,6 +40,7 @@ use crate::manifest::{
 use crate::pricing::PriceTable;
 use crate::queries::{self, Params};
 use crate::tabular::TextTable;
+use datafusion::execution::context::SessionContext;
 
 /// The names of the CSV exports in `reports/date=D/`.
 pub const CSV_OUTPUTS: [&str; 4] = [
@@ -142,7 +145,7 @@ pub async fn check(config: &Config) -> Result<Vec<String>> {
     let stores = Stores::new(config.s3.clone());
     let mut problems = Problems::new();
     let mut checked = Vec::new();
-    match queries::check_all().await {
+    match check_queries().await {
         Ok(()) => checked.push(format!("{} SQL files parse and plan", queries::FILES.len())),
         Err(e) => problems.push(e.to_string()),
     }
@@ -228,13 +231,57 @@ pub async fn run(config: &Config, date: NaiveDate) -> Result<RunSummary> {
         });
     }
 
-    let (results, counters, in_day, resolutions, chosen_rates) =
-        compute(config, &day, &input, &prices, &fx).await?;
+    let ctx = queries::session(config.threads);
+    let params = Params {
+        date,
+        seconds: day.seconds() as f64,
+    };
+    let spill = spill_dir()?;
+    let empty_day = |in_day: u64| {
+        if in_day > 0 {
+            return Ok(());
+        }
+        Err(Error::EmptyDay {
+            date: date.to_string(),
+            zone: config.timezone.to_string(),
+            detail: format!(
+                "{} row(s) in {} object(s), none of them in [{}, {}) with all required columns",
+                input.rows_listed(),
+                input.files().len(),
+                day.start.to_rfc3339(),
+                day.end.to_rfc3339()
+            ),
+        })
+    };
+    let Flow {
+        results,
+        counters,
+        in_day,
+        dropped,
+        resolutions,
+        chosen_rates,
+    } = flow(
+        &ctx,
+        &params,
+        Rows::Lake(&input),
+        &day,
+        config,
+        &prices,
+        &fx,
+        spill.path(),
+        empty_day,
+    )
+    .await?;
 
     // Facts for the manifest and the gates.
     let (_, ops_daily) = results.get("ops_daily")?;
     let kept = sum_u64(ops_daily, "requests");
     let duplicates_dropped = sum_u64(ops_daily, "duplicates_dropped");
+    if duplicates_dropped != dropped {
+        return Err(Error::Internal(format!(
+            "{dropped} duplicate rows left the ops counts but {duplicates_dropped} were counted"
+        )));
+    }
     let duplicate_conflicts = sum_u64(ops_daily, "duplicate_conflicts");
     let (_, dq) = results.get("data_quality")?;
     let unpriced = sum_u64(dq, "unpriced_requests");
@@ -435,141 +482,305 @@ fn total_money(batches: &[RecordBatch], column: &str) -> Result<String> {
     ))
 }
 
-type Computed = (
-    DayResults,
-    Arc<ScanCounters>,
-    u64,
-    Vec<crate::pricing::Resolution>,
-    Vec<crate::fx::ChosenRate>,
-);
+/// Where the queries read the day's rows from.
+enum Rows<'a> {
+    /// The day's objects in the lake.
+    Lake(&'a Arc<DayInput>),
+    /// No rows: `check` runs every query over empty tables of the real schemas.
+    Empty,
+}
 
-/// Steps 3 to 5: the queries.
-async fn compute(
-    config: &Config,
+impl Rows<'_> {
+    /// The day's rows as the `requests` table.
+    fn plain(&self) -> Arc<dyn datafusion::catalog::TableProvider> {
+        self.with(ScanOptions::default())
+    }
+
+    fn with(&self, options: ScanOptions) -> Arc<dyn datafusion::catalog::TableProvider> {
+        match self {
+            Rows::Lake(input) => input.table(options),
+            Rows::Empty => empty_table(request_schema()),
+        }
+    }
+}
+
+fn empty_table(schema: arrow::datatypes::SchemaRef) -> Arc<dyn datafusion::catalog::TableProvider> {
+    Arc::new(datafusion::catalog::MemTable::try_new(schema, vec![Vec::new()]).expect("empty table"))
+}
+
+/// What the queries produced for one day.
+struct Flow {
+    results: DayResults,
+    counters: Arc<ScanCounters>,
+    /// Rows of the day, duplicates included.
+    in_day: u64,
+    /// Duplicate rows dropped.
+    dropped: u64,
+    resolutions: Vec<crate::pricing::Resolution>,
+    chosen_rates: Vec<crate::fx::ChosenRate>,
+}
+
+fn sum_column(batches: &[RecordBatch], column: &str, filter: Option<(&str, &str)>) -> u64 {
+    batches
+        .iter()
+        .map(|b| {
+            let (Some(values), keep) = (
+                b.column_by_name(column),
+                filter.and_then(|(c, v)| b.column_by_name(c).map(|a| (a.clone(), v))),
+            ) else {
+                return 0;
+            };
+            let values = arrow::compute::cast(values, &arrow::datatypes::DataType::Int64)
+                .expect("integer column");
+            let values = values.as_primitive::<Int64Type>();
+            (0..b.num_rows())
+                .filter(|&i| match &keep {
+                    Some((arr, want)) => {
+                        let arr = arrow::compute::cast(arr, &arrow::datatypes::DataType::Utf8)
+                            .expect("text column");
+                        arr.as_string::<i32>().value(i) == *want
+                    }
+                    None => true,
+                })
+                .map(|i| values.value(i).max(0) as u64)
+                .sum::<u64>()
+        })
+        .sum()
+}
+
+/// The queries of one day, in order (see ARCHITECTURE.md, "Data flow"):
+///
+/// 1. `dup_keys`: the trace keys seen more than once (a narrow pass).
+/// 2. `ops_counts` over every row (duplicates included) -> `ops_all`; its
+///    (provider, model) pairs (`model_pairs`) feed the price map.
+/// 3. The finance pass: the scan sets the duplicate candidates aside (to
+///    local files) and `priced` + `cube` aggregate every other row.
+/// 4. `dup_resolution` over the candidates: `dup_winners` go through
+///    `priced` + `cube` too (their cube rows join the day's); the counts of
+///    `dup_losers` are subtracted from `ops_all` (`ops_merge`).
+/// 5. The outputs, from `cube` and `ops_counts`.
+///
+/// `on_day` sees the number of rows of the day before the finance pass.
+#[allow(clippy::too_many_arguments)]
+async fn flow(
+    ctx: &SessionContext,
+    params: &Params,
+    rows: Rows<'_>,
     day: &Day,
-    input: &Arc<DayInput>,
+    config: &Config,
     prices: &PriceTable,
     fx: &FxTable,
-) -> Result<Computed> {
-    let ctx = queries::session(config.threads);
-    let params = Params {
-        date: day.date,
-        seconds: day.seconds() as f64,
-    };
+    spill_dir: &std::path::Path,
+    on_day: impl FnOnce(u64) -> Result<()>,
+) -> Result<Flow> {
+    use queries::{Use, step};
 
-    queries::register(&ctx, "requests", input.table(ScanOptions::default()))?;
-    let keys: KeySet = queries::collect_logged(&ctx, "dup_keys", &params)
-        .await?
+    queries::register(ctx, "requests", rows.plain())?;
+    let (_, keys) = step(ctx, "dup_keys", "dup_keys", Use::Result, params, spill_dir).await?;
+    let keys: KeySet = keys
         .iter()
         .flat_map(|b| b.column(0).as_primitive::<UInt64Type>().values().to_vec())
         .collect();
     info!(duplicate_candidates = keys.len(), "first pass");
 
-    // Duplicate candidates: spill their full rows to local disk (never held
-    // in memory: a day delivered twice makes every row a candidate), decide
-    // in SQL which to drop, and keep only their positions.
-    let started = std::time::Instant::now();
-    let spill = tempfile::Builder::new()
+    let (_, ops_all) = step(ctx, "ops_counts", "ops_all", Use::Table, params, spill_dir).await?;
+    let in_day = sum_column(&ops_all, "requests", Some(("grouping_set", "minute")));
+    on_day(in_day)?;
+    let (_, pairs_batches) = step(
+        ctx,
+        "model_pairs",
+        "model_pairs",
+        Use::Result,
+        params,
+        spill_dir,
+    )
+    .await?;
+    let mut pairs = Vec::new();
+    for b in &pairs_batches {
+        let (p, m) = (b.column(0).as_string_view(), b.column(1).as_string_view());
+        for i in 0..b.num_rows() {
+            pairs.push((p.value(i).to_string(), m.value(i).to_string()));
+        }
+    }
+    let (price_map, resolutions) = prices.price_map(&config.aliases, &pairs, day.start, day.end);
+    queries::register_batches(
+        ctx,
+        "price_map",
+        crate::pricing::price_map_schema(),
+        vec![price_map],
+    )?;
+    let (fx_batch, chosen_rates) = fx.rates_on(day.date);
+    queries::register_batches(ctx, "fx_rates", crate::fx::fx_schema(), vec![fx_batch])?;
+
+    // The finance pass: the one scan that counts why rows were dropped.
+    let counters = Arc::new(ScanCounters::default());
+    let sink = Arc::new(DivertSink::new(spill_dir.join("diverted")));
+    queries::register(
+        ctx,
+        "requests",
+        rows.with(ScanOptions {
+            counters: Some(Arc::clone(&counters)),
+            divert: Some(Divert {
+                keys: Arc::new(keys),
+                sink: Arc::clone(&sink),
+            }),
+        }),
+    )?;
+    step(ctx, "priced", "priced", Use::View, params, spill_dir).await?;
+    let (cube_schema, mut cube) = step(ctx, "cube", "cube", Use::Result, params, spill_dir).await?;
+
+    // The duplicate candidates, resolved.
+    if sink.rows() > 0 {
+        let dir = format!("{}/", sink.dir().to_string_lossy());
+        let options = datafusion::datasource::file_format::options::ArrowReadOptions {
+            schema: Some(&dup_rows_schema()),
+            ..Default::default()
+        };
+        ctx.deregister_table("dup_rows")
+            .map_err(|e| df_error("dup_rows", e))?;
+        ctx.register_arrow("dup_rows", &dir, options)
+            .await
+            .map_err(|e| df_error("dup_rows", e))?;
+    } else {
+        queries::register(ctx, "dup_rows", empty_table(dup_rows_schema()))?;
+    }
+    step(
+        ctx,
+        "dup_resolution",
+        "dup_resolution",
+        Use::Spill,
+        params,
+        spill_dir,
+    )
+    .await?;
+    step(
+        ctx,
+        "dup_counts",
+        "dup_counts",
+        Use::Table,
+        params,
+        spill_dir,
+    )
+    .await?;
+    step(
+        ctx,
+        "dup_losers",
+        "dup_losers",
+        Use::View,
+        params,
+        spill_dir,
+    )
+    .await?;
+    step(
+        ctx,
+        "dup_winners",
+        "dup_winners",
+        Use::View,
+        params,
+        spill_dir,
+    )
+    .await?;
+
+    // The rows kept of the candidates join the day's cube...
+    let winners = ctx
+        .table("dup_winners")
+        .await
+        .map_err(|e| df_error("dup_winners", e))?;
+    queries::register(ctx, "requests", winners.into_view())?;
+    step(ctx, "priced", "priced", Use::View, params, spill_dir).await?;
+    let (_, cube_winners) = step(ctx, "cube", "cube", Use::Result, params, spill_dir).await?;
+    cube.extend(cube_winners);
+    queries::register_batches(ctx, "cube", cube_schema, cube)?;
+
+    // ...and the rows dropped leave the ops counts.
+    let losers = ctx
+        .table("dup_losers")
+        .await
+        .map_err(|e| df_error("dup_losers", e))?;
+    queries::register(ctx, "requests", losers.into_view())?;
+    let (_, ops_losers) = step(
+        ctx,
+        "ops_counts",
+        "ops_losers",
+        Use::Table,
+        params,
+        spill_dir,
+    )
+    .await?;
+    let dropped = sum_column(&ops_losers, "requests", Some(("grouping_set", "minute")));
+    step(
+        ctx,
+        "ops_merge",
+        "ops_counts",
+        Use::Table,
+        params,
+        spill_dir,
+    )
+    .await?;
+    info!(diverted = sink.rows(), dropped, "duplicates resolved");
+
+    let results = queries::run_steps(ctx, queries::OUTPUT_STEPS, params, spill_dir).await?;
+    Ok(Flow {
+        results: DayResults {
+            results: results.into_iter().map(|(n, s, b)| (n, (s, b))).collect(),
+        },
+        counters,
+        in_day,
+        dropped,
+        resolutions,
+        chosen_rates,
+    })
+}
+
+fn df_error(name: &str, source: datafusion::error::DataFusionError) -> Error {
+    Error::Query {
+        file: format!("{name} (registration)"),
+        source,
+    }
+}
+
+/// Run every query of a day over empty tables of the real schemas: catches
+/// unknown columns, type errors and bad function calls without any data.
+pub async fn check_queries() -> Result<()> {
+    queries::parse_all()?;
+    let ctx = queries::session(1);
+    let date = NaiveDate::from_ymd_opt(2026, 1, 1).expect("valid date");
+    let day = Day::new(date, chrono_tz::UTC);
+    let params = Params {
+        date,
+        seconds: 86400.0,
+    };
+    let config = Config::for_lake("/").expect("a bare lake is a valid config");
+    let spill = spill_dir()?;
+    flow(
+        &ctx,
+        &params,
+        Rows::Empty,
+        &day,
+        &config,
+        &PriceTable::default(),
+        &FxTable::default(),
+        spill.path(),
+        |_| Ok(()),
+    )
+    .await?;
+    Ok(())
+}
+
+fn spill_dir() -> Result<tempfile::TempDir> {
+    tempfile::Builder::new()
         .prefix("tokenledger-")
         .tempdir()
         .map_err(|e| Error::Io {
             what: "creating a spill directory".into(),
             source: e,
-        })?;
-    if keys.is_empty() {
-        queries::register_batches(&ctx, "dup_candidates", request_schema(), Vec::new())?;
-    } else {
-        queries::register(
-            &ctx,
-            "dup_candidates",
-            input.table(ScanOptions {
-                keys: Some(Arc::new(keys)),
-                ..ScanOptions::default()
-            }),
-        )?;
-    }
-    let dedup = queries::run_steps(&ctx, queries::DEDUP_STEPS, &params, spill.path()).await?;
-    let skip = SkipRows::from_positions(
-        dedup
-            .iter()
-            .filter(|(name, _, _)| *name == "dup_losers")
-            .flat_map(|(_, _, batches)| batches.iter())
-            .flat_map(|b| b.column(0).as_primitive::<Int64Type>().values().to_vec()),
-    );
-    info!(
-        dropped = skip.len(),
-        seconds = started.elapsed().as_secs_f64(),
-        "duplicates resolved"
-    );
+        })
+}
 
-    // The ops counts read a few columns; the finance pass reads the rest and
-    // is the one scan that counts why rows were dropped.
-    let dropped = skip.len() as u64;
-    let skip = Arc::new(skip);
-    queries::register(
-        &ctx,
-        "requests",
-        input.table(ScanOptions {
-            skip: Some(Arc::clone(&skip)),
-            ..ScanOptions::default()
-        }),
-    )?;
-    let ops = queries::run_steps(&ctx, queries::OPS_STEPS, &params, spill.path()).await?;
-    let mut pairs = Vec::new();
-    let mut kept = 0u64;
-    for b in ops
-        .iter()
-        .filter(|(n, _, _)| *n == "model_pairs")
-        .flat_map(|(_, _, b)| b.iter())
-    {
-        let (p, m, n) = (
-            b.column(0).as_string_view(),
-            b.column(1).as_string_view(),
-            b.column(2).as_primitive::<Int64Type>(),
-        );
-        for i in 0..b.num_rows() {
-            pairs.push((p.value(i).to_string(), m.value(i).to_string()));
-            kept += n.value(i).max(0) as u64;
-        }
+#[cfg(test)]
+mod tests {
+    #[tokio::test]
+    async fn every_query_runs_over_empty_tables_of_the_real_schemas() {
+        super::check_queries().await.unwrap();
     }
-    if kept == 0 {
-        return Err(Error::EmptyDay {
-            date: day.date.to_string(),
-            zone: config.timezone.to_string(),
-            detail: format!(
-                "{} row(s) in {} object(s), none of them in [{}, {}) with all required columns",
-                input.rows_listed(),
-                input.files().len(),
-                day.start.to_rfc3339(),
-                day.end.to_rfc3339()
-            ),
-        });
-    }
-    let in_day = kept + dropped;
-
-    let (price_map, resolutions) = prices.price_map(&config.aliases, &pairs, day.start, day.end);
-    queries::register_batches(
-        &ctx,
-        "price_map",
-        crate::pricing::price_map_schema(),
-        vec![price_map],
-    )?;
-    let (fx_batch, chosen) = fx.rates_on(day.date);
-    queries::register_batches(&ctx, "fx_rates", crate::fx::fx_schema(), vec![fx_batch])?;
-
-    let counters = Arc::new(ScanCounters::default());
-    queries::register(
-        &ctx,
-        "requests",
-        input.table(ScanOptions {
-            counters: Some(Arc::clone(&counters)),
-            skip: Some(skip),
-            ..ScanOptions::default()
-        }),
-    )?;
-    let results = queries::run_steps(&ctx, queries::METRIC_STEPS, &params, spill.path()).await?;
-    let results = DayResults {
-        results: results.into_iter().map(|(n, s, b)| (n, (s, b))).collect(),
-    };
-    Ok((results, counters, in_day, resolutions, chosen))
 }

@@ -14,7 +14,7 @@ use std::fmt;
 use std::sync::Arc;
 
 use arrow::array::{
-    ArrayRef, Decimal128Array, RecordBatch, StringViewArray, TimestampNanosecondArray,
+    ArrayRef, BooleanArray, Decimal128Array, RecordBatch, StringViewArray, TimestampNanosecondArray,
 };
 use arrow::datatypes::{DataType, Field, Schema, SchemaRef, TimeUnit};
 use chrono::{DateTime, Utc};
@@ -342,6 +342,13 @@ pub fn price_map_schema() -> SchemaRef {
         Field::new("output_usd_per_token", money.clone(), true),
         Field::new("cache_read_usd_per_token", money.clone(), true),
         Field::new("cache_write_usd_per_token", money, true),
+        // All four prices present: most rows, so priced.sql checks the
+        // per-kind flags only for the others.
+        Field::new("complete", DataType::Boolean, false),
+        Field::new("has_input", DataType::Boolean, false),
+        Field::new("has_output", DataType::Boolean, false),
+        Field::new("has_cache_read", DataType::Boolean, false),
+        Field::new("has_cache_write", DataType::Boolean, false),
     ]))
 }
 
@@ -387,6 +394,7 @@ impl PriceMapBuilder {
     }
 
     fn finish(self) -> RecordBatch {
+        let rows = self.provider.len();
         let text = |v: Vec<String>| Arc::new(StringViewArray::from_iter_values(v)) as ArrayRef;
         let ts = |v: Vec<i64>| {
             Arc::new(TimestampNanosecondArray::from(v).with_timezone("UTC")) as ArrayRef
@@ -398,11 +406,21 @@ impl PriceMapBuilder {
             ts(self.from),
             ts(self.to),
         ];
+        let has: Vec<Vec<bool>> = self
+            .prices
+            .iter()
+            .map(|v| v.iter().map(Option::is_some).collect())
+            .collect();
+        let complete: Vec<bool> = (0..rows).map(|i| has.iter().all(|h| h[i])).collect();
         for v in self.prices {
             let a = Decimal128Array::from(v)
                 .with_precision_and_scale(38, PRICE_SCALE)
                 .expect("valid decimal type");
             cols.push(Arc::new(a));
+        }
+        cols.push(Arc::new(BooleanArray::from(complete)));
+        for h in has {
+            cols.push(Arc::new(BooleanArray::from(h)));
         }
         RecordBatch::try_new(price_map_schema(), cols).expect("price map columns match schema")
     }

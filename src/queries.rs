@@ -35,17 +35,19 @@ macro_rules! sql_files {
     };
 }
 
-/// Every SQL file, in the order the pipeline runs them.
+/// Every SQL file, in the order the pipeline runs them (see
+/// `pipeline::flow` for which table each reads and where its result goes).
 pub static FILES: &[SqlFile] = sql_files!(
     "dup_keys",
-    "dup_rows",
-    "dup_resolution",
-    "dup_losers",
-    "dup_counts",
     "ops_counts",
     "model_pairs",
     "priced",
     "cube",
+    "dup_resolution",
+    "dup_counts",
+    "dup_losers",
+    "dup_winners",
+    "ops_merge",
     "finance_lines",
     "latency_percentiles",
     "ops_daily",
@@ -71,24 +73,8 @@ pub enum Use {
     Spill,
 }
 
-/// The de-duplication steps: the candidates' rows and their resolution are
-/// spilled to local disk (a day delivered twice makes every row a candidate);
-/// `dup_losers` is read by the pipeline (positions to skip).
-pub const DEDUP_STEPS: &[(&str, Use)] = &[
-    ("dup_rows", Use::Spill),
-    ("dup_resolution", Use::Spill),
-    ("dup_counts", Use::Table),
-    ("dup_losers", Use::Result),
-];
-
-/// Latency histogram and per-minute counts: a narrow pass of its own, so the
-/// finance aggregate carries no grouping sets.
-pub const OPS_STEPS: &[(&str, Use)] = &[("ops_counts", Use::Table), ("model_pairs", Use::Result)];
-
-/// The finance pass and every output, in order.
-pub const METRIC_STEPS: &[(&str, Use)] = &[
-    ("priced", Use::View),
-    ("cube", Use::Table),
+/// The output steps, once `cube` and `ops_counts` hold the day.
+pub const OUTPUT_STEPS: &[(&str, Use)] = &[
     ("finance_lines", Use::View),
     ("latency_percentiles", Use::View),
     ("ops_daily", Use::Result),
@@ -218,8 +204,60 @@ pub fn register_batches(
     register(ctx, name, Arc::new(table))
 }
 
-/// Run steps in order: register views and tables; return the results of
-/// the [`Use::Result`] steps by name.
+/// Run `sql/<file>.sql` and use its result as `usage` says, registered
+/// under `name` (views, tables, spills); returns the result of a
+/// [`Use::Table`] or [`Use::Result`] step.
+pub async fn step(
+    ctx: &SessionContext,
+    file: &str,
+    name: &str,
+    usage: Use,
+    params: &Params,
+    spill_dir: &std::path::Path,
+) -> Result<(SchemaRef, Vec<RecordBatch>)> {
+    let started = std::time::Instant::now();
+    let df = plan(ctx, file, params).await?;
+    explain_if_asked(file, &df).await?;
+    let schema: SchemaRef = Arc::new(df.schema().as_arrow().clone());
+    let batches = match usage {
+        Use::View => {
+            register(ctx, name, df.into_view())?;
+            Vec::new()
+        }
+        Use::Table | Use::Result => {
+            let batches = df.collect().await.map_err(|e| query_error(file, e))?;
+            log_step(file, started, &batches);
+            if usage == Use::Table {
+                register_batches(ctx, name, Arc::clone(&schema), batches.clone())?;
+            }
+            batches
+        }
+        Use::Spill => {
+            // A directory (trailing slash), registered with the known
+            // schema: an empty result leaves an empty directory.
+            let dir = format!("{}/", spill_dir.join(name).to_string_lossy());
+            df.write_parquet(
+                &dir,
+                datafusion::dataframe::DataFrameWriteOptions::new(),
+                None,
+            )
+            .await
+            .map_err(|e| query_error(file, e))?;
+            ctx.deregister_table(name)
+                .map_err(|e| query_error(file, e))?;
+            let options = datafusion::prelude::ParquetReadOptions::default().schema(&schema);
+            ctx.register_parquet(name, &dir, options)
+                .await
+                .map_err(|e| query_error(file, e))?;
+            log_step(file, started, &[]);
+            Vec::new()
+        }
+    };
+    Ok((schema, batches))
+}
+
+/// Run steps in order, each registered under its file name; return the
+/// results of the [`Use::Result`] steps by name.
 pub async fn run_steps(
     ctx: &SessionContext,
     steps: &[(&'static str, Use)],
@@ -227,42 +265,10 @@ pub async fn run_steps(
     spill_dir: &std::path::Path,
 ) -> Result<Vec<(&'static str, SchemaRef, Vec<RecordBatch>)>> {
     let mut results = Vec::new();
-    for &(name, usage) in steps {
-        let started = std::time::Instant::now();
-        let df = plan(ctx, name, params).await?;
-        explain_if_asked(name, &df).await?;
-        let schema: SchemaRef = Arc::new(df.schema().as_arrow().clone());
-        match usage {
-            Use::View => register(ctx, name, df.into_view())?,
-            Use::Table => {
-                let batches = df.collect().await.map_err(|e| query_error(name, e))?;
-                log_step(name, started, &batches);
-                register_batches(ctx, name, schema, batches)?;
-            }
-            Use::Result => {
-                let batches = df.collect().await.map_err(|e| query_error(name, e))?;
-                log_step(name, started, &batches);
-                results.push((name, schema, batches));
-            }
-            Use::Spill => {
-                // A directory (trailing slash), registered with the known
-                // schema: an empty result leaves an empty directory.
-                let dir = format!("{}/", spill_dir.join(name).to_string_lossy());
-                df.write_parquet(
-                    &dir,
-                    datafusion::dataframe::DataFrameWriteOptions::new(),
-                    None,
-                )
-                .await
-                .map_err(|e| query_error(name, e))?;
-                ctx.deregister_table(name)
-                    .map_err(|e| query_error(name, e))?;
-                let options = datafusion::prelude::ParquetReadOptions::default().schema(&schema);
-                ctx.register_parquet(name, &dir, options)
-                    .await
-                    .map_err(|e| query_error(name, e))?;
-                log_step(name, started, &[]);
-            }
+    for &(file, usage) in steps {
+        let (schema, batches) = step(ctx, file, file, usage, params, spill_dir).await?;
+        if usage == Use::Result {
+            results.push((file, schema, batches));
         }
     }
     Ok(results)
@@ -319,34 +325,6 @@ pub fn dup_keys_schema() -> SchemaRef {
     )]))
 }
 
-/// Plan every SQL file against empty inputs with the real schemas: catches
-/// unknown columns, type errors and bad function calls without any data.
-pub async fn check_all() -> Result<()> {
-    parse_all()?;
-    let ctx = session(1);
-    let empty = |name: &str, schema: SchemaRef| register_batches(&ctx, name, schema, Vec::new());
-    empty("requests", crate::lake::schema::request_schema())?;
-    empty("price_map", crate::pricing::price_map_schema())?;
-    empty("fx_rates", crate::fx::fx_schema())?;
-    let params = Params {
-        date: NaiveDate::from_ymd_opt(2026, 1, 1).expect("valid date"),
-        seconds: 86400.0,
-    };
-    collect(&ctx, "dup_keys", &params).await?;
-    empty("dup_candidates", crate::lake::schema::request_schema())?;
-    let spill = tempfile::Builder::new()
-        .prefix("tokenledger-check-")
-        .tempdir()
-        .map_err(|e| Error::Io {
-            what: "creating a spill directory".into(),
-            source: e,
-        })?;
-    run_steps(&ctx, DEDUP_STEPS, &params, spill.path()).await?;
-    run_steps(&ctx, OPS_STEPS, &params, spill.path()).await?;
-    run_steps(&ctx, METRIC_STEPS, &params, spill.path()).await?;
-    Ok(())
-}
-
 #[cfg(test)]
 mod tests {
     use super::*;
@@ -369,10 +347,5 @@ mod tests {
         embedded.sort();
         assert_eq!(on_disk, embedded);
         parse_all().unwrap();
-    }
-
-    #[tokio::test]
-    async fn every_file_plans_against_the_real_schemas() {
-        check_all().await.unwrap();
     }
 }

@@ -460,7 +460,12 @@ impl Task {
 }
 
 /// Who calls, for what, and how much: (dept, project, task, weight).
-type Workload = (Option<&'static str>, Option<&'static str>, Option<Task>, f64);
+type Workload = (
+    Option<&'static str>,
+    Option<&'static str>,
+    Option<Task>,
+    f64,
+);
 
 /// `None` dept: an untagged caller.
 const WORKLOADS: &[Workload] = &[

@@ -20,6 +20,7 @@
 //! It knows nothing of prices, metrics or outputs.
 
 use std::collections::{BTreeMap, HashSet};
+
 use std::fmt;
 use std::sync::atomic::{AtomicU64, Ordering};
 use std::sync::{Arc, Mutex};
@@ -135,48 +136,126 @@ pub struct ScanOptions {
     /// Count dropped rows here. Give counters to exactly one scan per run, one
     /// that reads the whole day (the metrics scan), so every row counts once.
     pub counters: Option<Arc<ScanCounters>>,
-    /// Keep only rows whose `_trace_key` is in this set (decoding wide columns
-    /// for those rows only).
-    pub keys: Option<Arc<KeySet>>,
-    /// Skip these rows: duplicates that `sql/dup_losers.sql` decided to drop.
-    pub skip: Option<Arc<SkipRows>>,
+    /// Set aside the rows whose `_trace_key` is a duplicate candidate: they
+    /// go to the sink (with the columns of [`dup_rows_schema`]), not
+    /// downstream, so they can be resolved before they are counted.
+    pub divert: Option<Divert>,
 }
 
-/// Rows to skip, by object ordinal: sorted row numbers, checked per decoded
-/// batch by binary search (rows of a batch are in file order).
-#[derive(Debug, Default)]
-pub struct SkipRows {
-    by_file: std::collections::HashMap<u32, Vec<i64>>,
-    len: usize,
+/// Where diverted duplicate candidates go.
+#[derive(Clone, Debug)]
+pub struct Divert {
+    pub keys: Arc<KeySet>,
+    pub sink: Arc<DivertSink>,
 }
 
-impl SkipRows {
-    /// From `_pos` values.
-    pub fn from_positions(positions: impl IntoIterator<Item = i64>) -> Self {
-        let mut by_file: std::collections::HashMap<u32, Vec<i64>> =
-            std::collections::HashMap::new();
-        let mut len = 0;
-        for pos in positions {
-            by_file
-                .entry((pos >> POS_ROW_BITS) as u32)
-                .or_default()
-                .push(pos & ((1 << POS_ROW_BITS) - 1));
-            len += 1;
+/// Arrow IPC files in a local directory, one per scan partition that met a
+/// candidate: bounded memory however many rows are set aside.
+#[derive(Debug)]
+pub struct DivertSink {
+    dir: std::path::PathBuf,
+    next: std::sync::atomic::AtomicUsize,
+    rows: AtomicU64,
+}
+
+impl DivertSink {
+    pub fn new(dir: std::path::PathBuf) -> Self {
+        DivertSink {
+            dir,
+            next: std::sync::atomic::AtomicUsize::new(0),
+            rows: AtomicU64::new(0),
         }
-        for rows in by_file.values_mut() {
-            rows.sort_unstable();
-            rows.dedup();
-        }
-        SkipRows { by_file, len }
     }
 
-    pub fn len(&self) -> usize {
-        self.len
+    /// The directory holding the files (`*.arrow`).
+    pub fn dir(&self) -> &std::path::Path {
+        &self.dir
     }
 
-    pub fn is_empty(&self) -> bool {
-        self.len == 0
+    /// Rows set aside so far.
+    pub fn rows(&self) -> u64 {
+        self.rows.load(Ordering::Relaxed)
     }
+
+    fn create(
+        &self,
+    ) -> std::io::Result<arrow::ipc::writer::FileWriter<std::io::BufWriter<std::fs::File>>> {
+        std::fs::create_dir_all(&self.dir)?;
+        let n = self.next.fetch_add(1, Ordering::Relaxed);
+        let file = std::fs::File::create(self.dir.join(format!("diverted-{n:05}.arrow")))?;
+        arrow::ipc::writer::FileWriter::try_new(std::io::BufWriter::new(file), &dup_rows_schema())
+            .map_err(std::io::Error::other)
+    }
+}
+
+/// One partition's writer into the sink, opened on its first candidate.
+struct PartitionSink {
+    sink: Arc<DivertSink>,
+    writer:
+        std::sync::Mutex<Option<arrow::ipc::writer::FileWriter<std::io::BufWriter<std::fs::File>>>>,
+}
+
+impl PartitionSink {
+    fn write(&self, batch: &RecordBatch) -> DfResult<()> {
+        let mut guard = self
+            .writer
+            .lock()
+            .map_err(|_| DataFusionError::Internal("divert sink poisoned".into()))?;
+        if guard.is_none() {
+            *guard = Some(self.sink.create().map_err(|e| sink_error(&self.sink, e))?);
+        }
+        let writer = guard.as_mut().expect("opened above");
+        writer.write(batch)?;
+        self.sink
+            .rows
+            .fetch_add(batch.num_rows() as u64, Ordering::Relaxed);
+        Ok(())
+    }
+
+    fn finish(&self) -> DfResult<()> {
+        let mut guard = self
+            .writer
+            .lock()
+            .map_err(|_| DataFusionError::Internal("divert sink poisoned".into()))?;
+        if let Some(mut writer) = guard.take() {
+            writer.finish()?;
+            use std::io::Write;
+            writer
+                .into_inner()?
+                .flush()
+                .map_err(|e| sink_error(&self.sink, e))?;
+        }
+        Ok(())
+    }
+}
+
+fn sink_error(sink: &DivertSink, e: std::io::Error) -> DataFusionError {
+    DataFusionError::External(Box::new(Error::Io {
+        what: format!("writing duplicate candidates under {}", sink.dir.display()),
+        source: e,
+    }))
+}
+
+/// Indices in [`request_schema`] of the columns a diverted row keeps: the
+/// columns the job reads, the trace id and the position.
+fn dup_rows_indices() -> Vec<usize> {
+    let mut idx: Vec<usize> = Col::ALL
+        .iter()
+        .enumerate()
+        .filter(|(_, c)| c.read_by_metrics() || **c == Col::TraceId)
+        .map(|(i, _)| i)
+        .collect();
+    idx.push(POS_INDEX);
+    idx
+}
+
+/// The schema of diverted rows (`sql/dup_resolution.sql` reads them as `dup_rows`).
+pub fn dup_rows_schema() -> SchemaRef {
+    Arc::new(
+        request_schema()
+            .project(&dup_rows_indices())
+            .expect("indices are in the schema"),
+    )
 }
 
 /// The objects that can hold rows of one report day, opened and checked.
@@ -580,12 +659,30 @@ impl PartitionStream for DayPartition {
     fn execute(&self, _ctx: Arc<TaskContext>) -> SendableRecordBatchStream {
         let plan = Arc::clone(&self.plan);
         let units = self.units.clone();
+        let sink = plan.options.divert.as_ref().map(|d| {
+            Arc::new(PartitionSink {
+                sink: Arc::clone(&d.sink),
+                writer: std::sync::Mutex::new(None),
+            })
+        });
+        let closing = sink.clone();
         let stream = futures::stream::iter(units)
             .then(move |unit| {
                 let plan = Arc::clone(&plan);
-                async move { open_unit(plan, unit).await }
+                let sink = sink.clone();
+                async move { open_unit(plan, unit, sink).await }
             })
-            .try_flatten();
+            .try_flatten()
+            // Close this partition's sink file once its rows are all read.
+            .chain(
+                futures::stream::once(async move {
+                    match closing {
+                        Some(sink) => sink.finish().map(|()| None),
+                        None => Ok(None),
+                    }
+                })
+                .filter_map(|r: DfResult<Option<RecordBatch>>| async move { r.transpose() }),
+            );
         Box::pin(RecordBatchStreamAdapter::new(
             Arc::clone(&self.plan.schema),
             stream,
@@ -659,6 +756,7 @@ fn no_nulls(file: &InputFile, rg: usize, col: Col) -> bool {
 async fn open_unit(
     plan: Arc<ScanPlan>,
     unit: Unit,
+    sink: Option<Arc<PartitionSink>>,
 ) -> DfResult<BoxStream<'static, DfResult<RecordBatch>>> {
     let input = &plan.input;
     let file = Arc::clone(&input.files[unit.file]);
@@ -784,27 +882,6 @@ async fn open_unit(
         )));
     }
 
-    // Predicate 3: the key filter.
-    if let Some(keys) = plan.options.keys.clone() {
-        let trace = cols
-            .get(Col::TraceId)
-            .expect("trace_id is required")
-            .clone();
-        let hasher = trace_hasher();
-        predicates.push(Box::new(ArrowPredicateFn::new(
-            ProjectionMask::leaves(&parquet_schema, [trace.leaf]),
-            move |batch: RecordBatch| {
-                let arr = normalize(&batch, Col::TraceId, Some(&trace), ts_unit)
-                    .map_err(ArrowError::ComputeError)?;
-                let ids = arr.as_string_view();
-                Ok(ids
-                    .iter()
-                    .map(|v| Some(v.is_some_and(|s| keys.contains(&hasher.hash_one(s.as_bytes())))))
-                    .collect())
-            },
-        )));
-    }
-
     // Leaves to decode for the output.
     let mut leaves: Vec<usize> = Vec::new();
     let mut need_trace = false;
@@ -817,8 +894,15 @@ async fn open_unit(
             need_trace = true;
         }
     }
-    if need_trace {
+    if need_trace || plan.options.divert.is_some() {
         leaves.push(cols.get(Col::TraceId).expect("trace_id is required").leaf);
+    }
+    if plan.options.divert.is_some() {
+        for &i in &dup_rows_indices() {
+            if let Some(r) = Col::ALL.get(i).and_then(|&c| cols.get(c)) {
+                leaves.push(r.leaf);
+            }
+        }
     }
     leaves.sort_unstable();
     leaves.dedup();
@@ -838,8 +922,11 @@ async fn open_unit(
     Ok(stream
         .map(move |res| {
             let batch = res.map_err(|e| read_error(&file2, e))?;
-            let batch = skip_positions(&plan2, &file2, batch)?;
-            project(&plan2, &file2, &batch)
+            let batch = match (&plan2.options.divert, &sink) {
+                (Some(divert), Some(sink)) => set_aside(&divert.keys, sink, &file2, batch)?,
+                _ => batch,
+            };
+            project(&plan2.projection, &plan2.schema, &file2, &batch)
         })
         .boxed())
 }
@@ -863,41 +950,53 @@ fn positions(file: &InputFile, batch: &RecordBatch) -> DfResult<Int64Array> {
     ))
 }
 
-/// Drop the rows listed in [`ScanOptions::skip`] for this object.
-fn skip_positions(plan: &ScanPlan, file: &InputFile, batch: RecordBatch) -> DfResult<RecordBatch> {
-    let Some(skip) = plan
-        .options
-        .skip
-        .as_ref()
-        .and_then(|s| s.by_file.get(&file.ordinal))
-    else {
-        return Ok(batch);
-    };
-    let rn = batch
-        .column_by_name(ROW_NUMBER)
-        .ok_or_else(|| input_error(file, "row numbers missing from decoded batch"))?;
-    let rows = rn.as_primitive::<arrow::datatypes::Int64Type>().values();
-    let (Some(&first), Some(&last)) = (rows.first(), rows.last()) else {
-        return Ok(batch);
-    };
-    let from = skip.partition_point(|&r| r < first);
-    let to = skip.partition_point(|&r| r <= last);
-    if from == to {
+/// Send the rows whose trace key is a candidate to the sink; return the rest.
+fn set_aside(
+    keys: &KeySet,
+    sink: &PartitionSink,
+    file: &InputFile,
+    batch: RecordBatch,
+) -> DfResult<RecordBatch> {
+    let cols = &file.cols;
+    let ids = normalize(&batch, Col::TraceId, cols.get(Col::TraceId), cols.ts_unit)
+        .map_err(|e| input_error(file, e))?;
+    let ids = ids.as_string_view();
+    let hasher = trace_hasher();
+    let candidate: BooleanArray = ids
+        .iter()
+        .map(|v| Some(keys.contains(&hasher.hash_one(v.unwrap_or_default().as_bytes()))))
+        .collect();
+    if candidate.true_count() == 0 {
         return Ok(batch);
     }
-    let wanted = &skip[from..to];
-    let keep: BooleanArray = rows
+    let aside = arrow::compute::filter_record_batch(&batch, &candidate)?;
+    let aside = project(&dup_rows_indices(), &dup_rows_schema(), file, &aside)?;
+    // A filtered string view still points into the whole decoded batch's
+    // buffers; compact it, or each few-row batch would carry them all.
+    let compact: Vec<ArrayRef> = aside
+        .columns()
         .iter()
-        .map(|r| Some(wanted.binary_search(r).is_err()))
+        .map(|c| match c.data_type() {
+            DataType::Utf8View => Arc::new(c.as_string_view().gc()) as ArrayRef,
+            _ => Arc::clone(c),
+        })
         .collect();
+    sink.write(&RecordBatch::try_new(aside.schema(), compact)?)?;
+    let keep = arrow::compute::not(&candidate)?;
     Ok(arrow::compute::filter_record_batch(&batch, &keep)?)
 }
 
-/// Build the output batch (normalized, projected) from a decoded one.
-fn project(plan: &ScanPlan, file: &InputFile, batch: &RecordBatch) -> DfResult<RecordBatch> {
+/// Build an output batch of `schema` (the request-schema columns at
+/// `projection`, normalized) from a decoded one.
+fn project(
+    projection: &[usize],
+    schema: &SchemaRef,
+    file: &InputFile,
+    batch: &RecordBatch,
+) -> DfResult<RecordBatch> {
     let cols = &file.cols;
-    let mut out: Vec<ArrayRef> = Vec::with_capacity(plan.projection.len());
-    for &i in &plan.projection {
+    let mut out: Vec<ArrayRef> = Vec::with_capacity(projection.len());
+    for &i in projection {
         let arr: ArrayRef = if i < POS_INDEX {
             let col = Col::ALL[i];
             let arr = normalize(batch, col, cols.get(col), cols.ts_unit)
@@ -930,7 +1029,7 @@ fn project(plan: &ScanPlan, file: &InputFile, batch: &RecordBatch) -> DfResult<R
     let options =
         arrow::record_batch::RecordBatchOptions::new().with_row_count(Some(batch.num_rows()));
     Ok(RecordBatch::try_new_with_options(
-        Arc::clone(&plan.schema),
+        Arc::clone(schema),
         out,
         &options,
     )?)

@@ -171,6 +171,15 @@ impl Col {
         )
     }
 
+    /// Whether a metric reads this column. Duplicates are compared on these
+    /// columns (SPEC 2: "identical in every column the job reads").
+    pub fn read_by_metrics(self) -> bool {
+        !matches!(
+            self,
+            Col::TraceId | Col::Route | Col::Region | Col::CostPer1k | Col::ReasoningOutputTokens
+        )
+    }
+
     fn data_type(self) -> DataType {
         match self.kind() {
             Kind::Timestamp => DataType::Timestamp(TimeUnit::Nanosecond, Some("UTC".into())),

@@ -1,0 +1,11 @@
+-- The day's ops counts: counts over every row of the day (`ops_all`, taken
+-- before duplicates were resolved) less the counts of the duplicate rows
+-- dropped (`ops_losers`). Counts subtract exactly; groups left empty go.
+SELECT grouping_set, provider, model, latency_q, minute, sum(requests) AS requests
+FROM (
+    SELECT grouping_set, provider, model, latency_q, minute, requests FROM ops_all
+    UNION ALL
+    SELECT grouping_set, provider, model, latency_q, minute, -requests FROM ops_losers
+) AS parts
+GROUP BY grouping_set, provider, model, latency_q, minute
+HAVING sum(requests) > 0
