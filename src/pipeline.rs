@@ -260,6 +260,7 @@ pub async fn run(config: &Config, date: NaiveDate) -> Result<RunSummary> {
         dropped,
         resolutions,
         chosen_rates,
+        timings,
     } = flow(
         &ctx,
         &params,
@@ -272,6 +273,12 @@ pub async fn run(config: &Config, date: NaiveDate) -> Result<RunSummary> {
         empty_day,
     )
     .await?;
+
+    let stages: Vec<String> = timings
+        .iter()
+        .map(|(n, t)| format!("{n}={t:.3}s"))
+        .collect();
+    info!(stages = %stages.join(" "), "queries done");
 
     // Facts for the manifest and the gates.
     let (_, ops_daily) = results.get("ops_daily")?;
@@ -518,6 +525,8 @@ struct Flow {
     dropped: u64,
     resolutions: Vec<crate::pricing::Resolution>,
     chosen_rates: Vec<crate::fx::ChosenRate>,
+    /// Seconds per pass: keys, ops, finance, duplicates, outputs.
+    timings: Vec<(&'static str, f64)>,
 }
 
 fn sum_column(batches: &[RecordBatch], column: &str, filter: Option<(&str, &str)>) -> u64 {
@@ -575,16 +584,20 @@ async fn flow(
 ) -> Result<Flow> {
     use queries::{Use, step};
 
+    let mut timings: Vec<(&'static str, f64)> = Vec::new();
+    let pass = std::time::Instant::now();
     queries::register(ctx, "requests", rows.plain())?;
     let (_, keys) = step(ctx, "dup_keys", "dup_keys", Use::Result, params, spill_dir).await?;
     let keys: KeySet = keys
         .iter()
         .flat_map(|b| b.column(0).as_primitive::<UInt64Type>().values().to_vec())
         .collect();
-    info!(duplicate_candidates = keys.len(), "first pass");
+    timings.push(("keys", pass.elapsed().as_secs_f64()));
 
+    let pass = std::time::Instant::now();
     let (_, ops_all) = step(ctx, "ops_counts", "ops_all", Use::Table, params, spill_dir).await?;
     let in_day = sum_column(&ops_all, "requests", Some(("grouping_set", "minute")));
+    timings.push(("ops", pass.elapsed().as_secs_f64()));
     on_day(in_day)?;
     let (_, pairs_batches) = step(
         ctx,
@@ -613,6 +626,7 @@ async fn flow(
     queries::register_batches(ctx, "fx_rates", crate::fx::fx_schema(), vec![fx_batch])?;
 
     // The finance pass: the one scan that counts why rows were dropped.
+    let pass = std::time::Instant::now();
     let counters = Arc::new(ScanCounters::default());
     let sink = Arc::new(DivertSink::new(spill_dir.join("diverted")));
     queries::register(
@@ -628,6 +642,8 @@ async fn flow(
     )?;
     step(ctx, "priced", "priced", Use::View, params, spill_dir).await?;
     let (cube_schema, mut cube) = step(ctx, "cube", "cube", Use::Result, params, spill_dir).await?;
+    timings.push(("finance", pass.elapsed().as_secs_f64()));
+    let pass = std::time::Instant::now();
 
     // The duplicate candidates, resolved.
     if sink.rows() > 0 {
@@ -717,9 +733,11 @@ async fn flow(
         spill_dir,
     )
     .await?;
-    info!(diverted = sink.rows(), dropped, "duplicates resolved");
+    timings.push(("duplicates", pass.elapsed().as_secs_f64()));
 
+    let pass = std::time::Instant::now();
     let results = queries::run_steps(ctx, queries::OUTPUT_STEPS, params, spill_dir).await?;
+    timings.push(("outputs", pass.elapsed().as_secs_f64()));
     Ok(Flow {
         results: DayResults {
             results: results.into_iter().map(|(n, s, b)| (n, (s, b))).collect(),
@@ -729,6 +747,7 @@ async fn flow(
         dropped,
         resolutions,
         chosen_rates,
+        timings,
     })
 }
 

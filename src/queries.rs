@@ -296,7 +296,7 @@ async fn explain_if_asked(name: &str, df: &DataFrame) -> Result<()> {
 
 fn log_step(name: &str, started: std::time::Instant, batches: &[RecordBatch]) {
     let rows: usize = batches.iter().map(RecordBatch::num_rows).sum();
-    tracing::info!(
+    tracing::debug!(
         step = name,
         rows,
         seconds = started.elapsed().as_secs_f64(),
