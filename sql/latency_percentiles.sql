@@ -1,23 +1,31 @@
--- Latency percentiles (p50, p95, p99) per (provider, model) and for the whole
--- day (provider and model null), from the exact histogram in the cube, with
--- quantile_cont's interpolation: at rank h = (n - 1) * p (0-based),
+-- Latency percentiles (p50, p95, p99) from the exact histograms in
+-- ops_counts, for three scopes: 'day' (provider, model and hour null),
+-- 'model' (per provider and model) and 'hour' (per hour of the day). Each
+-- with quantile_cont's interpolation: at rank h = (n - 1) * p (0-based),
 -- x[floor h] + (h - floor h) * (x[ceil h] - x[floor h]).
 WITH h AS (
-    SELECT provider, model, latency_q AS v, sum(requests) AS c
+    SELECT
+        CASE WHEN grouping(provider) = 1 THEN 'day' ELSE 'model' END AS scope,
+        provider, model, CAST(NULL AS INT) AS hour, latency_q AS v, sum(requests) AS c
     FROM ops_counts
     WHERE grouping_set = 'latency' AND latency_q IS NOT NULL
     GROUP BY GROUPING SETS ((provider, model, latency_q), (latency_q))
+    UNION ALL
+    SELECT 'hour' AS scope, NULL, NULL, hour, latency_q, sum(requests)
+    FROM ops_counts
+    WHERE grouping_set = 'hour' AND latency_q IS NOT NULL
+    GROUP BY hour, latency_q
 ),
 w AS (
     SELECT
-        provider, model, v,
-        sum(c) OVER (PARTITION BY provider, model ORDER BY v ROWS BETWEEN UNBOUNDED PRECEDING AND CURRENT ROW) AS cum,
-        sum(c) OVER (PARTITION BY provider, model) AS n
+        scope, provider, model, hour, v,
+        sum(c) OVER (PARTITION BY scope, provider, model, hour ORDER BY v ROWS BETWEEN UNBOUNDED PRECEDING AND CURRENT ROW) AS cum,
+        sum(c) OVER (PARTITION BY scope, provider, model, hour) AS n
     FROM h
 ),
 bounds AS (
     SELECT
-        provider, model, n,
+        scope, provider, model, hour, n,
         min(v) FILTER (WHERE cum > floor((n - 1) * 0.5)) AS p50_lo,
         min(v) FILTER (WHERE cum > ceil((n - 1) * 0.5)) AS p50_hi,
         min(v) FILTER (WHERE cum > floor((n - 1) * 0.95)) AS p95_lo,
@@ -25,11 +33,13 @@ bounds AS (
         min(v) FILTER (WHERE cum > floor((n - 1) * 0.99)) AS p99_lo,
         min(v) FILTER (WHERE cum > ceil((n - 1) * 0.99)) AS p99_hi
     FROM w
-    GROUP BY provider, model, n
+    GROUP BY scope, provider, model, hour, n
 )
 SELECT
+    scope,
     provider,
     model,
+    hour,
     p50_lo + ((n - 1) * 0.5 - floor((n - 1) * 0.5)) * (p50_hi - p50_lo) AS p50,
     p95_lo + ((n - 1) * 0.95 - floor((n - 1) * 0.95)) * (p95_hi - p95_lo) AS p95,
     p99_lo + ((n - 1) * 0.99 - floor((n - 1) * 0.99)) * (p99_hi - p99_lo) AS p99

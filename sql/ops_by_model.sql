@@ -43,6 +43,7 @@ SELECT
     coalesce(d.conflicts, 0) AS duplicate_conflicts
 FROM m
 JOIN peak ON m.provider = peak.provider AND m.model = peak.model
-LEFT JOIN latency_percentiles AS l ON m.provider = l.provider AND m.model = l.model
+LEFT JOIN latency_percentiles AS l
+    ON l.scope = 'model' AND m.provider = l.provider AND m.model = l.model
 LEFT JOIN dups AS d ON m.provider = d.provider AND m.model = d.model
 ORDER BY m.provider, m.model

@@ -1,16 +1,21 @@
--- Request counts of the rows in `requests` (every row of the day; later the
--- duplicates dropped, to subtract: sql/ops_merge.sql) in two grouping sets,
--- over the few columns they need:
+-- Request and error counts of the rows in `requests` (every row of the day;
+-- later the duplicates dropped, to subtract: sql/ops_merge.sql) in three
+-- grouping sets, over the few columns they need:
 --   'latency': (provider, model, latency_q): an exact histogram of latency
 --              rounded to 4 significant digits (<= 0.05% off), from which
 --              percentiles are computed exactly and deterministically;
 --   'minute':  (provider, model, minute), for qps_peak (UTC minutes are the
---              local calendar minutes: every zone offset is whole minutes).
+--              local calendar minutes: every zone offset is whole minutes);
+--   'hour':    (hour, latency_q), hour = whole hours since the local day's
+--              first instant ($day_start_ns; 23 or 25 of them on DST days),
+--              for the hourly charts.
 WITH r AS (
     SELECT
         provider,
         model,
         date_trunc('minute', ts) AS minute,
+        CAST((CAST(ts AS BIGINT) - $day_start_ns) / 3600000000000 AS INT) AS hour,
+        error,
         CASE
             -- null, NaN and infinite latencies take no part in percentiles
             WHEN latency_ms IS NULL OR NOT (abs(latency_ms) <= 1e300) THEN NULL
@@ -27,12 +32,18 @@ WITH r AS (
     FROM requests
 )
 SELECT
-    -- minute is never null in its own set
-    CASE WHEN minute IS NULL THEN 'latency' ELSE 'minute' END AS grouping_set,
+    -- minute and hour are never null in their own sets
+    CASE
+        WHEN minute IS NOT NULL THEN 'minute'
+        WHEN hour IS NOT NULL THEN 'hour'
+        ELSE 'latency'
+    END AS grouping_set,
     provider,
     model,
     latency_q,
     minute,
-    count(*) AS requests
+    hour,
+    count(*) AS requests,
+    count(*) FILTER (WHERE error) AS errors
 FROM r
-GROUP BY GROUPING SETS ((provider, model, latency_q), (provider, model, minute))
+GROUP BY GROUPING SETS ((provider, model, latency_q), (provider, model, minute), (hour, latency_q))

@@ -23,7 +23,7 @@ peak AS (
     FROM (SELECT minute, sum(requests) AS n FROM ops_counts WHERE grouping_set = 'minute' GROUP BY minute) AS per_minute
 ),
 l AS (
-    SELECT p50, p95, p99 FROM latency_percentiles WHERE provider IS NULL
+    SELECT p50, p95, p99 FROM latency_percentiles WHERE scope = 'day'
 )
 SELECT
     $date AS date,

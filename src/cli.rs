@@ -85,6 +85,9 @@ struct RunArgs {
     /// Report date (YYYY-MM-DD); default: yesterday in the configured zone.
     #[arg(long)]
     date: Option<NaiveDate>,
+    /// Mail every audience again, even those the day was already mailed to.
+    #[arg(long)]
+    resend: bool,
     #[command(flatten)]
     config: ConfigArgs,
 }
@@ -172,7 +175,10 @@ async fn run(command: Command) -> Result<ExitKind> {
             let date = args
                 .date
                 .unwrap_or_else(|| crate::calendar::yesterday(Utc::now(), config.timezone));
-            let summary = crate::pipeline::run(&config, date).await?;
+            let options = crate::pipeline::RunOptions {
+                resend: args.resend,
+            };
+            let summary = crate::pipeline::run_with(&config, date, &options).await?;
             print_summary(&summary);
             Ok(summary.outcome)
         }
@@ -250,6 +256,20 @@ fn print_summary(s: &crate::pipeline::RunSummary) {
     println!("reports: {}", s.reports);
     for o in &m.outputs {
         println!("  {} ({} bytes)", o.key, o.size);
+    }
+    if let Some(d) = &s.deliveries {
+        if !d.sent.is_empty() {
+            println!("mail sent: {}", d.sent.join(", "));
+        }
+        if !d.skipped.is_empty() {
+            println!(
+                "mail already sent (use --resend to send again): {}",
+                d.skipped.join(", ")
+            );
+        }
+        for (name, e) in &d.failed {
+            println!("mail NOT sent: {name}: {e}");
+        }
     }
     if m.data_quality.status != "ok" {
         for p in &m.data_quality.problems {

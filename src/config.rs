@@ -47,6 +47,95 @@ pub struct RawConfig {
     pub pricing: RawPricing,
     #[serde(default)]
     pub quality: RawQuality,
+    #[serde(default)]
+    pub report: RawReport,
+    #[serde(default)]
+    pub alerts: RawAlerts,
+    #[serde(default)]
+    pub mail: RawMail,
+}
+
+#[derive(Debug, Default, Deserialize, Serialize)]
+#[serde(deny_unknown_fields)]
+pub struct RawReport {
+    /// Where the stored reports can be read (links in mail), e.g.
+    /// `https://reports.example.com/llm/reports/`.
+    pub public_base_url: Option<String>,
+}
+
+/// `[alerts]`: global thresholds, and `[[alerts.models]]` overrides.
+#[derive(Debug, Default, Deserialize, Serialize)]
+#[serde(deny_unknown_fields)]
+pub struct RawAlerts {
+    pub error_rate_max: Option<f64>,
+    pub latency_p95_ms_max: Option<f64>,
+    pub cache_hit_rate_min: Option<f64>,
+    pub citation_rate_min: Option<f64>,
+    pub review_pass_rate_min: Option<f64>,
+    #[serde(default)]
+    pub models: Vec<RawModelThresholds>,
+}
+
+#[derive(Debug, Default, Deserialize, Serialize)]
+#[serde(deny_unknown_fields)]
+pub struct RawModelThresholds {
+    pub provider: Option<String>,
+    pub model: Option<String>,
+    pub error_rate_max: Option<f64>,
+    pub latency_p95_ms_max: Option<f64>,
+    pub cache_hit_rate_min: Option<f64>,
+    pub citation_rate_min: Option<f64>,
+    pub review_pass_rate_min: Option<f64>,
+}
+
+#[derive(Debug, Default, Deserialize, Serialize)]
+#[serde(deny_unknown_fields)]
+pub struct RawMail {
+    /// `none` (default), `smtp`, or `outbox` (write `.eml` files into the lake).
+    pub transport: Option<String>,
+    pub from: Option<String>,
+    /// Where the outbox transport writes (relative to the lake root).
+    pub outbox: Option<String>,
+    #[serde(default)]
+    pub smtp: RawSmtp,
+    #[serde(default)]
+    pub audiences: Vec<RawAudience>,
+    #[serde(default)]
+    pub showback: Vec<RawShowback>,
+}
+
+#[derive(Debug, Default, Deserialize, Serialize)]
+#[serde(deny_unknown_fields)]
+pub struct RawSmtp {
+    pub host: Option<String>,
+    pub port: Option<u16>,
+    /// `starttls` (default), `tls` (implicit), or `plain` (a local relay only).
+    pub security: Option<String>,
+    pub username: Option<String>,
+    /// The password in a file (a mounted secret) or an environment variable.
+    pub password_file: Option<PathBuf>,
+    pub password_env: Option<String>,
+    pub timeout_secs: Option<u64>,
+}
+
+#[derive(Debug, Default, Deserialize, Serialize)]
+#[serde(deny_unknown_fields)]
+pub struct RawAudience {
+    pub name: Option<String>,
+    /// `ops` or `finance`.
+    pub report: Option<String>,
+    #[serde(default)]
+    pub to: Vec<String>,
+    #[serde(default)]
+    pub cc: Vec<String>,
+}
+
+#[derive(Debug, Default, Deserialize, Serialize)]
+#[serde(deny_unknown_fields)]
+pub struct RawShowback {
+    pub dept: Option<String>,
+    #[serde(default)]
+    pub to: Vec<String>,
 }
 
 #[derive(Debug, Default, Deserialize, Serialize)]
@@ -232,6 +321,10 @@ pub struct Config {
     pub columns: ColumnMapping,
     pub aliases: AliasRules,
     pub quality: QualityGates,
+    /// Public address of `reports/` (links in mail).
+    pub public_base_url: Option<url::Url>,
+    pub alerts: crate::report::model::AlertRules,
+    pub mail: crate::deliver::mail::MailConfig,
     /// Digest of the effective configuration (no secrets), for the manifest.
     pub digest: String,
 }
@@ -343,6 +436,65 @@ pub fn apply_env(
     } else {
         Err(problems)
     }
+}
+
+fn validate_alerts(raw: &RawAlerts, p: &mut Problems) -> crate::report::model::AlertRules {
+    use crate::report::model::{AlertRules, Thresholds};
+    let share = |at: &str, name: &str, v: Option<f64>, p: &mut Problems| match v {
+        Some(x) if !(0.0..=1.0).contains(&x) => {
+            p.push(format!("{at}.{name}: {x} is not a share between 0 and 1"));
+            None
+        }
+        v => v,
+    };
+    let ms = |at: &str, v: Option<f64>, p: &mut Problems| match v {
+        Some(x) if x.is_nan() || x <= 0.0 => {
+            p.push(format!("{at}.latency_p95_ms_max: {x} must be > 0"));
+            None
+        }
+        v => v,
+    };
+    let thresholds = |at: &str,
+                      e: Option<f64>,
+                      l: Option<f64>,
+                      c: Option<f64>,
+                      ci: Option<f64>,
+                      r: Option<f64>,
+                      p: &mut Problems| Thresholds {
+        error_rate_max: share(at, "error_rate_max", e, p),
+        latency_p95_ms_max: ms(at, l, p),
+        cache_hit_rate_min: share(at, "cache_hit_rate_min", c, p),
+        citation_rate_min: share(at, "citation_rate_min", ci, p),
+        review_pass_rate_min: share(at, "review_pass_rate_min", r, p),
+    };
+    let g = raw;
+    let global = thresholds(
+        "alerts",
+        g.error_rate_max,
+        g.latency_p95_ms_max,
+        g.cache_hit_rate_min,
+        g.citation_rate_min,
+        g.review_pass_rate_min,
+        p,
+    );
+    let mut models = Vec::new();
+    for (i, m) in raw.models.iter().enumerate() {
+        let at = format!("alerts.models[{i}]");
+        let t = thresholds(
+            &at,
+            m.error_rate_max,
+            m.latency_p95_ms_max,
+            m.cache_hit_rate_min,
+            m.citation_rate_min,
+            m.review_pass_rate_min,
+            p,
+        );
+        match (&m.provider, &m.model) {
+            (Some(provider), Some(model)) => models.push((provider.clone(), model.clone(), t)),
+            _ => p.push(format!("{at}: give both `provider` and `model`")),
+        }
+    }
+    AlertRules { global, models }
 }
 
 /// Set `path` (sections then key) in `table`; `Err(part)` names a path part
@@ -580,6 +732,21 @@ impl RawConfig {
             )
             .unwrap_or(0.0),
         };
+        let public_base_url = self.report.public_base_url.as_deref().and_then(|u| {
+            let u = if u.ends_with('/') {
+                u.to_string()
+            } else {
+                format!("{u}/")
+            };
+            url::Url::parse(&u)
+                .map_err(|e| p.push(format!("report.public_base_url: `{u}`: {e}")))
+                .ok()
+        });
+        let alerts = validate_alerts(&self.alerts, &mut p);
+        let mail = match &lake {
+            Some(lake) => crate::deliver::mail::MailConfig::validate(&self.mail, lake, &mut p),
+            None => Default::default(),
+        };
 
         if !p.is_empty() {
             return Err(p);
@@ -614,6 +781,9 @@ impl RawConfig {
             columns,
             aliases: AliasRules(rules),
             quality,
+            public_base_url,
+            alerts,
+            mail,
             digest: String::new(),
         };
         config.digest = config.compute_digest(&self.pricing);

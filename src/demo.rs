@@ -168,7 +168,8 @@ pub struct DemoOutcome {
     pub run: crate::pipeline::RunSummary,
 }
 
-/// Write the demo lake to `dir` and run the job on its last day.
+/// Write the demo lake to `dir` and run the job on each of its days (mail
+/// on the last only).
 pub async fn demo(dir: &std::path::Path, options: DemoOptions) -> Result<DemoOutcome> {
     std::fs::create_dir_all(dir).map_err(|e| Error::Io {
         what: format!("creating {}", dir.display()),
@@ -265,6 +266,15 @@ pub async fn demo(dir: &std::path::Path, options: DemoOptions) -> Result<DemoOut
         .await?;
 
     let config = Config::load(Some(&config_path), &Overrides::default())?;
+    // The month before the last day, as the nightly job would have run it
+    // (without mail), so the last day's dashboards have their trailing
+    // values, month to date and 30-day trend, and the index lists every day.
+    let mut backfill = config.clone();
+    backfill.mail = Default::default();
+    for date in first.iter_days().take_while(|d| *d < last) {
+        let r = crate::pipeline::run(&backfill, date).await?;
+        tracing::info!(date = %date, requests = r.requests, cost_usd = %r.cost_usd, "demo backfill");
+    }
     let run = crate::pipeline::run(&config, last).await?;
     Ok(DemoOutcome {
         lake,

@@ -24,6 +24,9 @@ pub enum ExitKind {
     /// 4: a data-quality gate failed (e.g. unpriced share above the configured maximum).
     /// The outputs were published and carry the problem; the run is flagged.
     DataQuality,
+    /// 5: the reports were computed and published, but a mail could not be
+    /// sent. A rerun sends only the mails still missing.
+    Delivery,
 }
 
 impl ExitKind {
@@ -35,6 +38,7 @@ impl ExitKind {
             ExitKind::Usage => 2,
             ExitKind::InputData => 3,
             ExitKind::DataQuality => 4,
+            ExitKind::Delivery => 5,
         }
     }
 }
@@ -101,6 +105,9 @@ pub enum Error {
     #[error("SQL file sql/{file} does not check: {message}")]
     Sql { file: String, message: String },
 
+    #[error("template templates/{file}: {message}")]
+    Template { file: String, message: String },
+
     #[error("input data cannot be used: {count} problem(s):\n{problems}", count = problems.len())]
     InputSchema { problems: Problems },
 
@@ -150,7 +157,8 @@ impl Error {
             | Error::Config { .. }
             | Error::PriceTable { .. }
             | Error::FxTable { .. }
-            | Error::Sql { .. } => ExitKind::Usage,
+            | Error::Sql { .. }
+            | Error::Template { .. } => ExitKind::Usage,
             Error::InputSchema { .. } | Error::CorruptInput { .. } | Error::EmptyDay { .. } => {
                 ExitKind::InputData
             }
@@ -217,6 +225,7 @@ mod tests {
         assert_eq!(ExitKind::Usage.code(), 2);
         assert_eq!(ExitKind::InputData.code(), 3);
         assert_eq!(ExitKind::DataQuality.code(), 4);
+        assert_eq!(ExitKind::Delivery.code(), 5);
     }
 
     #[test]

@@ -8,6 +8,7 @@ pub mod deliver;
 pub mod demo;
 pub mod error;
 pub mod fx;
+pub mod history;
 pub mod lake;
 pub mod manifest;
 pub mod money;

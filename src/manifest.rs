@@ -5,7 +5,7 @@
 
 use std::collections::BTreeMap;
 
-use serde::Serialize;
+use serde::{Deserialize, Serialize};
 use sha2::{Digest, Sha256};
 
 use crate::fx::ChosenRate;
@@ -30,6 +30,8 @@ pub struct Manifest {
     pub started_at: String,
     pub finished_at: String,
     pub config_digest: String,
+    /// The day's figures at a glance (the report index lists them).
+    pub headline: Headline,
     pub inputs: Inputs,
     pub rows: RowCounts,
     pub pricing: PricingFacts,
@@ -37,6 +39,36 @@ pub struct Manifest {
     pub data_quality: DataQuality,
     /// Every object this run published (the manifest excepted), with digests.
     pub outputs: Vec<OutputObject>,
+}
+
+/// The headline figures of a day.
+#[derive(Debug, Clone, Serialize, Deserialize, PartialEq, Eq)]
+pub struct Headline {
+    /// Requests kept (duplicates dropped).
+    pub requests: u64,
+    /// Priced spend in USD, the exact sum rounded once to 6 decimals; empty
+    /// when nothing was priced.
+    pub cost_usd: String,
+    pub unpriced_requests: u64,
+    /// Alert thresholds breached (`[alerts]`).
+    pub alerts: u64,
+    /// `ok`, or `failed` when a data-quality gate failed.
+    pub data_quality: String,
+}
+
+/// What the report index needs of a published day's manifest.
+#[derive(Debug, Clone, Deserialize, PartialEq, Eq)]
+pub struct Published {
+    pub date: String,
+    pub headline: Headline,
+}
+
+impl Published {
+    /// Read the index fields of a manifest; `what` names it in errors.
+    pub fn from_json(bytes: &[u8], what: &str) -> Result<Published, String> {
+        serde_json::from_slice(bytes)
+            .map_err(|e| format!("{what}: not a tokenledger manifest with a headline: {e}"))
+    }
 }
 
 #[derive(Debug, Clone, Serialize)]

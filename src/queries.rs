@@ -50,6 +50,7 @@ pub static FILES: &[SqlFile] = sql_files!(
     "ops_merge",
     "finance_lines",
     "latency_percentiles",
+    "hourly",
     "ops_daily",
     "ops_by_model",
     "finance_by_dimension",
@@ -77,6 +78,7 @@ pub enum Use {
 pub const OUTPUT_STEPS: &[(&str, Use)] = &[
     ("finance_lines", Use::View),
     ("latency_percentiles", Use::View),
+    ("hourly", Use::Result),
     ("ops_daily", Use::Result),
     ("ops_by_model", Use::Result),
     ("finance_by_dimension", Use::Result),
@@ -120,6 +122,8 @@ pub struct Params {
     pub date: NaiveDate,
     /// Seconds in the report day in its time zone (`$seconds`).
     pub seconds: f64,
+    /// The day's first instant, nanoseconds since the epoch (`$day_start_ns`).
+    pub day_start_ns: i64,
 }
 
 impl Params {
@@ -132,6 +136,10 @@ impl Params {
                 (
                     "seconds".to_string(),
                     ScalarValue::Float64(Some(self.seconds)).into(),
+                ),
+                (
+                    "day_start_ns".to_string(),
+                    ScalarValue::Int64(Some(self.day_start_ns)).into(),
                 ),
             ]
             .into_iter()

@@ -350,6 +350,21 @@ impl Stores {
         ))
     }
 
+    /// Read a whole (small) object, or `None` if there is none.
+    pub async fn get_opt(&self, loc: &Location) -> Result<Option<Bytes>> {
+        let store = self.store(loc)?;
+        let res = match store.get(&loc.path()).await {
+            Ok(res) => res,
+            Err(object_store::Error::NotFound { .. }) => return Ok(None),
+            Err(e) => return Err(Error::storage(loc.to_string(), e)),
+        };
+        let bytes = res
+            .bytes()
+            .await
+            .map_err(|e| Error::storage(loc.to_string(), e))?;
+        Ok(Some(bytes))
+    }
+
     /// Whether an object exists.
     pub async fn exists(&self, loc: &Location) -> Result<bool> {
         let store = self.store(loc)?;

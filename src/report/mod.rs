@@ -1,4 +1,6 @@
-//! Rendering results to bytes: CSV exports and Parquet rollups.
+//! Rendering results to bytes: CSV exports and Parquet rollups (here), the
+//! report model ([`model`]), charts ([`charts`]), and the HTML dashboards and
+//! mail bodies ([`html`]), with numbers formatted for people ([`format`]).
 //!
 //! CSV follows SPEC 2 "Number formats" and SPEC 3: decimals printed exactly as
 //! the queries rounded them (money: 6 decimals, half to even, done in SQL),
@@ -7,6 +9,11 @@
 //! point, no thousands separators, null as an empty cell, timestamps RFC 3339
 //! in UTC, and every text cell that a spreadsheet would take for a formula
 //! prefixed with `'`. Same batches in, same bytes out. Pure: no I/O.
+
+pub mod charts;
+pub mod format;
+pub mod html;
+pub mod model;
 
 use std::sync::Arc;
 

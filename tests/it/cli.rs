@@ -277,6 +277,26 @@ fn demo_writes_a_lake_and_reports_on_its_last_day() {
         "the noon price cut"
     );
     assert!(demo.join("invoices/normalized/2026-10.csv").exists());
+    // Every day of the month ran: the index lists them, the last day's
+    // dashboards compare with them, and its mail waits in the outbox.
+    let index = std::fs::read_to_string(demo.join("reports/index.html")).unwrap();
+    assert_eq!(index.matches("/finance.html\">finance</a>").count(), 30);
+    let report =
+        std::fs::read_to_string(demo.join("reports/date=2026-10-31/finance.html")).unwrap();
+    assert!(
+        report.contains("30 day(s)"),
+        "month to date over the month's rollups"
+    );
+    let mut eml: Vec<String> = std::fs::read_dir(demo.join("outbox/date=2026-10-31"))
+        .unwrap()
+        .map(|e| e.unwrap().file_name().to_string_lossy().into_owned())
+        .collect();
+    eml.sort();
+    assert_eq!(eml.len(), 3, "{eml:?}");
+    assert!(
+        stdout.contains("mail sent: ops, finance, showback-research-"),
+        "{stdout}"
+    );
     // Rerunning with the config the demo wrote gives the same bytes.
     let before =
         std::fs::read(demo.join("reports/date=2026-10-31/finance_by_dimension.csv")).unwrap();
@@ -291,8 +311,73 @@ fn demo_writes_a_lake_and_reports_on_its_last_day() {
         &[],
     );
     assert_eq!(code(&out), 0, "{:?}", text(&out));
+    assert!(text(&out).0.contains(
+        "mail already sent (use --resend to send again): ops, finance, showback-research-"
+    ));
     assert_eq!(
         std::fs::read(demo.join("reports/date=2026-10-31/finance_by_dimension.csv")).unwrap(),
         before
     );
+}
+
+#[test]
+fn a_failed_mail_exits_5_and_resend_mails_again() {
+    let lake = fixture::lake();
+    let cfg = lake.path().join("mail.toml");
+    let password = "hunter2-smtp-secret";
+    let write = |port: u16| {
+        let toml = crate::mail::mail_toml(
+            port,
+            "security = \"plain\"\nusername = \"ledger\"\npassword_env = \"TL_TEST_SMTP_PASSWORD\"",
+        );
+        std::fs::write(&cfg, toml).unwrap();
+    };
+    let run = |extra: &[&str]| {
+        let mut args = vec![
+            "run",
+            "--config",
+            cfg.to_str().unwrap(),
+            "--lake",
+            lake.path().to_str().unwrap(),
+            "--date",
+            DATE,
+        ];
+        args.extend_from_slice(extra);
+        let out = tokenledger(&args, &[("TL_TEST_SMTP_PASSWORD", password)]);
+        let (stdout, stderr) = text(&out);
+        assert!(
+            !stdout.contains(password) && !stderr.contains(password),
+            "the SMTP password leaked"
+        );
+        (code(&out), stdout, stderr)
+    };
+
+    // Nothing listens: the reports are published, the run exits 5.
+    write(crate::smtp::dead_port());
+    let (status, stdout, stderr) = run(&[]);
+    assert_eq!(status, 5, "{stdout}\n{stderr}");
+    assert!(stdout.contains("mail NOT sent: ops"), "{stdout}");
+    assert!(
+        lake.path()
+            .join(format!("reports/date={DATE}/manifest.json"))
+            .is_file()
+    );
+
+    // The relay is back: the next run mails each audience once.
+    let server = crate::smtp::SmtpServer::start_with(Some(("ledger", password)), &[]);
+    write(server.port);
+    let (status, stdout, _) = run(&[]);
+    assert_eq!(status, 0, "{stdout}");
+    assert_eq!(server.received().len(), 3);
+    let (status, stdout, _) = run(&[]);
+    assert_eq!(status, 0);
+    assert!(stdout.contains("mail already sent"), "{stdout}");
+    assert_eq!(server.received().len(), 3);
+    let (status, stdout, _) = run(&["--resend"]);
+    assert_eq!(status, 0);
+    assert!(
+        stdout.contains("mail sent: ops, finance, showback-research-"),
+        "{stdout}"
+    );
+    assert_eq!(server.received().len(), 6);
 }

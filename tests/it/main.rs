@@ -5,8 +5,11 @@
 
 mod bad_input;
 mod cli;
+mod dashboards;
 mod fixture;
+mod mail;
 mod metrics;
 mod otel;
 mod pricing;
 mod s3;
+mod smtp;

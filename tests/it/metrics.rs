@@ -157,14 +157,20 @@ async fn the_manifest_accounts_for_every_row_and_input() {
     assert_eq!(m["data_quality"]["total_tokens_mismatch"], 1);
     assert_eq!(m["data_quality"]["status"], "ok");
     // Every output is listed with a digest of the bytes published.
+    // 4 CSVs, 2 rollups, 2 dashboards, 8 chart images.
     let outputs = m["outputs"].as_array().unwrap();
-    assert_eq!(outputs.len(), 6);
+    assert_eq!(outputs.len(), 16);
     for o in outputs {
         let bytes = std::fs::read(lake.path().join(o["key"].as_str().unwrap())).unwrap();
         assert_eq!(o["sha256"], tokenledger::manifest::sha256(&bytes).as_str());
         assert_eq!(o["size"], bytes.len());
     }
     assert_eq!(summary.manifest.config_digest.len(), "sha256:".len() + 64);
+    // The headline the report index lists.
+    assert_eq!(
+        m["headline"],
+        serde_json::json!({"requests": 13, "cost_usd": "0.077882", "unpriced_requests": 1, "alerts": 0, "data_quality": "ok"})
+    );
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]

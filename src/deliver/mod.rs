@@ -1,4 +1,4 @@
-//! Publishing a finished day to storage.
+//! Publishing a finished day to storage, and mailing it ([`mail`]).
 //!
 //! Every output is rendered in memory before anything is written, so a run
 //! that fails while computing publishes nothing. Publishing then removes the
@@ -6,6 +6,8 @@
 //! one), writes every output (each object replaced whole), and writes the new
 //! manifest last. A rerun replaces the day's outputs. This module writes what
 //! it is given; it computes nothing.
+
+pub mod mail;
 
 use bytes::Bytes;
 

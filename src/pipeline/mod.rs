@@ -3,18 +3,16 @@
 //! 1. Load and validate the price table and FX table (config errors, exit 2).
 //! 2. List the partitions that can hold the day's rows; read every footer and
 //!    check every file's columns (input errors, exit 3) before any work.
-//! 3. One narrow pass: the (provider, model) pairs of the day (for the price
-//!    map) and the duplicate candidates (`sql/dup_keys.sql`).
-//! 4. Only if there are candidates: their full rows (a key-filtered scan) are
-//!    spilled to a local Parquet file; `sql/dup_resolution.sql` decides which
-//!    rows to drop (their positions) and counts duplicates per dimension.
-//! 5. The metric pass: one scan of the day that skips the dropped positions,
-//!    priced by a range join, aggregated once into the cube; every output
-//!    derives from the cube.
-//! 6. Render everything in memory, apply the data-quality gates, publish with
-//!    the manifest last.
+//! 3. The queries ([`flow`]): duplicate keys, ops counts, the finance pass
+//!    (duplicate candidates set aside and resolved), then every output.
+//! 4. Render everything in memory: CSVs, rollups, the dashboards and charts
+//!    ([`dashboards`]); apply the data-quality gates; publish with the
+//!    manifest last; rebuild the report index.
+//! 5. Mail each audience once ([`crate::deliver::mail`]); a failed send is
+//!    exit 5 with everything published.
 //!
 //! The day's rows are never collected: they stream through DataFusion.
+//! ARCHITECTURE.md walks through the data flow step by step.
 
 use std::collections::BTreeMap;
 use std::sync::Arc;
@@ -35,12 +33,18 @@ use crate::lake::scan::{
 use crate::lake::schema::request_schema;
 use crate::lake::{Location, ObjectInfo, Stores, partition_dir};
 use crate::manifest::{
-    DataQuality, FxFacts, InputObject, Inputs, Manifest, PricingFacts, RowCounts, sha256,
+    DataQuality, FxFacts, Headline, InputObject, Inputs, Manifest, PricingFacts, RowCounts, sha256,
 };
 use crate::pricing::PriceTable;
 use crate::queries::{self, Params};
 use crate::tabular::TextTable;
 use datafusion::execution::context::SessionContext;
+
+pub mod dashboards;
+
+use crate::deliver::mail::{self, Deliveries};
+use crate::report::model::InputFacts;
+use dashboards::{Dashboards, LetterContext};
 
 /// The names of the CSV exports in `reports/date=D/`.
 pub const CSV_OUTPUTS: [&str; 4] = [
@@ -49,6 +53,9 @@ pub const CSV_OUTPUTS: [&str; 4] = [
     "finance_by_dimension",
     "data_quality",
 ];
+
+/// Days of rollups read for comparisons (the 30-day spend trend).
+const HISTORY_DAYS: u64 = 30;
 
 /// What a finished run produced.
 #[derive(Debug)]
@@ -62,6 +69,17 @@ pub struct RunSummary {
     /// Kept requests and total priced cost (6 decimals).
     pub requests: u64,
     pub cost_usd: String,
+    /// Mail sent, skipped and failed (`None` when mail is off).
+    pub deliveries: Option<Deliveries>,
+    /// The model the dashboards and mails were rendered from.
+    pub report: crate::report::model::Report,
+}
+
+/// How to run a day.
+#[derive(Debug, Clone, Default)]
+pub struct RunOptions {
+    /// Mail every audience again, even those already mailed for the day.
+    pub resend: bool,
 }
 
 /// The rendered results of one day, before publishing.
@@ -149,6 +167,10 @@ pub async fn check(config: &Config) -> Result<Vec<String>> {
         Ok(()) => checked.push(format!("{} SQL files parse and plan", queries::FILES.len())),
         Err(e) => problems.push(e.to_string()),
     }
+    match crate::report::html::check() {
+        Ok(n) => checked.push(format!("{n} templates parse")),
+        Err(e) => problems.push(e.to_string()),
+    }
     match load_prices(&stores, config).await {
         Ok((obj, prices)) => {
             checked.push(format!("price table {} ({} rows)", config.prices, obj.rows));
@@ -185,8 +207,17 @@ fn sum_u64(batches: &[RecordBatch], column: &str) -> u64 {
         .sum()
 }
 
-/// Run the job for one day: compute, render, gate, publish.
+/// Run the job for one day with default options.
 pub async fn run(config: &Config, date: NaiveDate) -> Result<RunSummary> {
+    run_with(config, date, &RunOptions::default()).await
+}
+
+/// Run the job for one day: compute, render, gate, publish, mail.
+pub async fn run_with(
+    config: &Config,
+    date: NaiveDate,
+    options: &RunOptions,
+) -> Result<RunSummary> {
     let started = Utc::now();
     let run_id = format!(
         "{}-{:08x}",
@@ -196,6 +227,7 @@ pub async fn run(config: &Config, date: NaiveDate) -> Result<RunSummary> {
     let day = Day::new(date, config.timezone);
     info!(date = %date, zone = %config.timezone, start = %day.start, end = %day.end, "report day");
     queries::parse_all()?;
+    crate::report::html::templates()?;
 
     let stores = Arc::new(Stores::new(config.s3.clone()));
     let (prices_obj, prices) = load_prices(&stores, config).await?;
@@ -235,6 +267,7 @@ pub async fn run(config: &Config, date: NaiveDate) -> Result<RunSummary> {
     let params = Params {
         date,
         seconds: day.seconds() as f64,
+        day_start_ns: day.window().start_ns,
     };
     let spill = spill_dir()?;
     let empty_day = |in_day: u64| {
@@ -387,6 +420,41 @@ pub async fn run(config: &Config, date: NaiveDate) -> Result<RunSummary> {
     // The headline total: the exact sum, rounded once (not a sum of rounded rows).
     let (_, rollup) = results.get("rollup_daily")?;
     let cost_usd = total_money(rollup, "cost_usd")?;
+
+    // Dashboards: the same batches, compared with the rollups of earlier days.
+    let history = crate::history::load(
+        &stores,
+        &config.rollups,
+        date - chrono::Days::new(HISTORY_DAYS),
+        date - chrono::Days::new(1),
+    )
+    .await?;
+    let facts = InputFacts {
+        rows_listed: rows.listed,
+        late_rows: rows.late_rows,
+        early_rows: rows.early_rows,
+        rejected_rows: rejected_total,
+        logged_unconverted: unconverted.clone(),
+    };
+    let dashboards = Dashboards::build(&crate::report::model::Inputs {
+        day: &day,
+        ops_daily: &results.get("ops_daily")?.1,
+        ops_by_model: &results.get("ops_by_model")?.1,
+        hourly: &results.get("hourly")?.1,
+        data_quality: dq,
+        rollup_daily: rollup,
+        rollup_latency: &results.get("rollup_latency")?.1,
+        history: &history,
+        facts: &facts,
+        rules: &config.alerts,
+    })?;
+    let csvs: Vec<dashboards::Csv> = CSV_OUTPUTS
+        .iter()
+        .zip(&outputs)
+        .map(|(name, o)| (*name, o.bytes.clone()))
+        .collect();
+    outputs.extend(dashboards.site(&reports)?);
+
     let manifest = Manifest {
         manifest_version: 1,
         program: format!("tokenledger {}", env!("CARGO_PKG_VERSION")),
@@ -399,6 +467,18 @@ pub async fn run(config: &Config, date: NaiveDate) -> Result<RunSummary> {
         started_at: started.to_rfc3339_opts(SecondsFormat::Millis, true),
         finished_at: Utc::now().to_rfc3339_opts(SecondsFormat::Millis, true),
         config_digest: config.digest.clone(),
+        headline: Headline {
+            requests: kept,
+            cost_usd: cost_usd.clone(),
+            unpriced_requests: unpriced,
+            alerts: dashboards.report.alerts.len() as u64,
+            data_quality: if gate_problems.is_empty() {
+                "ok"
+            } else {
+                "failed"
+            }
+            .to_string(),
+        },
         inputs: Inputs {
             partitions: partition_names,
             requests: input
@@ -451,19 +531,62 @@ pub async fn run(config: &Config, date: NaiveDate) -> Result<RunSummary> {
     };
     let manifest_out = Output::new(reports.join("manifest.json"), manifest.to_json());
     publish(&stores, &outputs, &manifest_out).await?;
-    info!(requests = kept, cost_usd = %cost_usd, unpriced, reports = %reports, "published");
+    info!(requests = kept, cost_usd = %cost_usd, unpriced, alerts = dashboards.report.alerts.len(), reports = %reports, "published");
+    let days = dashboards::publish_index(&stores, &config.reports).await?;
+    info!(days, index = %config.reports.join("index.html"), "report index written");
+
+    let mut outcome = if gate_problems.is_empty() {
+        ExitKind::Ok
+    } else {
+        ExitKind::DataQuality
+    };
+    let deliveries = if config.mail.enabled() {
+        let (fbd_schema, fbd) = results.get("finance_by_dimension")?;
+        let letters = dashboards.letters(
+            &config.mail,
+            &LetterContext {
+                date,
+                base_url: config.public_base_url.as_ref(),
+                csvs: &csvs,
+                rollup_daily: rollup,
+                finance_by_dimension: (fbd_schema, fbd),
+                quality_failed: !gate_problems.is_empty(),
+            },
+        )?;
+        let d = mail::deliver(
+            &stores,
+            &config.mail,
+            &letters,
+            &reports.join("deliveries"),
+            &partition_dir(date),
+            options.resend,
+        )
+        .await?;
+        info!(
+            sent = d.sent.len(),
+            already_sent = d.skipped.len(),
+            failed = d.failed.len(),
+            "mail"
+        );
+        if !d.failed.is_empty() {
+            // The reports are published; only the mail is missing, and a
+            // rerun sends just that.
+            outcome = ExitKind::Delivery;
+        }
+        Some(d)
+    } else {
+        None
+    };
 
     Ok(RunSummary {
         day,
         reports,
-        outcome: if gate_problems.is_empty() {
-            ExitKind::Ok
-        } else {
-            ExitKind::DataQuality
-        },
+        outcome,
         manifest,
         requests: kept,
         cost_usd,
+        deliveries,
+        report: dashboards.report,
     })
 }
 
@@ -768,6 +891,7 @@ pub async fn check_queries() -> Result<()> {
     let params = Params {
         date,
         seconds: 86400.0,
+        day_start_ns: day.window().start_ns,
     };
     let config = Config::for_lake("/").expect("a bare lake is a valid config");
     let spill = spill_dir()?;

@@ -1,0 +1,460 @@
+//! Mail: the day's reports to their audiences, each sent exactly once.
+//!
+//! A [`Letter`] is a rendered report for one audience: a plain-text part, an
+//! HTML part whose charts are inline PNG images (mail clients do not render
+//! SVG), and attachments (the finance CSVs). [`deliver`] sends each letter
+//! unless the day already holds its delivery record (`deliveries/<name>.json`
+//! under the day's reports), writes the record after a successful send, and
+//! reports failures instead of stopping, so a rerun sends only what is
+//! missing. Transports: SMTP (STARTTLS or implicit TLS; plain only when
+//! configured, for a local relay), or an outbox of `.eml` files in the lake.
+//! Credentials never reach a log or a record.
+
+use std::time::Duration;
+
+use bytes::Bytes;
+use chrono::{SecondsFormat, Utc};
+use lettre::message::header::{ContentTransferEncoding, ContentType};
+use lettre::message::{Attachment, Body, Mailbox, MultiPart, SinglePart};
+use lettre::transport::smtp::authentication::Credentials;
+use lettre::{AsyncSmtpTransport, AsyncTransport, Message, Tokio1Executor};
+use serde::Serialize;
+use tracing::{info, warn};
+
+use crate::config::RawMail;
+use crate::error::{Error, Problems, Result};
+use crate::lake::{Location, Secret, Stores};
+
+/// How the SMTP connection is secured.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize)]
+#[serde(rename_all = "snake_case")]
+pub enum Security {
+    /// Plain connection upgraded with STARTTLS (required), port 587.
+    StartTls,
+    /// TLS from the first byte, port 465.
+    Tls,
+    /// No encryption: only for a relay on the same host or network.
+    Plain,
+}
+
+#[derive(Debug, Clone)]
+pub struct SmtpConfig {
+    pub host: String,
+    pub port: u16,
+    pub security: Security,
+    pub credentials: Option<(String, Secret)>,
+    pub timeout: Duration,
+}
+
+#[derive(Debug, Clone, Default)]
+pub enum Transport {
+    /// No mail.
+    #[default]
+    None,
+    Smtp(SmtpConfig),
+    /// `.eml` files written into the lake (demo, local use).
+    Outbox(Location),
+}
+
+/// Which dashboard an audience receives.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize)]
+#[serde(rename_all = "snake_case")]
+pub enum ReportKind {
+    Ops,
+    Finance,
+}
+
+#[derive(Debug, Clone)]
+pub struct Audience {
+    pub name: String,
+    pub kind: ReportKind,
+    pub to: Vec<Mailbox>,
+    pub cc: Vec<Mailbox>,
+}
+
+#[derive(Debug, Clone)]
+pub struct Showback {
+    pub dept: String,
+    pub to: Vec<Mailbox>,
+}
+
+#[derive(Debug, Clone, Default)]
+pub struct MailConfig {
+    pub transport: Transport,
+    pub from: Option<Mailbox>,
+    pub audiences: Vec<Audience>,
+    pub showback: Vec<Showback>,
+}
+
+fn mailboxes(at: &str, list: &[String], p: &mut Problems) -> Vec<Mailbox> {
+    list.iter()
+        .filter_map(|a| {
+            a.parse::<Mailbox>()
+                .map_err(|e| p.push(format!("{at}: `{a}` is not a mail address: {e}")))
+                .ok()
+        })
+        .collect()
+}
+
+impl MailConfig {
+    /// Validate `[mail]`, adding every problem to `p`.
+    pub fn validate(raw: &RawMail, lake: &Location, p: &mut Problems) -> MailConfig {
+        let transport = match raw.transport.as_deref().unwrap_or("none") {
+            "none" => Transport::None,
+            "outbox" => {
+                match Location::parse(raw.outbox.as_deref().unwrap_or("outbox"), Some(lake)) {
+                    Ok(l) => Transport::Outbox(l),
+                    Err(e) => {
+                        p.push(format!("mail.outbox: {e}"));
+                        Transport::None
+                    }
+                }
+            }
+            "smtp" => {
+                let s = &raw.smtp;
+                let security = match s.security.as_deref().unwrap_or("starttls") {
+                    "starttls" => Security::StartTls,
+                    "tls" => Security::Tls,
+                    "plain" => Security::Plain,
+                    other => {
+                        p.push(format!(
+                            "mail.smtp.security: `{other}` is not one of starttls, tls, plain"
+                        ));
+                        Security::StartTls
+                    }
+                };
+                let host = s.host.clone().unwrap_or_else(|| {
+                    p.push("mail.smtp.host: required with transport = \"smtp\"");
+                    String::new()
+                });
+                let password = match (&s.password_file, &s.password_env) {
+                    (Some(f), None) => match std::fs::read_to_string(f) {
+                        Ok(v) if !v.trim().is_empty() => {
+                            Some(Secret::new(v.trim_end_matches(['\n', '\r'])))
+                        }
+                        Ok(_) => {
+                            p.push(format!("mail.smtp.password_file: {} is empty", f.display()));
+                            None
+                        }
+                        Err(e) => {
+                            p.push(format!(
+                                "mail.smtp.password_file: cannot read {}: {e}",
+                                f.display()
+                            ));
+                            None
+                        }
+                    },
+                    (None, Some(var)) => match std::env::var(var) {
+                        Ok(v) if !v.is_empty() => Some(Secret::new(v)),
+                        _ => {
+                            p.push(format!(
+                                "mail.smtp.password_env: environment variable {var} is not set"
+                            ));
+                            None
+                        }
+                    },
+                    (Some(_), Some(_)) => {
+                        p.push("mail.smtp: give password_file or password_env, not both");
+                        None
+                    }
+                    (None, None) => None,
+                };
+                let credentials = match (&s.username, password) {
+                    (Some(u), Some(pw)) => Some((u.clone(), pw)),
+                    (None, None) => None,
+                    (Some(_), None) => {
+                        p.push("mail.smtp.username: needs password_file or password_env");
+                        None
+                    }
+                    (None, Some(_)) => {
+                        p.push("mail.smtp: a password needs a username");
+                        None
+                    }
+                };
+                Transport::Smtp(SmtpConfig {
+                    host,
+                    port: s.port.unwrap_or(match security {
+                        Security::StartTls => 587,
+                        Security::Tls => 465,
+                        Security::Plain => 25,
+                    }),
+                    security,
+                    credentials,
+                    timeout: Duration::from_secs(s.timeout_secs.unwrap_or(30).clamp(1, 600)),
+                })
+            }
+            other => {
+                p.push(format!(
+                    "mail.transport: `{other}` is not one of none, smtp, outbox"
+                ));
+                Transport::None
+            }
+        };
+        let from = raw.from.as_deref().and_then(|f| {
+            f.parse::<Mailbox>()
+                .map_err(|e| p.push(format!("mail.from: `{f}` is not a mail address: {e}")))
+                .ok()
+        });
+        if !matches!(transport, Transport::None) && from.is_none() && raw.from.is_none() {
+            p.push("mail.from: required when mail is sent");
+        }
+        let mut names = std::collections::BTreeSet::new();
+        let audiences = raw
+            .audiences
+            .iter()
+            .enumerate()
+            .filter_map(|(i, a)| {
+                let at = format!("mail.audiences[{i}]");
+                let kind = match a.report.as_deref() {
+                    Some("ops") => Some(ReportKind::Ops),
+                    Some("finance") => Some(ReportKind::Finance),
+                    other => {
+                        p.push(format!(
+                            "{at}.report: `{}` is not ops or finance",
+                            other.unwrap_or("")
+                        ));
+                        None
+                    }
+                };
+                let name = a
+                    .name
+                    .clone()
+                    .unwrap_or_else(|| a.report.clone().unwrap_or_default());
+                if !name
+                    .chars()
+                    .all(|c| c.is_ascii_alphanumeric() || c == '-' || c == '_')
+                    || name.is_empty()
+                {
+                    p.push(format!(
+                        "{at}.name: `{name}` must be letters, digits, - or _"
+                    ));
+                }
+                if !names.insert(name.clone()) {
+                    p.push(format!("{at}.name: `{name}` is used twice"));
+                }
+                let to = mailboxes(&format!("{at}.to"), &a.to, p);
+                if a.to.is_empty() {
+                    p.push(format!("{at}.to: at least one recipient"));
+                }
+                let cc = mailboxes(&format!("{at}.cc"), &a.cc, p);
+                Some(Audience {
+                    name,
+                    kind: kind?,
+                    to,
+                    cc,
+                })
+            })
+            .collect();
+        let showback = raw
+            .showback
+            .iter()
+            .enumerate()
+            .filter_map(|(i, s)| {
+                let at = format!("mail.showback[{i}]");
+                let to = mailboxes(&format!("{at}.to"), &s.to, p);
+                if s.to.is_empty() {
+                    p.push(format!("{at}.to: at least one recipient"));
+                }
+                match &s.dept {
+                    Some(d) => Some(Showback {
+                        dept: d.clone(),
+                        to,
+                    }),
+                    None => {
+                        p.push(format!("{at}.dept: required"));
+                        None
+                    }
+                }
+            })
+            .collect();
+        MailConfig {
+            transport,
+            from,
+            audiences,
+            showback,
+        }
+    }
+
+    pub fn enabled(&self) -> bool {
+        !matches!(self.transport, Transport::None)
+    }
+}
+
+/// A rendered report for one audience.
+#[derive(Debug, Clone)]
+pub struct Letter {
+    /// Audience name, or `showback-<dept>`: the name of its delivery record.
+    pub name: String,
+    pub subject: String,
+    pub to: Vec<Mailbox>,
+    pub cc: Vec<Mailbox>,
+    pub text: String,
+    pub html: String,
+    /// Inline images: (content id, PNG bytes).
+    pub inline: Vec<(String, Vec<u8>)>,
+    /// Attachments: (file name, content type, bytes).
+    pub attachments: Vec<(String, String, Bytes)>,
+}
+
+fn base64(bytes: &[u8]) -> Result<Body> {
+    Body::new_with_encoding(bytes.to_vec(), ContentTransferEncoding::Base64)
+        .map_err(|_| Error::Internal("base64 body refused".into()))
+}
+
+/// Build the MIME message: mixed(alternative(text, related(html, images)), attachments).
+pub fn message(from: &Mailbox, letter: &Letter) -> Result<Message> {
+    let mail_err = |e: String| Error::Internal(format!("composing mail `{}`: {e}", letter.name));
+    let mut related = MultiPart::related().singlepart(SinglePart::html(letter.html.clone()));
+    for (cid, png) in &letter.inline {
+        let png_type = ContentType::parse("image/png").map_err(|e| mail_err(e.to_string()))?;
+        related =
+            related.singlepart(Attachment::new_inline(cid.clone()).body(base64(png)?, png_type));
+    }
+    let alternative = MultiPart::alternative()
+        .singlepart(SinglePart::plain(letter.text.clone()))
+        .multipart(related);
+    let mut mixed = MultiPart::mixed().multipart(alternative);
+    for (file, ctype, bytes) in &letter.attachments {
+        let ctype = ContentType::parse(ctype).map_err(|e| mail_err(e.to_string()))?;
+        // Base64 keeps a CSV byte for byte (no line-ending rewriting).
+        mixed = mixed.singlepart(Attachment::new(file.clone()).body(base64(bytes)?, ctype));
+    }
+    let mut b = Message::builder()
+        .from(from.clone())
+        .subject(letter.subject.clone());
+    for to in &letter.to {
+        b = b.to(to.clone());
+    }
+    for cc in &letter.cc {
+        b = b.cc(cc.clone());
+    }
+    b.multipart(mixed).map_err(|e| mail_err(e.to_string()))
+}
+
+/// What was sent, to whom, when: written after a successful send.
+#[derive(Debug, Clone, Serialize)]
+struct Record {
+    name: String,
+    subject: String,
+    to: Vec<String>,
+    cc: Vec<String>,
+    message_id: String,
+    sent_at: String,
+    transport: String,
+    size: usize,
+    sha256: String,
+}
+
+/// The outcome of delivering a day's letters.
+#[derive(Debug, Clone, Default, PartialEq, Eq)]
+pub struct Deliveries {
+    pub sent: Vec<String>,
+    /// Already delivered before (a record exists) and not resent.
+    pub skipped: Vec<String>,
+    /// (letter, error) of letters that could not be sent.
+    pub failed: Vec<(String, String)>,
+}
+
+async fn smtp_send(cfg: &SmtpConfig, message: &Message) -> std::result::Result<(), String> {
+    let builder = match cfg.security {
+        Security::StartTls => AsyncSmtpTransport::<Tokio1Executor>::starttls_relay(&cfg.host)
+            .map_err(|e| e.to_string())?,
+        Security::Tls => {
+            AsyncSmtpTransport::<Tokio1Executor>::relay(&cfg.host).map_err(|e| e.to_string())?
+        }
+        Security::Plain => AsyncSmtpTransport::<Tokio1Executor>::builder_dangerous(&cfg.host),
+    };
+    let mut builder = builder.port(cfg.port).timeout(Some(cfg.timeout));
+    if let Some((user, password)) = &cfg.credentials {
+        builder = builder.credentials(Credentials::new(
+            user.clone(),
+            password.expose().to_string(),
+        ));
+    }
+    let transport = builder.build();
+    // A few tries for temporary failures (4xx, dropped connections).
+    let mut last = String::new();
+    for attempt in 0..3u32 {
+        match transport.send(message.clone()).await {
+            Ok(_) => return Ok(()),
+            Err(e) if e.is_permanent() => return Err(e.to_string()),
+            Err(e) => {
+                last = e.to_string();
+                if attempt < 2 {
+                    tokio::time::sleep(Duration::from_millis(200 * 4u64.pow(attempt))).await;
+                }
+            }
+        }
+    }
+    Err(last)
+}
+
+/// Send every letter not yet delivered (all of them with `resend`); record
+/// each success under `records`. The outbox keeps a day's letters under
+/// `day` (`date=YYYY-MM-DD`).
+pub async fn deliver(
+    stores: &Stores,
+    cfg: &MailConfig,
+    letters: &[Letter],
+    records: &Location,
+    day: &str,
+    resend: bool,
+) -> Result<Deliveries> {
+    let mut out = Deliveries::default();
+    let Some(from) = &cfg.from else {
+        return Ok(out);
+    };
+    for letter in letters {
+        let record = records.join(&format!("{}.json", letter.name));
+        if !resend && stores.exists(&record).await? {
+            out.skipped.push(letter.name.clone());
+            continue;
+        }
+        let message = message(from, letter)?;
+        let bytes = message.formatted();
+        let message_id = message
+            .headers()
+            .get_raw("Message-ID")
+            .unwrap_or_default()
+            .to_string();
+        let result = match &cfg.transport {
+            Transport::None => continue,
+            Transport::Smtp(smtp) => smtp_send(smtp, &message)
+                .await
+                .map(|()| format!("smtp://{}:{}", smtp.host, smtp.port)),
+            Transport::Outbox(dir) => {
+                let loc = dir.join(day).join(&format!("{}.eml", letter.name));
+                stores
+                    .put(&loc, Bytes::from(bytes.clone()))
+                    .await
+                    .map(|()| loc.to_string())
+                    .map_err(|e| e.to_string())
+            }
+        };
+        match result {
+            Ok(transport) => {
+                let rec = Record {
+                    name: letter.name.clone(),
+                    subject: letter.subject.clone(),
+                    to: letter.to.iter().map(|m| m.to_string()).collect(),
+                    cc: letter.cc.iter().map(|m| m.to_string()).collect(),
+                    message_id,
+                    sent_at: Utc::now().to_rfc3339_opts(SecondsFormat::Secs, true),
+                    transport,
+                    size: bytes.len(),
+                    sha256: crate::manifest::sha256(&bytes),
+                };
+                let json =
+                    serde_json::to_vec_pretty(&rec).map_err(|e| Error::Internal(e.to_string()))?;
+                stores.put(&record, Bytes::from(json)).await?;
+                info!(letter = %letter.name, recipients = letter.to.len() + letter.cc.len(), "mail sent");
+                out.sent.push(letter.name.clone());
+            }
+            Err(e) => {
+                warn!(letter = %letter.name, error = %e, "mail not sent");
+                out.failed.push((letter.name.clone(), e));
+            }
+        }
+    }
+    Ok(out)
+}

@@ -1,0 +1,387 @@
+//! The day's dashboards, report site and mails, from results already
+//! computed: the report model and its charts ([`Dashboards::build`]), the
+//! stored pages and chart images ([`Dashboards::site`]), the index of every
+//! published day ([`publish_index`]) and one letter per audience
+//! ([`Dashboards::letters`]). The numbers come from the same result batches
+//! the CSVs are written from; nothing here queries the lake. The only I/O is
+//! [`publish_index`], which lists and reads manifests and writes the index.
+
+use arrow::array::{Array, AsArray, BooleanArray, RecordBatch};
+use arrow::datatypes::{DataType, SchemaRef};
+use bytes::Bytes;
+use chrono::NaiveDate;
+use futures::{StreamExt, TryStreamExt};
+use tera::Context;
+use tracing::warn;
+
+use crate::deliver::Output;
+use crate::deliver::mail::{Letter, MailConfig, ReportKind};
+use crate::error::{Error, Result};
+use crate::lake::{Location, Stores, partition_dir};
+use crate::manifest::Published;
+use crate::report::charts::{self, Chart};
+use crate::report::html::{self, IndexDay, Links, Medium};
+use crate::report::model::{self, Report};
+use crate::report::{csv_bytes, format};
+
+/// The day's report model with its charts drawn.
+#[derive(Debug)]
+pub struct Dashboards {
+    pub report: Report,
+    pub ops_charts: Vec<Chart>,
+    pub finance_charts: Vec<Chart>,
+}
+
+/// A CSV export as stored: (name without `.csv`, bytes).
+pub type Csv = (&'static str, Bytes);
+
+impl Dashboards {
+    /// Build the model and draw its charts.
+    pub fn build(inputs: &model::Inputs<'_>) -> Result<Dashboards> {
+        let report = model::build(inputs)?;
+        let (ops, finance) = model::chart_specs(&report);
+        let draw = |specs: Vec<model::NamedSpec>| -> Result<Vec<Chart>> {
+            specs
+                .into_iter()
+                .map(|(name, title, alt, spec)| charts::draw(&name, &title, alt, &spec))
+                .collect()
+        };
+        Ok(Dashboards {
+            ops_charts: draw(ops)?,
+            finance_charts: draw(finance)?,
+            report,
+        })
+    }
+
+    /// `ops.html`, `finance.html` and `charts/<name>.png` under the day's
+    /// reports directory. Pages link to each other, the CSVs and the index
+    /// by relative links, so the site can be served from any prefix.
+    pub fn site(&self, reports: &Location) -> Result<Vec<Output>> {
+        let links = Links {
+            ops: "ops.html".into(),
+            finance: "finance.html".into(),
+            index: "../index.html".into(),
+            csv: crate::pipeline::CSV_OUTPUTS
+                .iter()
+                .map(|n| (n.to_string(), format!("{n}.csv")))
+                .collect(),
+        };
+        let none = Context::new();
+        let mut out = vec![
+            Output::new(
+                reports.join("ops.html"),
+                html::page(
+                    "ops.html",
+                    &self.report,
+                    &self.ops_charts,
+                    Medium::Site,
+                    &links,
+                    &none,
+                )?,
+            ),
+            Output::new(
+                reports.join("finance.html"),
+                html::page(
+                    "finance.html",
+                    &self.report,
+                    &self.finance_charts,
+                    Medium::Site,
+                    &links,
+                    &none,
+                )?,
+            ),
+        ];
+        for c in self.ops_charts.iter().chain(&self.finance_charts) {
+            out.push(Output::new(
+                reports.join(&format!("charts/{}.png", c.name)),
+                c.png.clone(),
+            ));
+        }
+        Ok(out)
+    }
+
+    /// One letter per configured audience and showback department.
+    pub fn letters(&self, mail: &MailConfig, ctx: &LetterContext<'_>) -> Result<Vec<Letter>> {
+        let r = &self.report;
+        let date = ctx.date;
+        let day = partition_dir(date);
+        let url = |rel: &str| {
+            ctx.base_url
+                .and_then(|b| b.join(rel).ok())
+                .map(|u| u.to_string())
+        };
+        let links = Links {
+            ops: url(&format!("{day}/ops.html")).unwrap_or_default(),
+            finance: url(&format!("{day}/finance.html")).unwrap_or_default(),
+            index: url("index.html").unwrap_or_default(),
+            csv: crate::pipeline::CSV_OUTPUTS
+                .iter()
+                .filter_map(|n| Some((n.to_string(), url(&format!("{day}/{n}.csv"))?)))
+                .collect(),
+        };
+        let mut flags = String::new();
+        if !r.alerts.is_empty() {
+            flags.push_str("[ALERT] ");
+        }
+        if ctx.quality_failed {
+            flags.push_str("[DATA QUALITY] ");
+        }
+        let mut letters = Vec::new();
+        for a in &mail.audiences {
+            let (page, charts, subject, link) = match a.kind {
+                ReportKind::Ops => (
+                    "ops.html",
+                    &self.ops_charts,
+                    format!(
+                        "{flags}LLM operations {date}: {} requests, spend {}{}",
+                        format::int(r.headline_requests),
+                        r.headline_spend,
+                        match r.alerts.len() {
+                            0 => String::new(),
+                            1 => ", 1 alert".into(),
+                            n => format!(", {n} alerts"),
+                        }
+                    ),
+                    &links.ops,
+                ),
+                ReportKind::Finance => (
+                    "finance.html",
+                    &self.finance_charts,
+                    format!(
+                        "{flags}LLM spend {date}: {} ({} requests, {} unpriced)",
+                        r.headline_spend, r.finance.requests, r.finance.unpriced_requests
+                    ),
+                    &links.finance,
+                ),
+            };
+            let kind = match a.kind {
+                ReportKind::Ops => "ops",
+                ReportKind::Finance => "finance",
+            };
+            let mut extra = Context::new();
+            extra.insert("kind", kind);
+            extra.insert("link", link);
+            let attachments = match a.kind {
+                ReportKind::Ops => Vec::new(),
+                ReportKind::Finance => ctx
+                    .csvs
+                    .iter()
+                    .map(|(name, bytes)| {
+                        (
+                            format!("{name}-{date}.csv"),
+                            "text/csv; charset=utf-8".to_string(),
+                            bytes.clone(),
+                        )
+                    })
+                    .collect(),
+            };
+            letters.push(Letter {
+                name: a.name.clone(),
+                subject: subject_line(&subject),
+                to: a.to.clone(),
+                cc: a.cc.clone(),
+                text: html::page("mail.txt", r, &[], Medium::Mail, &links, &extra)?,
+                html: html::page(page, r, charts, Medium::Mail, &links, &extra)?,
+                inline: charts
+                    .iter()
+                    .map(|c| (format!("chart-{}", c.name), c.png.clone()))
+                    .collect(),
+                attachments,
+            });
+        }
+        for s in &mail.showback {
+            let slice = model::showback(ctx.rollup_daily, &s.dept)?;
+            let slug = slug(&s.dept);
+            let (schema, batches) = ctx.finance_by_dimension;
+            let rows = only_dept(batches, &s.dept)?;
+            let mut extra = Context::new();
+            extra.insert("kind", "showback");
+            extra.insert("dept", &s.dept);
+            extra.insert("slice", &slice);
+            extra.insert("link", &links.finance);
+            letters.push(Letter {
+                name: format!("showback-{slug}"),
+                subject: subject_line(&format!("LLM spend {date} for {}: {}", s.dept, slice.spend)),
+                to: s.to.clone(),
+                cc: Vec::new(),
+                text: html::page("mail.txt", r, &[], Medium::Mail, &links, &extra)?,
+                html: html::page("showback.html", r, &[], Medium::Mail, &links, &extra)?,
+                inline: Vec::new(),
+                attachments: vec![(
+                    format!("finance_by_dimension-{date}-{slug}.csv"),
+                    "text/csv; charset=utf-8".into(),
+                    Bytes::from(csv_bytes(schema, &rows)?),
+                )],
+            });
+        }
+        Ok(letters)
+    }
+}
+
+/// What letters are made of besides the report.
+#[derive(Debug)]
+pub struct LetterContext<'a> {
+    pub date: NaiveDate,
+    pub base_url: Option<&'a url::Url>,
+    /// The stored CSV exports, attached to the finance mail byte for byte.
+    pub csvs: &'a [Csv],
+    pub rollup_daily: &'a [RecordBatch],
+    pub finance_by_dimension: (&'a SchemaRef, &'a [RecordBatch]),
+    pub quality_failed: bool,
+}
+
+/// A subject on one line: control characters (a hostile tag with a newline)
+/// become spaces.
+fn subject_line(s: &str) -> String {
+    s.chars()
+        .map(|c| if c.is_control() { ' ' } else { c })
+        .collect()
+}
+
+/// A file-name-safe, unique name for a department: its ASCII letters and
+/// digits, and a digest of the exact name (`finance & ops` and `finance-ops`
+/// stay apart).
+pub fn slug(dept: &str) -> String {
+    let mut s = String::new();
+    for c in dept.chars().flat_map(char::to_lowercase) {
+        if c.is_ascii_alphanumeric() {
+            s.push(c);
+        } else if !s.ends_with('-') {
+            s.push('-');
+        }
+        if s.len() >= 32 {
+            break;
+        }
+    }
+    let s = s.trim_matches('-');
+    let digest = crate::manifest::sha256(dept.as_bytes());
+    let short = &digest["sha256:".len().."sha256:".len() + 8];
+    if s.is_empty() {
+        short.to_string()
+    } else {
+        format!("{s}-{short}")
+    }
+}
+
+/// The rows of `batches` whose `dept` is `dept`.
+fn only_dept(batches: &[RecordBatch], dept: &str) -> Result<Vec<RecordBatch>> {
+    batches
+        .iter()
+        .map(|b| {
+            let col = b
+                .column_by_name("dept")
+                .ok_or_else(|| Error::Internal("finance_by_dimension has no dept column".into()))?;
+            let keep: BooleanArray = match col.data_type() {
+                DataType::Utf8View => col
+                    .as_string_view()
+                    .iter()
+                    .map(|v| Some(v == Some(dept)))
+                    .collect(),
+                DataType::Utf8 => col
+                    .as_string::<i32>()
+                    .iter()
+                    .map(|v| Some(v == Some(dept)))
+                    .collect(),
+                other => {
+                    return Err(Error::Internal(format!(
+                        "finance_by_dimension.dept is {other}"
+                    )));
+                }
+            };
+            arrow::compute::filter_record_batch(b, &keep)
+                .map_err(|e| Error::Internal(e.to_string()))
+        })
+        .collect()
+}
+
+/// Rebuild `index.html` under the reports root from every published day's
+/// manifest, newest first; returns the number of days listed.
+pub async fn publish_index(stores: &Stores, reports: &Location) -> Result<usize> {
+    let objects = stores.list(reports).await?;
+    let manifests: Vec<(String, Location)> = objects
+        .into_iter()
+        .filter_map(|o| {
+            let rel = o.location.relative_to(reports)?;
+            let date = rel.strip_prefix("date=")?.strip_suffix("/manifest.json")?;
+            NaiveDate::parse_from_str(date, "%Y-%m-%d").ok()?;
+            Some((date.to_string(), o.location))
+        })
+        .collect();
+    let read = manifests.iter().map(|(date, loc)| async move {
+        let bytes = stores.get(loc).await?.1;
+        Ok::<_, Error>((date.clone(), Published::from_json(&bytes, &loc.to_string())))
+    });
+    let mut days: Vec<IndexDay> = futures::stream::iter(read)
+        .buffered(16)
+        .map_ok(|(date, published)| match published {
+            Ok(p) => IndexDay {
+                date,
+                requests: format::int(p.headline.requests as i64),
+                spend: spend_of(&p.headline.cost_usd),
+                unpriced: format::int(p.headline.unpriced_requests as i64),
+                alerts: p.headline.alerts,
+                quality: p.headline.data_quality,
+            },
+            Err(e) => {
+                warn!(error = %e, "report index: day listed without figures");
+                IndexDay {
+                    date,
+                    requests: "—".into(),
+                    spend: "—".into(),
+                    unpriced: "—".into(),
+                    alerts: 0,
+                    quality: "unknown (unreadable manifest)".into(),
+                }
+            }
+        })
+        .try_collect()
+        .await?;
+    days.sort_by(|a, b| b.date.cmp(&a.date));
+    let html = html::index(&days)?;
+    stores
+        .put(&reports.join("index.html"), Bytes::from(html))
+        .await?;
+    Ok(days.len())
+}
+
+/// A manifest's 6-decimal spend for people.
+fn spend_of(cost_usd: &str) -> String {
+    cost_usd
+        .parse::<rust_decimal::Decimal>()
+        .ok()
+        .and_then(|d| crate::money::to_scaled(d, 6))
+        .map(|v| format::usd(v, 6))
+        .unwrap_or_else(|| "—".into())
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn slugs_are_safe_and_keep_names_apart() {
+        let a = slug("finance & ops");
+        let b = slug("finance-ops");
+        assert!(a.starts_with("finance-ops-") && b.starts_with("finance-ops-"));
+        assert_ne!(a, b);
+        let hostile = slug("<script>alert(1)</script>");
+        assert!(
+            hostile
+                .chars()
+                .all(|c| c.is_ascii_alphanumeric() || c == '-'),
+            "{hostile}"
+        );
+        assert_eq!(slug("日本").len(), 8);
+    }
+
+    #[test]
+    fn subjects_stay_on_one_line() {
+        assert_eq!(subject_line("a\r\nBcc: x"), "a  Bcc: x");
+    }
+
+    #[test]
+    fn index_spend_is_formatted_from_the_manifest_decimal() {
+        assert_eq!(spend_of("1234.565000"), "$1,234.56");
+        assert_eq!(spend_of(""), "—");
+    }
+}

@@ -1,0 +1,1196 @@
+//! The report model: one typed view of a day that the dashboards, the mail
+//! and the index page all render from, built from the very result batches the
+//! CSV exports are written from (and the exact rollup rows), so HTML and CSV
+//! cannot disagree. Comparisons with earlier days come from the rollups
+//! (`crate::history`), never from raw logs. Formatting for people happens
+//! here (`report::format`); charts are drawn from this model. Pure logic.
+
+use std::collections::BTreeMap;
+
+use arrow::array::{Array, AsArray, RecordBatch};
+use arrow::datatypes::{DataType, Decimal128Type, Float64Type, Int64Type};
+use chrono::{Datelike, Days};
+use serde::Serialize;
+
+use crate::calendar::Day;
+use crate::error::{Error, Result};
+use crate::history::{DayTotals, History, ROLLUP_MONEY_SCALE, percentile};
+use crate::report::format;
+
+/// Alert thresholds: global, with per-model overrides.
+#[derive(Debug, Clone, Default, PartialEq, Serialize)]
+pub struct Thresholds {
+    pub error_rate_max: Option<f64>,
+    pub latency_p95_ms_max: Option<f64>,
+    pub cache_hit_rate_min: Option<f64>,
+    pub citation_rate_min: Option<f64>,
+    pub review_pass_rate_min: Option<f64>,
+}
+
+impl Thresholds {
+    /// `self` with every threshold `over` sets replaced.
+    pub fn overridden_by(&self, over: &Thresholds) -> Thresholds {
+        Thresholds {
+            error_rate_max: over.error_rate_max.or(self.error_rate_max),
+            latency_p95_ms_max: over.latency_p95_ms_max.or(self.latency_p95_ms_max),
+            cache_hit_rate_min: over.cache_hit_rate_min.or(self.cache_hit_rate_min),
+            citation_rate_min: over.citation_rate_min.or(self.citation_rate_min),
+            review_pass_rate_min: over.review_pass_rate_min.or(self.review_pass_rate_min),
+        }
+    }
+}
+
+/// Thresholds for the day and per (provider, model).
+#[derive(Debug, Clone, Default, PartialEq, Serialize)]
+pub struct AlertRules {
+    pub global: Thresholds,
+    pub models: Vec<(String, String, Thresholds)>,
+}
+
+impl AlertRules {
+    fn for_model(&self, provider: &str, model: &str) -> Thresholds {
+        self.models
+            .iter()
+            .find(|(p, m, _)| p == provider && m == model)
+            .map(|(_, _, t)| self.global.overridden_by(t))
+            .unwrap_or_else(|| self.global.clone())
+    }
+}
+
+/// A breached threshold.
+#[derive(Debug, Clone, Serialize, PartialEq)]
+pub struct Alert {
+    /// `all models` or `provider/model`.
+    pub scope: String,
+    pub metric: String,
+    pub value: String,
+    pub threshold: String,
+}
+
+/// A KPI tile: the day, the trailing 7 days and the change.
+#[derive(Debug, Clone, Serialize, PartialEq)]
+pub struct Tile {
+    pub key: String,
+    pub label: String,
+    pub value: String,
+    pub trailing: String,
+    pub change: String,
+    pub alert: bool,
+}
+
+#[derive(Debug, Clone, Serialize, PartialEq)]
+pub struct ModelRow {
+    pub provider: String,
+    pub model: String,
+    pub requests: String,
+    pub qps_avg: String,
+    pub qps_peak: String,
+    pub error_rate: String,
+    pub p50: String,
+    pub p95: String,
+    pub p99: String,
+    pub cache_hit_rate: String,
+    pub citation_rate: String,
+    pub reviewed: String,
+    pub review_pass_rate: String,
+    pub duplicates_dropped: String,
+    /// Metrics over their thresholds for this model.
+    pub alerts: Vec<String>,
+}
+
+#[derive(Debug, Clone, Serialize, PartialEq)]
+pub struct HourRow {
+    /// Local start time of the hour (`00:00`; DST days skip or repeat one).
+    pub label: String,
+    pub requests: i64,
+    pub error_rate: Option<f64>,
+    pub p95_ms: Option<f64>,
+}
+
+#[derive(Debug, Clone, Serialize, PartialEq)]
+pub struct Ops {
+    pub tiles: Vec<Tile>,
+    pub models: Vec<ModelRow>,
+    pub hours: Vec<HourRow>,
+    /// Days of rollups behind the trailing values (up to 7).
+    pub trailing_days: usize,
+}
+
+#[derive(Debug, Clone, Serialize, PartialEq)]
+pub struct Share {
+    pub label: String,
+    pub requests: String,
+    /// `—` when none of the requests was priced.
+    pub amount: String,
+    pub share: String,
+    pub unpriced_requests: String,
+    /// The priced amount, for the charts (0 without one).
+    #[serde(skip)]
+    pub value: f64,
+    #[serde(skip)]
+    pub priced: bool,
+}
+
+#[derive(Debug, Clone, Serialize, PartialEq)]
+pub struct ModelCost {
+    pub provider: String,
+    pub model: String,
+    pub requests: String,
+    pub spend: String,
+    pub cost_per_1k: String,
+    pub cache_savings: String,
+    pub citation_rate: String,
+    pub per_approved: String,
+    pub unpriced_requests: String,
+    #[serde(skip)]
+    pub cost_per_1k_value: Option<f64>,
+    #[serde(skip)]
+    pub citation_value: Option<f64>,
+}
+
+#[derive(Debug, Clone, Serialize, PartialEq)]
+pub struct Driver {
+    pub dept: String,
+    pub project: String,
+    pub task: String,
+    pub provider: String,
+    pub model: String,
+    pub requests: String,
+    pub spend: String,
+    pub share: String,
+}
+
+#[derive(Debug, Clone, Serialize, PartialEq)]
+pub struct TrendPoint {
+    pub date: String,
+    pub amount: Option<String>,
+    #[serde(skip)]
+    pub value: Option<f64>,
+}
+
+#[derive(Debug, Clone, Serialize, PartialEq)]
+pub struct Finance {
+    pub total: String,
+    /// The exact total to 6 decimals (the CSVs' precision).
+    pub total_exact: String,
+    pub day_before: String,
+    pub change_day_over_day: String,
+    pub month_to_date: String,
+    /// Days of the month so far with a rollup (the report day included).
+    pub month_days: usize,
+    pub month_days_missing: Vec<String>,
+    pub requests: String,
+    pub unpriced_requests: String,
+    pub cache_savings: String,
+    pub per_approved: String,
+    pub approved: String,
+    pub by_dept: Vec<Share>,
+    pub by_project: Vec<Share>,
+    pub per_model: Vec<ModelCost>,
+    pub drivers: Vec<Driver>,
+    pub trend: Vec<TrendPoint>,
+}
+
+#[derive(Debug, Clone, Serialize, PartialEq)]
+pub struct UnpricedRow {
+    pub provider: String,
+    pub model: String,
+    pub requests: String,
+}
+
+/// Facts about the input the manifest carries.
+#[derive(Debug, Clone, Default, Serialize, PartialEq)]
+pub struct InputFacts {
+    pub rows_listed: u64,
+    pub late_rows: u64,
+    pub early_rows: u64,
+    pub rejected_rows: u64,
+    pub logged_unconverted: BTreeMap<String, u64>,
+}
+
+#[derive(Debug, Clone, Serialize, PartialEq)]
+pub struct Quality {
+    pub unpriced: Vec<UnpricedRow>,
+    pub unpriced_total: String,
+    pub duplicates_dropped: String,
+    pub duplicate_conflicts: String,
+    pub late_rows: String,
+    pub early_rows: String,
+    pub token_violations: String,
+    pub total_tokens_mismatch: String,
+    pub rejected_rows: String,
+    pub logged_unconverted: Vec<(String, String)>,
+    /// Nothing to report.
+    pub clean: bool,
+}
+
+/// A reconciliation line (filled by the reconciliation stage).
+#[derive(Debug, Clone, Serialize, PartialEq)]
+pub struct ReconLine {
+    pub provider: String,
+    pub model: String,
+    pub computed: String,
+    pub invoiced: String,
+    pub delta: String,
+    pub status: String,
+}
+
+/// A flagged anomaly (filled by the anomaly stage).
+#[derive(Debug, Clone, Serialize, PartialEq)]
+pub struct AnomalyLine {
+    pub dimension: String,
+    pub key: String,
+    pub metric: String,
+    pub value: String,
+    pub baseline: String,
+    pub severity: String,
+    pub likely_cause: String,
+}
+
+/// Everything the dashboards and mails of one day show.
+#[derive(Debug, Clone, Serialize, PartialEq)]
+pub struct Report {
+    pub date: String,
+    pub date_long: String,
+    pub zone: String,
+    pub hours_in_day: i64,
+    pub alerts: Vec<Alert>,
+    pub ops: Ops,
+    pub finance: Finance,
+    pub quality: Quality,
+    pub reconciliation: Vec<ReconLine>,
+    pub anomalies: Vec<AnomalyLine>,
+    /// Raw headline figures (for mail subjects and the index).
+    pub headline_requests: i64,
+    pub headline_spend: String,
+}
+
+/// What the model is built from.
+#[derive(Debug)]
+pub struct Inputs<'a> {
+    pub day: &'a Day,
+    pub ops_daily: &'a [RecordBatch],
+    pub ops_by_model: &'a [RecordBatch],
+    pub hourly: &'a [RecordBatch],
+    pub data_quality: &'a [RecordBatch],
+    pub rollup_daily: &'a [RecordBatch],
+    pub rollup_latency: &'a [RecordBatch],
+    /// Rollups of earlier days (at least the 30 days before).
+    pub history: &'a History,
+    pub facts: &'a InputFacts,
+    pub rules: &'a AlertRules,
+}
+
+// ---- reading result batches ------------------------------------------------
+
+struct Rows<'a> {
+    batches: &'a [RecordBatch],
+}
+
+impl<'a> Rows<'a> {
+    fn new(batches: &'a [RecordBatch]) -> Self {
+        Rows { batches }
+    }
+
+    fn each(&self) -> impl Iterator<Item = (&'a RecordBatch, usize)> {
+        self.batches
+            .iter()
+            .flat_map(|b| (0..b.num_rows()).map(move |i| (b, i)))
+    }
+}
+
+fn col<'b>(b: &'b RecordBatch, name: &str) -> Result<&'b dyn Array> {
+    b.column_by_name(name)
+        .map(|c| c.as_ref())
+        .ok_or_else(|| Error::Internal(format!("report: result column `{name}` missing")))
+}
+
+fn text(b: &RecordBatch, i: usize, name: &str) -> Result<String> {
+    let c = col(b, name)?;
+    if c.is_null(i) {
+        return Ok(String::new());
+    }
+    Ok(match c.data_type() {
+        DataType::Utf8View => c.as_string_view().value(i).to_string(),
+        DataType::Utf8 => c.as_string::<i32>().value(i).to_string(),
+        other => {
+            return Err(Error::Internal(format!(
+                "report: `{name}` is {other}, not text"
+            )));
+        }
+    })
+}
+
+fn int(b: &RecordBatch, i: usize, name: &str) -> Result<Option<i64>> {
+    let c = col(b, name)?;
+    if c.is_null(i) {
+        return Ok(None);
+    }
+    let c = arrow::compute::cast(&c.slice(i, 1), &DataType::Int64)
+        .map_err(|e| Error::Internal(e.to_string()))?;
+    Ok(Some(c.as_primitive::<Int64Type>().value(0)))
+}
+
+fn real(b: &RecordBatch, i: usize, name: &str) -> Result<Option<f64>> {
+    let c = col(b, name)?;
+    if c.is_null(i) {
+        return Ok(None);
+    }
+    let c = arrow::compute::cast(&c.slice(i, 1), &DataType::Float64)
+        .map_err(|e| Error::Internal(e.to_string()))?;
+    Ok(Some(c.as_primitive::<Float64Type>().value(0)))
+}
+
+/// A decimal cell rescaled to the rollup money scale.
+fn money(b: &RecordBatch, i: usize, name: &str) -> Result<Option<i128>> {
+    let c = col(b, name)?;
+    let DataType::Decimal128(_, scale) = c.data_type() else {
+        return Err(Error::Internal(format!(
+            "report: `{name}` is not a decimal"
+        )));
+    };
+    if c.is_null(i) {
+        return Ok(None);
+    }
+    let v = c.as_primitive::<Decimal128Type>().value(i);
+    Ok(Some(crate::money::rescale(v, *scale, ROLLUP_MONEY_SCALE)))
+}
+
+const S: i8 = ROLLUP_MONEY_SCALE;
+
+fn usd(v: Option<i128>) -> String {
+    v.map(|v| format::usd(v, S)).unwrap_or_else(|| "—".into())
+}
+
+fn as_f64(v: i128) -> f64 {
+    v as f64 / 10f64.powi(S as i32)
+}
+
+fn opt<T>(v: Option<T>, f: impl Fn(T) -> String) -> String {
+    v.map(f).unwrap_or_else(|| "—".into())
+}
+
+// ---- building ------------------------------------------------------------------
+
+/// One exact rollup row.
+#[derive(Debug, Clone, Default)]
+struct Line {
+    dept: String,
+    project: String,
+    task: String,
+    provider: String,
+    model: String,
+    requests: i64,
+    cost: Option<i128>,
+    savings: Option<i128>,
+    priced_tokens: i64,
+    approved: i64,
+    citation_sum: i128,
+    citation_requests: i64,
+    unpriced: i64,
+}
+
+fn lines(batches: &[RecordBatch]) -> Result<Vec<Line>> {
+    let mut out = Vec::new();
+    for (b, i) in Rows::new(batches).each() {
+        out.push(Line {
+            dept: text(b, i, "dept")?,
+            project: text(b, i, "project")?,
+            task: text(b, i, "task")?,
+            provider: text(b, i, "provider")?,
+            model: text(b, i, "model")?,
+            requests: int(b, i, "requests")?.unwrap_or(0),
+            cost: money(b, i, "cost_usd")?,
+            savings: money(b, i, "cache_savings_usd")?,
+            priced_tokens: int(b, i, "priced_tokens")?.unwrap_or(0),
+            approved: int(b, i, "human_approved")?.unwrap_or(0),
+            citation_sum: {
+                let c = col(b, "citation_sum")?;
+                match c.data_type() {
+                    DataType::Decimal128(_, s) if !c.is_null(i) => {
+                        crate::money::rescale(c.as_primitive::<Decimal128Type>().value(i), *s, 15)
+                    }
+                    _ => 0,
+                }
+            },
+            citation_requests: int(b, i, "citation_requests")?.unwrap_or(0),
+            unpriced: int(b, i, "unpriced_requests")?.unwrap_or(0),
+        });
+    }
+    Ok(out)
+}
+
+fn add(a: Option<i128>, b: Option<i128>) -> Option<i128> {
+    match (a, b) {
+        (None, None) => None,
+        (a, b) => Some(a.unwrap_or(0) + b.unwrap_or(0)),
+    }
+}
+
+/// Totals by a key, largest spend first (ties by label); keys whose
+/// requests were all unpriced come last, with no amount (never $0).
+fn shares(lines: &[Line], key: impl Fn(&Line) -> String, total: Option<i128>) -> Vec<Share> {
+    // (cost, requests, unpriced requests) by key.
+    type Acc = (Option<i128>, i64, i64);
+    let mut by: BTreeMap<String, Acc> = BTreeMap::new();
+    for l in lines {
+        let e = by.entry(key(l)).or_insert((None, 0, 0));
+        e.0 = add(e.0, l.cost);
+        e.1 += l.requests;
+        e.2 += l.unpriced;
+    }
+    let mut v: Vec<(String, Acc)> = by.into_iter().collect();
+    // Priced before unpriced (None sorts first ascending, so compare reversed).
+    v.sort_by(|a, b| b.1.0.cmp(&a.1.0).then(a.0.cmp(&b.0)));
+    v.into_iter()
+        .map(|(label, (cost, requests, unpriced))| Share {
+            requests: format::int(requests),
+            amount: usd(cost),
+            share: match (cost, total) {
+                (Some(c), Some(t)) if t > 0 => format::percent(c as f64 / t as f64, 1),
+                _ => "—".into(),
+            },
+            unpriced_requests: format::int(unpriced),
+            value: cost.map(as_f64).unwrap_or(0.0),
+            priced: cost.is_some(),
+            label,
+        })
+        .collect()
+}
+
+/// Build the model of a day.
+pub fn build(inp: &Inputs<'_>) -> Result<Report> {
+    let day = inp.day;
+    let date = day.date;
+    let rules = inp.rules;
+    let mut alerts = Vec::new();
+
+    // -- Ops tiles: the day against the 7 days before it.
+    let today = crate::history::totals_of(inp.rollup_daily)?;
+    let week_from = date.checked_sub_days(Days::new(7)).unwrap_or(date);
+    let week_to = date.pred_opt().unwrap_or(date);
+    let (week, week_days) = inp.history.total(week_from, week_to);
+    let week_seconds: i64 = inp
+        .history
+        .days
+        .range(week_from..=week_to)
+        .map(|(d, _)| Day::new(*d, day.zone).seconds())
+        .sum();
+    let (ops_b, ops_i) = Rows::new(inp.ops_daily)
+        .each()
+        .next()
+        .ok_or_else(|| Error::Internal("report: ops_daily is empty".into()))?;
+    let p95_today = real(ops_b, ops_i, "latency_p95_ms")?;
+    let p95_week = percentile(&inp.history.latency(week_from, week_to), 0.95);
+    let g = &rules.global;
+    let rate_tile =
+        |key: &str, label: &str, now: Option<f64>, before: Option<f64>, alert: bool| Tile {
+            key: key.into(),
+            label: label.into(),
+            value: opt(now, |v| format::percent(v, 2)),
+            trailing: opt(before, |v| format::percent(v, 2)),
+            change: match (now, before) {
+                (Some(n), Some(b)) => format::change_pp(n, b),
+                _ => String::new(),
+            },
+            alert,
+        };
+    let error_rate = real(ops_b, ops_i, "error_rate")?;
+    let cache_rate = real(ops_b, ops_i, "cache_hit_rate")?;
+    let citation = real(ops_b, ops_i, "citation_rate_mean")?;
+    let pass_rate = real(ops_b, ops_i, "human_review_pass_rate")?;
+    let over = |v: Option<f64>, max: Option<f64>| matches!((v, max), (Some(v), Some(m)) if v > m);
+    let under = |v: Option<f64>, min: Option<f64>| matches!((v, min), (Some(v), Some(m)) if v < m);
+    let mut alert = |scope: &str, metric: &str, value: String, threshold: String| {
+        alerts.push(Alert {
+            scope: scope.into(),
+            metric: metric.into(),
+            value,
+            threshold,
+        })
+    };
+    let day_alerts = [
+        (
+            over(error_rate, g.error_rate_max),
+            "error rate",
+            opt(error_rate, |v| format::percent(v, 2)),
+            opt(g.error_rate_max, |v| format!("> {}", format::percent(v, 2))),
+        ),
+        (
+            over(p95_today, g.latency_p95_ms_max),
+            "p95 latency",
+            opt(p95_today, format::ms),
+            opt(g.latency_p95_ms_max, |v| format!("> {}", format::ms(v))),
+        ),
+        (
+            under(cache_rate, g.cache_hit_rate_min),
+            "cache hit rate",
+            opt(cache_rate, |v| format::percent(v, 2)),
+            opt(g.cache_hit_rate_min, |v| {
+                format!("< {}", format::percent(v, 2))
+            }),
+        ),
+        (
+            under(citation, g.citation_rate_min),
+            "citation rate",
+            opt(citation, |v| format::percent(v, 1)),
+            opt(g.citation_rate_min, |v| {
+                format!("< {}", format::percent(v, 1))
+            }),
+        ),
+        (
+            under(pass_rate, g.review_pass_rate_min),
+            "review pass rate",
+            opt(pass_rate, |v| format::percent(v, 1)),
+            opt(g.review_pass_rate_min, |v| {
+                format!("< {}", format::percent(v, 1))
+            }),
+        ),
+    ];
+    let fired: Vec<bool> = day_alerts.iter().map(|a| a.0).collect();
+    for (hit, metric, value, threshold) in day_alerts {
+        if hit {
+            alert("all models", metric, value, threshold);
+        }
+    }
+    let requests_today = int(ops_b, ops_i, "requests")?.unwrap_or(0);
+    let week_avg = (week_days > 0).then(|| week.requests as f64 / week_days as f64);
+    let qps_avg = real(ops_b, ops_i, "qps_avg")?;
+    let qps_week = (week_seconds > 0).then(|| week.requests as f64 / week_seconds as f64);
+    let tiles = vec![
+        Tile {
+            key: "requests".into(),
+            label: "Requests".into(),
+            value: format::int(requests_today),
+            trailing: opt(week_avg, |v| {
+                format!("{} / day", format::int(v.round() as i64))
+            }),
+            change: week_avg
+                .and_then(|w| format::change(requests_today as f64, w))
+                .unwrap_or_default(),
+            alert: false,
+        },
+        Tile {
+            key: "qps".into(),
+            label: "QPS (avg / peak)".into(),
+            value: format!(
+                "{} / {}",
+                opt(qps_avg, format::qps),
+                opt(real(ops_b, ops_i, "qps_peak")?, format::qps)
+            ),
+            trailing: opt(qps_week, format::qps),
+            change: match (qps_avg, qps_week) {
+                (Some(n), Some(w)) => format::change(n, w).unwrap_or_default(),
+                _ => String::new(),
+            },
+            alert: false,
+        },
+        rate_tile(
+            "error_rate",
+            "Error rate",
+            error_rate,
+            week.error_rate(),
+            fired[0],
+        ),
+        Tile {
+            key: "p95".into(),
+            label: "p95 latency".into(),
+            value: opt(p95_today, format::ms),
+            trailing: opt(p95_week, format::ms),
+            change: match (p95_today, p95_week) {
+                (Some(n), Some(w)) => format::change(n, w).unwrap_or_default(),
+                _ => String::new(),
+            },
+            alert: fired[1],
+        },
+        rate_tile(
+            "cache_hit_rate",
+            "Cache hit rate",
+            cache_rate,
+            week.cache_hit_rate(),
+            fired[2],
+        ),
+        rate_tile(
+            "citation_rate",
+            "Citation rate",
+            citation,
+            week.citation_rate_mean(),
+            fired[3],
+        ),
+        rate_tile(
+            "review_pass_rate",
+            "Review pass rate",
+            pass_rate,
+            week.review_pass_rate(),
+            fired[4],
+        ),
+    ];
+
+    // -- Per model.
+    let mut models = Vec::new();
+    for (b, i) in Rows::new(inp.ops_by_model).each() {
+        let provider = text(b, i, "provider")?;
+        let model = text(b, i, "model")?;
+        let t = rules.for_model(&provider, &model);
+        let scope = format!("{provider}/{model}");
+        let er = real(b, i, "error_rate")?;
+        let p95 = real(b, i, "latency_p95_ms")?;
+        let ch = real(b, i, "cache_hit_rate")?;
+        let ci = real(b, i, "citation_rate_mean")?;
+        let pr = real(b, i, "human_review_pass_rate")?;
+        let mut model_alerts = Vec::new();
+        if over(er, t.error_rate_max) {
+            model_alerts.push("error rate".to_string());
+            alert(
+                &scope,
+                "error rate",
+                opt(er, |v| format::percent(v, 2)),
+                opt(t.error_rate_max, |v| format!("> {}", format::percent(v, 2))),
+            );
+        }
+        if over(p95, t.latency_p95_ms_max) {
+            model_alerts.push("p95 latency".to_string());
+            alert(
+                &scope,
+                "p95 latency",
+                opt(p95, format::ms),
+                opt(t.latency_p95_ms_max, |v| format!("> {}", format::ms(v))),
+            );
+        }
+        if under(ch, t.cache_hit_rate_min) {
+            model_alerts.push("cache hit rate".to_string());
+            alert(
+                &scope,
+                "cache hit rate",
+                opt(ch, |v| format::percent(v, 2)),
+                opt(t.cache_hit_rate_min, |v| {
+                    format!("< {}", format::percent(v, 2))
+                }),
+            );
+        }
+        if under(ci, t.citation_rate_min) {
+            model_alerts.push("citation rate".to_string());
+            alert(
+                &scope,
+                "citation rate",
+                opt(ci, |v| format::percent(v, 1)),
+                opt(t.citation_rate_min, |v| {
+                    format!("< {}", format::percent(v, 1))
+                }),
+            );
+        }
+        if under(pr, t.review_pass_rate_min) {
+            model_alerts.push("review pass rate".to_string());
+            alert(
+                &scope,
+                "review pass rate",
+                opt(pr, |v| format::percent(v, 1)),
+                opt(t.review_pass_rate_min, |v| {
+                    format!("< {}", format::percent(v, 1))
+                }),
+            );
+        }
+        models.push(ModelRow {
+            requests: opt(int(b, i, "requests")?, format::int),
+            qps_avg: opt(real(b, i, "qps_avg")?, format::qps),
+            qps_peak: opt(real(b, i, "qps_peak")?, format::qps),
+            error_rate: opt(er, |v| format::percent(v, 2)),
+            p50: opt(real(b, i, "latency_p50_ms")?, format::ms),
+            p95: opt(p95, format::ms),
+            p99: opt(real(b, i, "latency_p99_ms")?, format::ms),
+            cache_hit_rate: opt(ch, |v| format::percent(v, 2)),
+            citation_rate: opt(ci, |v| format::percent(v, 1)),
+            reviewed: opt(int(b, i, "human_reviewed")?, format::int),
+            review_pass_rate: opt(pr, |v| format::percent(v, 1)),
+            duplicates_dropped: opt(int(b, i, "duplicates_dropped")?, format::int),
+            alerts: model_alerts,
+            provider,
+            model,
+        });
+    }
+
+    // -- Hours: every hour of the day, those without requests at zero (no
+    // error rate or latency: a gap in the charts, not a zero).
+    let mut by_hour: BTreeMap<i64, (i64, Option<f64>, Option<f64>)> = BTreeMap::new();
+    for (b, i) in Rows::new(inp.hourly).each() {
+        by_hour.insert(
+            int(b, i, "hour")?.unwrap_or(0),
+            (
+                int(b, i, "requests")?.unwrap_or(0),
+                real(b, i, "error_rate")?,
+                real(b, i, "latency_p95_ms")?,
+            ),
+        );
+    }
+    let hours = (0..day.seconds().div_euclid(3600))
+        .map(|h| {
+            let start = day.start + chrono::Duration::hours(h);
+            let (requests, error_rate, p95_ms) =
+                by_hour.get(&h).copied().unwrap_or((0, None, None));
+            HourRow {
+                label: start.with_timezone(&day.zone).format("%H:%M").to_string(),
+                requests,
+                error_rate,
+                p95_ms,
+            }
+        })
+        .collect();
+
+    // -- Finance (exact rollup rows).
+    let lines = lines(inp.rollup_daily)?;
+    let total = today.cost_usd;
+    let before = inp
+        .history
+        .days
+        .get(&date.pred_opt().unwrap_or(date))
+        .and_then(|t| t.cost_usd);
+    let month_start = date.with_day(1).unwrap_or(date);
+    let mut month = today.clone();
+    let mut month_days = 1;
+    let mut missing = Vec::new();
+    for d in month_start.iter_days().take_while(|d| *d < date) {
+        match inp.history.days.get(&d) {
+            Some(t) => {
+                month = DayTotals::sum([&month, t]);
+                month_days += 1;
+            }
+            None => missing.push(d.to_string()),
+        }
+    }
+    let mut per_model: BTreeMap<(String, String), Line> = BTreeMap::new();
+    for l in &lines {
+        let e = per_model
+            .entry((l.provider.clone(), l.model.clone()))
+            .or_default();
+        e.requests += l.requests;
+        e.cost = add(e.cost, l.cost);
+        e.savings = add(e.savings, l.savings);
+        e.priced_tokens += l.priced_tokens;
+        e.approved += l.approved;
+        e.citation_sum += l.citation_sum;
+        e.citation_requests += l.citation_requests;
+        e.unpriced += l.unpriced;
+    }
+    let per_1k = |cost: Option<i128>, tokens: i64| -> Option<i128> {
+        match cost {
+            Some(c) if tokens > 0 => Some(crate::money::div_half_even(c * 1000, tokens as i128)),
+            _ => None,
+        }
+    };
+    let per_model: Vec<ModelCost> = per_model
+        .into_iter()
+        .map(|((provider, model), l)| {
+            let cpk = per_1k(l.cost, l.priced_tokens);
+            let citation = (l.citation_requests > 0)
+                .then(|| l.citation_sum as f64 / 1e15 / l.citation_requests as f64);
+            ModelCost {
+                requests: format::int(l.requests),
+                spend: usd(l.cost),
+                cost_per_1k: cpk
+                    .map(|v| format::usd6(v, S))
+                    .unwrap_or_else(|| "—".into()),
+                cache_savings: usd(l.savings),
+                citation_rate: opt(citation, |v| format::percent(v, 1)),
+                per_approved: match l.cost {
+                    Some(c) if l.approved > 0 => format::usd(c / l.approved as i128, S),
+                    _ => "—".into(),
+                },
+                unpriced_requests: format::int(l.unpriced),
+                cost_per_1k_value: cpk.map(as_f64),
+                citation_value: citation,
+                provider,
+                model,
+            }
+        })
+        .collect();
+    let mut drivers: Vec<&Line> = lines.iter().filter(|l| l.cost.is_some()).collect();
+    drivers.sort_by(|a, b| {
+        b.cost.cmp(&a.cost).then_with(|| {
+            (&a.dept, &a.project, &a.task, &a.provider, &a.model).cmp(&(
+                &b.dept,
+                &b.project,
+                &b.task,
+                &b.provider,
+                &b.model,
+            ))
+        })
+    });
+    let drivers = drivers
+        .into_iter()
+        .take(10)
+        .map(|l| Driver {
+            dept: l.dept.clone(),
+            project: l.project.clone(),
+            task: l.task.clone(),
+            provider: l.provider.clone(),
+            model: l.model.clone(),
+            requests: format::int(l.requests),
+            spend: usd(l.cost),
+            share: match (l.cost, total) {
+                (Some(c), Some(t)) if t > 0 => format::percent(c as f64 / t as f64, 1),
+                _ => "—".into(),
+            },
+        })
+        .collect();
+    let trend_from = date.checked_sub_days(Days::new(29)).unwrap_or(date);
+    let trend = trend_from
+        .iter_days()
+        .take_while(|d| *d <= date)
+        .map(|d| {
+            let cost = if d == date {
+                total
+            } else {
+                inp.history.days.get(&d).and_then(|t| t.cost_usd)
+            };
+            TrendPoint {
+                date: d.format("%m-%d").to_string(),
+                amount: cost.map(|c| format::usd(c, S)),
+                value: cost.map(as_f64),
+            }
+        })
+        .collect();
+    let finance = Finance {
+        total: usd(total),
+        total_exact: total
+            .map(|t| format::usd6(crate::money::rescale(t, S, 6), 6))
+            .unwrap_or_else(|| "—".into()),
+        day_before: usd(before),
+        change_day_over_day: match (total, before) {
+            (Some(t), Some(b)) => format::change(as_f64(t), as_f64(b)).unwrap_or_default(),
+            _ => String::new(),
+        },
+        month_to_date: usd(month.cost_usd),
+        month_days,
+        month_days_missing: missing,
+        requests: format::int(today.requests),
+        unpriced_requests: format::int(today.unpriced_requests),
+        cache_savings: usd(today.cache_savings_usd),
+        per_approved: match total {
+            Some(t) if today.human_approved > 0 => format::usd(t / today.human_approved as i128, S),
+            _ => "—".into(),
+        },
+        approved: format::int(today.human_approved),
+        by_dept: shares(&lines, |l| l.dept.clone(), total),
+        by_project: shares(&lines, |l| format!("{}/{}", l.dept, l.project), total),
+        per_model,
+        drivers,
+        trend,
+    };
+
+    // -- Data quality.
+    let mut unpriced = Vec::new();
+    let (mut token_violations, mut mismatch, mut conflicts, mut dups) = (0, 0, 0, 0);
+    for (b, i) in Rows::new(inp.data_quality).each() {
+        let n = int(b, i, "unpriced_requests")?.unwrap_or(0);
+        if n > 0 {
+            unpriced.push(UnpricedRow {
+                provider: text(b, i, "provider")?,
+                model: text(b, i, "model")?,
+                requests: format::int(n),
+            });
+        }
+        token_violations += int(b, i, "token_violations")?.unwrap_or(0);
+        mismatch += int(b, i, "total_tokens_mismatch")?.unwrap_or(0);
+        conflicts += int(b, i, "duplicate_conflicts")?.unwrap_or(0);
+        dups += int(b, i, "duplicates_dropped")?.unwrap_or(0);
+    }
+    let f = inp.facts;
+    let quality = Quality {
+        clean: unpriced.is_empty()
+            && token_violations == 0
+            && mismatch == 0
+            && f.rejected_rows == 0
+            && f.logged_unconverted.is_empty(),
+        unpriced,
+        unpriced_total: format::int(today.unpriced_requests),
+        duplicates_dropped: format::int(dups),
+        duplicate_conflicts: format::int(conflicts),
+        late_rows: format::int(f.late_rows as i64),
+        early_rows: format::int(f.early_rows as i64),
+        token_violations: format::int(token_violations),
+        total_tokens_mismatch: format::int(mismatch),
+        rejected_rows: format::int(f.rejected_rows as i64),
+        logged_unconverted: f
+            .logged_unconverted
+            .iter()
+            .map(|(c, n)| (c.clone(), format::int(*n as i64)))
+            .collect(),
+    };
+
+    Ok(Report {
+        date: date.to_string(),
+        date_long: date.format("%A %-d %B %Y").to_string(),
+        zone: day.zone.to_string(),
+        hours_in_day: day.seconds() / 3600,
+        alerts,
+        ops: Ops {
+            tiles,
+            models,
+            hours,
+            trailing_days: week_days,
+        },
+        headline_requests: requests_today,
+        headline_spend: finance.total.clone(),
+        finance,
+        quality,
+        reconciliation: Vec::new(),
+        anomalies: Vec::new(),
+    })
+}
+
+/// One line of a department's showback.
+#[derive(Debug, Clone, Serialize, PartialEq)]
+pub struct SliceLine {
+    pub project: String,
+    pub task: String,
+    pub provider: String,
+    pub model: String,
+    pub requests: String,
+    pub spend: String,
+    pub cost_per_1k: String,
+}
+
+/// One department's slice of the day (showback mail).
+#[derive(Debug, Clone, Serialize, PartialEq)]
+pub struct Slice {
+    pub dept: String,
+    pub spend: String,
+    pub share: String,
+    pub requests: String,
+    pub unpriced: String,
+    pub lines: Vec<SliceLine>,
+}
+
+/// The slice of `dept` from the day's exact rollup rows, by project, task,
+/// provider and model, largest spend first. A department without requests
+/// that day spent $0.00.
+pub fn showback(rollup_daily: &[RecordBatch], dept: &str) -> Result<Slice> {
+    let all = lines(rollup_daily)?;
+    let total = all.iter().fold(None, |t, l| add(t, l.cost));
+    let mut by: BTreeMap<(String, String, String, String), Line> = BTreeMap::new();
+    for l in all.iter().filter(|l| l.dept == dept) {
+        let e = by
+            .entry((
+                l.project.clone(),
+                l.task.clone(),
+                l.provider.clone(),
+                l.model.clone(),
+            ))
+            .or_default();
+        e.requests += l.requests;
+        e.cost = add(e.cost, l.cost);
+        e.priced_tokens += l.priced_tokens;
+        e.unpriced += l.unpriced;
+    }
+    let spend = by.values().fold(None, |t, l| add(t, l.cost));
+    let requests: i64 = by.values().map(|l| l.requests).sum();
+    let unpriced: i64 = by.values().map(|l| l.unpriced).sum();
+    let mut rows: Vec<_> = by.into_iter().collect();
+    rows.sort_by(|a, b| b.1.cost.cmp(&a.1.cost).then_with(|| a.0.cmp(&b.0)));
+    Ok(Slice {
+        dept: dept.to_string(),
+        spend: if requests == 0 {
+            format::usd(0, S)
+        } else {
+            usd(spend)
+        },
+        share: match (spend, total) {
+            (Some(c), Some(t)) if t > 0 => format::percent(c as f64 / t as f64, 1),
+            _ => "—".into(),
+        },
+        requests: format::int(requests),
+        unpriced: format::int(unpriced),
+        lines: rows
+            .into_iter()
+            .map(|((project, task, provider, model), l)| SliceLine {
+                project,
+                task,
+                provider,
+                model,
+                requests: format::int(l.requests),
+                spend: usd(l.cost),
+                cost_per_1k: match l.cost {
+                    Some(c) if l.priced_tokens > 0 => format::usd6(
+                        crate::money::div_half_even(c * 1000, l.priced_tokens as i128),
+                        S,
+                    ),
+                    _ => "—".into(),
+                },
+            })
+            .collect(),
+    })
+}
+
+/// A chart to draw: (name, title, alt text, spec).
+pub type NamedSpec = (String, String, String, super::charts::Spec);
+
+/// The charts of a report: the ops dashboard's, then the finance dashboard's.
+pub fn chart_specs(r: &Report) -> (Vec<NamedSpec>, Vec<NamedSpec>) {
+    use super::charts::Spec;
+    let hour_labels: Vec<String> = r.ops.hours.iter().map(|h| h.label.clone()).collect();
+    let ops = vec![
+        (
+            "requests-by-hour".to_string(),
+            format!("Requests per hour ({})", r.zone),
+            format!(
+                "Requests per hour on {}: {} in all.",
+                r.date,
+                format::int(r.headline_requests)
+            ),
+            Spec::Bars {
+                labels: hour_labels.clone(),
+                values: r.ops.hours.iter().map(|h| h.requests as f64).collect(),
+                y_unit: "requests".into(),
+            },
+        ),
+        (
+            "error-rate-by-hour".to_string(),
+            format!("Error rate per hour ({})", r.zone),
+            "Error rate per hour, percent of requests.".to_string(),
+            Spec::Line {
+                labels: hour_labels.clone(),
+                values: r
+                    .ops
+                    .hours
+                    .iter()
+                    .map(|h| h.error_rate.map(|v| v * 100.0))
+                    .collect(),
+                y_unit: "errors, % of requests".into(),
+                threshold: None,
+            },
+        ),
+        (
+            "p95-by-hour".to_string(),
+            format!("p95 latency per hour ({})", r.zone),
+            "95th percentile latency per hour, milliseconds.".to_string(),
+            Spec::Line {
+                labels: hour_labels,
+                values: r.ops.hours.iter().map(|h| h.p95_ms).collect(),
+                y_unit: "p95 latency, ms".into(),
+                threshold: None,
+            },
+        ),
+    ];
+    let top = |v: &[Share], n: usize| -> (Vec<String>, Vec<f64>) {
+        let v: Vec<&Share> = v.iter().filter(|s| s.priced).take(n).collect();
+        (
+            v.iter().map(|s| s.label.clone()).collect(),
+            v.iter().map(|s| s.value).collect(),
+        )
+    };
+    let (dept_l, dept_v) = top(&r.finance.by_dept, 12);
+    let (proj_l, proj_v) = top(&r.finance.by_project, 12);
+    let mut cpk: Vec<&ModelCost> = r
+        .finance
+        .per_model
+        .iter()
+        .filter(|m| m.cost_per_1k_value.is_some())
+        .collect();
+    cpk.sort_by(|a, b| {
+        b.cost_per_1k_value
+            .partial_cmp(&a.cost_per_1k_value)
+            .unwrap_or(std::cmp::Ordering::Equal)
+    });
+    let finance = vec![
+        (
+            "spend-by-dept".to_string(),
+            "Spend by department".to_string(),
+            format!(
+                "Spend by department on {}, {} in all.",
+                r.date, r.finance.total
+            ),
+            Spec::HBars {
+                labels: dept_l,
+                values: dept_v,
+                x_unit: "USD".into(),
+            },
+        ),
+        (
+            "spend-by-project".to_string(),
+            "Spend by project".to_string(),
+            "Spend by department/project, largest twelve.".to_string(),
+            Spec::HBars {
+                labels: proj_l,
+                values: proj_v,
+                x_unit: "USD".into(),
+            },
+        ),
+        (
+            "spend-trend".to_string(),
+            "Daily spend, last 30 days".to_string(),
+            "Daily spend over the last 30 days; gaps are days without a rollup.".to_string(),
+            Spec::Line {
+                labels: r.finance.trend.iter().map(|p| p.date.clone()).collect(),
+                values: r.finance.trend.iter().map(|p| p.value).collect(),
+                y_unit: "USD per day".into(),
+                threshold: None,
+            },
+        ),
+        (
+            "cost-per-1k-by-model".to_string(),
+            "Cost per 1k tokens by model".to_string(),
+            "USD per 1000 input and output tokens of priced requests, by model.".to_string(),
+            Spec::HBars {
+                labels: cpk
+                    .iter()
+                    .map(|m| format!("{}/{}", m.provider, m.model))
+                    .collect(),
+                values: cpk
+                    .iter()
+                    .map(|m| m.cost_per_1k_value.unwrap_or(0.0))
+                    .collect(),
+                x_unit: "USD per 1k tokens".into(),
+            },
+        ),
+        (
+            "quality-vs-cost".to_string(),
+            "Cost per 1k tokens against citation rate".to_string(),
+            "Each point a model: citation rate (x) against cost per 1k tokens (y).".to_string(),
+            Spec::Scatter {
+                points: r
+                    .finance
+                    .per_model
+                    .iter()
+                    .filter_map(|m| {
+                        Some((
+                            m.model.clone(),
+                            m.citation_value? * 100.0,
+                            m.cost_per_1k_value?,
+                        ))
+                    })
+                    .collect(),
+                x_unit: "citation rate, %".into(),
+                y_unit: "USD per 1k tokens".into(),
+            },
+        ),
+    ];
+    (ops, finance)
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn per_model_thresholds_override_the_global_ones() {
+        let rules = AlertRules {
+            global: Thresholds {
+                error_rate_max: Some(0.02),
+                latency_p95_ms_max: Some(5000.0),
+                ..Thresholds::default()
+            },
+            models: vec![(
+                "openai".into(),
+                "o3-mini".into(),
+                Thresholds {
+                    latency_p95_ms_max: Some(20000.0),
+                    ..Thresholds::default()
+                },
+            )],
+        };
+        let t = rules.for_model("openai", "o3-mini");
+        assert_eq!(t.latency_p95_ms_max, Some(20000.0));
+        assert_eq!(t.error_rate_max, Some(0.02));
+        assert_eq!(rules.for_model("x", "y"), rules.global);
+    }
+}
