@@ -458,6 +458,84 @@ fn shares(lines: &[Line], key: impl Fn(&Line) -> String, total: Option<i128>) ->
         .collect()
 }
 
+/// The rates of a scope (the day, or one model) that thresholds watch.
+struct Rates {
+    error_rate: Option<f64>,
+    p95: Option<f64>,
+    cache_hit_rate: Option<f64>,
+    citation_rate: Option<f64>,
+    review_pass_rate: Option<f64>,
+}
+
+/// A breached threshold, before it is given its scope.
+struct Breach {
+    metric: &'static str,
+    value: String,
+    threshold: String,
+}
+
+impl Breach {
+    fn at(self, scope: &str) -> Alert {
+        Alert {
+            scope: scope.to_string(),
+            metric: self.metric.to_string(),
+            value: self.value,
+            threshold: self.threshold,
+        }
+    }
+}
+
+/// The thresholds of `t` that `r` breaches, in tile order (error rate, p95,
+/// cache hit, citation, review pass). Strict comparisons; a rate without
+/// data never fires.
+fn breaches(r: &Rates, t: &Thresholds) -> [Option<Breach>; 5] {
+    let rate = |decimals: usize| move |v: f64| format::percent(v, decimals);
+    let check = |metric: &'static str,
+                 value: Option<f64>,
+                 limit: Option<f64>,
+                 above: bool,
+                 show: &dyn Fn(f64) -> String| {
+        let (v, l) = (value?, limit?);
+        let hit = if above { v > l } else { v < l };
+        hit.then(|| Breach {
+            metric,
+            value: show(v),
+            threshold: format!("{} {}", if above { ">" } else { "<" }, show(l)),
+        })
+    };
+    [
+        check("error rate", r.error_rate, t.error_rate_max, true, &rate(2)),
+        check(
+            "p95 latency",
+            r.p95,
+            t.latency_p95_ms_max,
+            true,
+            &format::ms,
+        ),
+        check(
+            "cache hit rate",
+            r.cache_hit_rate,
+            t.cache_hit_rate_min,
+            false,
+            &rate(2),
+        ),
+        check(
+            "citation rate",
+            r.citation_rate,
+            t.citation_rate_min,
+            false,
+            &rate(1),
+        ),
+        check(
+            "review pass rate",
+            r.review_pass_rate,
+            t.review_pass_rate_min,
+            false,
+            &rate(1),
+        ),
+    ]
+}
+
 /// Build the model of a day.
 pub fn build(inp: &Inputs<'_>) -> Result<Report> {
     let day = inp.day;
@@ -499,59 +577,17 @@ pub fn build(inp: &Inputs<'_>) -> Result<Report> {
     let cache_rate = real(ops_b, ops_i, "cache_hit_rate")?;
     let citation = real(ops_b, ops_i, "citation_rate_mean")?;
     let pass_rate = real(ops_b, ops_i, "human_review_pass_rate")?;
-    let over = |v: Option<f64>, max: Option<f64>| matches!((v, max), (Some(v), Some(m)) if v > m);
-    let under = |v: Option<f64>, min: Option<f64>| matches!((v, min), (Some(v), Some(m)) if v < m);
-    let mut alert = |scope: &str, metric: &str, value: String, threshold: String| {
-        alerts.push(Alert {
-            scope: scope.into(),
-            metric: metric.into(),
-            value,
-            threshold,
-        })
+    let day_rates = Rates {
+        error_rate,
+        p95: p95_today,
+        cache_hit_rate: cache_rate,
+        citation_rate: citation,
+        review_pass_rate: pass_rate,
     };
-    let day_alerts = [
-        (
-            over(error_rate, g.error_rate_max),
-            "error rate",
-            opt(error_rate, |v| format::percent(v, 2)),
-            opt(g.error_rate_max, |v| format!("> {}", format::percent(v, 2))),
-        ),
-        (
-            over(p95_today, g.latency_p95_ms_max),
-            "p95 latency",
-            opt(p95_today, format::ms),
-            opt(g.latency_p95_ms_max, |v| format!("> {}", format::ms(v))),
-        ),
-        (
-            under(cache_rate, g.cache_hit_rate_min),
-            "cache hit rate",
-            opt(cache_rate, |v| format::percent(v, 2)),
-            opt(g.cache_hit_rate_min, |v| {
-                format!("< {}", format::percent(v, 2))
-            }),
-        ),
-        (
-            under(citation, g.citation_rate_min),
-            "citation rate",
-            opt(citation, |v| format::percent(v, 1)),
-            opt(g.citation_rate_min, |v| {
-                format!("< {}", format::percent(v, 1))
-            }),
-        ),
-        (
-            under(pass_rate, g.review_pass_rate_min),
-            "review pass rate",
-            opt(pass_rate, |v| format::percent(v, 1)),
-            opt(g.review_pass_rate_min, |v| {
-                format!("< {}", format::percent(v, 1))
-            }),
-        ),
-    ];
-    let fired: Vec<bool> = day_alerts.iter().map(|a| a.0).collect();
-    for (hit, metric, value, threshold) in day_alerts {
-        if hit {
-            alert("all models", metric, value, threshold);
-        }
+    let day_breaches = breaches(&day_rates, g);
+    let fired: Vec<bool> = day_breaches.iter().map(Option::is_some).collect();
+    for a in day_breaches.into_iter().flatten() {
+        alerts.push(a.at("all models"));
     }
     let requests_today = int(ops_b, ops_i, "requests")?.unwrap_or(0);
     let week_avg = (week_days > 0).then(|| week.requests as f64 / week_days as f64);
@@ -638,57 +674,17 @@ pub fn build(inp: &Inputs<'_>) -> Result<Report> {
         let ch = real(b, i, "cache_hit_rate")?;
         let ci = real(b, i, "citation_rate_mean")?;
         let pr = real(b, i, "human_review_pass_rate")?;
+        let rates = Rates {
+            error_rate: er,
+            p95,
+            cache_hit_rate: ch,
+            citation_rate: ci,
+            review_pass_rate: pr,
+        };
         let mut model_alerts = Vec::new();
-        if over(er, t.error_rate_max) {
-            model_alerts.push("error rate".to_string());
-            alert(
-                &scope,
-                "error rate",
-                opt(er, |v| format::percent(v, 2)),
-                opt(t.error_rate_max, |v| format!("> {}", format::percent(v, 2))),
-            );
-        }
-        if over(p95, t.latency_p95_ms_max) {
-            model_alerts.push("p95 latency".to_string());
-            alert(
-                &scope,
-                "p95 latency",
-                opt(p95, format::ms),
-                opt(t.latency_p95_ms_max, |v| format!("> {}", format::ms(v))),
-            );
-        }
-        if under(ch, t.cache_hit_rate_min) {
-            model_alerts.push("cache hit rate".to_string());
-            alert(
-                &scope,
-                "cache hit rate",
-                opt(ch, |v| format::percent(v, 2)),
-                opt(t.cache_hit_rate_min, |v| {
-                    format!("< {}", format::percent(v, 2))
-                }),
-            );
-        }
-        if under(ci, t.citation_rate_min) {
-            model_alerts.push("citation rate".to_string());
-            alert(
-                &scope,
-                "citation rate",
-                opt(ci, |v| format::percent(v, 1)),
-                opt(t.citation_rate_min, |v| {
-                    format!("< {}", format::percent(v, 1))
-                }),
-            );
-        }
-        if under(pr, t.review_pass_rate_min) {
-            model_alerts.push("review pass rate".to_string());
-            alert(
-                &scope,
-                "review pass rate",
-                opt(pr, |v| format::percent(v, 1)),
-                opt(t.review_pass_rate_min, |v| {
-                    format!("< {}", format::percent(v, 1))
-                }),
-            );
+        for a in breaches(&rates, &t).into_iter().flatten() {
+            model_alerts.push(a.metric.to_string());
+            alerts.push(a.at(&scope));
         }
         models.push(ModelRow {
             requests: opt(int(b, i, "requests")?, format::int),
@@ -1170,6 +1166,44 @@ pub fn chart_specs(r: &Report) -> (Vec<NamedSpec>, Vec<NamedSpec>) {
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    #[test]
+    fn thresholds_fire_strictly_and_never_without_data() {
+        let t = Thresholds {
+            error_rate_max: Some(0.02),
+            latency_p95_ms_max: Some(1000.0),
+            cache_hit_rate_min: Some(0.1),
+            citation_rate_min: Some(0.8),
+            review_pass_rate_min: Some(0.9),
+        };
+        let r = Rates {
+            error_rate: Some(0.02),
+            p95: Some(1012.0),
+            cache_hit_rate: Some(0.0999),
+            citation_rate: None,
+            review_pass_rate: Some(0.9),
+        };
+        let fired: Vec<(&str, String, String)> = breaches(&r, &t)
+            .into_iter()
+            .flatten()
+            .map(|b| (b.metric, b.value, b.threshold))
+            .collect();
+        assert_eq!(
+            fired,
+            [
+                (
+                    "p95 latency",
+                    "1,012 ms".to_string(),
+                    "> 1,000 ms".to_string()
+                ),
+                (
+                    "cache hit rate",
+                    "9.99%".to_string(),
+                    "< 10.00%".to_string()
+                ),
+            ]
+        );
+    }
 
     #[test]
     fn per_model_thresholds_override_the_global_ones() {
