@@ -50,6 +50,12 @@ SELECT
     sum(cache_write) AS cache_write,
     sum(CAST(cost_actual AS DECIMAL(38, 11))) AS logged_amount,
     count(cost_actual) AS logged_requests,
+    -- the tokens of the requests with a logged cost, to price exactly the
+    -- requests the gateway priced (logged_vs_computed.csv)
+    sum(uncached_input) FILTER (WHERE cost_actual IS NOT NULL) AS logged_uncached_input,
+    sum(cache_read) FILTER (WHERE cost_actual IS NOT NULL) AS logged_cache_read,
+    sum(cache_write) FILTER (WHERE cost_actual IS NOT NULL) AS logged_cache_write,
+    sum(output_tokens) FILTER (WHERE cost_actual IS NOT NULL) AS logged_output,
     count(*) FILTER (WHERE cost_actual_invalid) AS logged_invalid,
     sum(CAST(citation_rate AS DECIMAL(38, 15))) AS citation_sum,
     count(citation_rate) AS citation_requests,

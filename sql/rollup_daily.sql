@@ -15,6 +15,13 @@ WITH f AS (
         sum(priced_tokens) AS priced_tokens,
         sum(CASE WHEN price_id IS NULL THEN requests ELSE 0 END) AS unpriced_requests,
         sum(cost_usd) AS cost_usd,
+        sum(cost_uncached_input_usd) AS cost_uncached_input_usd,
+        sum(cost_cache_read_usd) AS cost_cache_read_usd,
+        sum(cost_cache_write_usd) AS cost_cache_write_usd,
+        sum(cost_output_usd) AS cost_output_usd,
+        sum(logged_compared_requests) AS logged_compared_requests,
+        sum(logged_compared_usd) AS logged_compared_usd,
+        sum(computed_compared_usd) AS computed_compared_usd,
         sum(cache_savings_usd) AS cache_savings_usd,
         sum(logged_cost_usd) AS logged_cost_usd,
         sum(citation_sum) AS citation_sum,
@@ -34,7 +41,11 @@ SELECT
     f.citation_sum, f.citation_requests, f.human_reviewed, f.human_approved,
     coalesce(d.duplicates_dropped, 0) AS duplicates_dropped,
     coalesce(d.duplicate_conflicts, 0) AS duplicate_conflicts,
-    f.token_violations
+    f.token_violations,
+    -- added for reconciliation (older rollups lack them)
+    f.cost_uncached_input_usd, f.cost_cache_read_usd, f.cost_cache_write_usd,
+    f.cost_output_usd, f.logged_compared_requests, f.logged_compared_usd,
+    f.computed_compared_usd
 FROM f
 LEFT JOIN dup_counts AS d
     ON f.dept = d.dept AND f.project = d.project AND f.task = d.task

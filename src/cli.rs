@@ -18,7 +18,9 @@ use crate::error::{Error, ExitKind, Result, render_chain};
     version,
     about = "Turn a day of LLM request logs into Ops and Finance numbers both can trust.",
     after_help = "Exit codes: 0 ok; 1 runtime failure (storage, I/O); 2 usage or configuration error; \
-                  3 input data unusable (nothing published); 4 data-quality gate failed (published, flagged)."
+                  3 input data unusable (nothing published); 4 data-quality gate failed (published, flagged); \
+                  5 published but a mail was not sent (a rerun sends it); 6 a reconciliation line is not ok \
+                  (only with --fail-on-mismatch or reconcile.fail_on_mismatch; published)."
 )]
 pub struct Cli {
     #[command(subcommand)]
@@ -88,6 +90,9 @@ struct RunArgs {
     /// Mail every audience again, even those the day was already mailed to.
     #[arg(long)]
     resend: bool,
+    /// Exit with code 6 when any reconciliation line (day or month to date) is not `ok`.
+    #[arg(long)]
+    fail_on_mismatch: bool,
     #[command(flatten)]
     config: ConfigArgs,
 }
@@ -177,6 +182,7 @@ async fn run(command: Command) -> Result<ExitKind> {
                 .unwrap_or_else(|| crate::calendar::yesterday(Utc::now(), config.timezone));
             let options = crate::pipeline::RunOptions {
                 resend: args.resend,
+                fail_on_mismatch: args.fail_on_mismatch,
             };
             let summary = crate::pipeline::run_with(&config, date, &options).await?;
             print_summary(&summary);
@@ -269,6 +275,40 @@ fn print_summary(s: &crate::pipeline::RunSummary) {
         }
         for (name, e) in &d.failed {
             println!("mail NOT sent: {name}: {e}");
+        }
+    }
+    let r = &s.reconciliation;
+    println!(
+        "reconciliation: {} line(s) for the day, {} month to date, {} not ok; {} invoice object(s)",
+        r.day.len(),
+        r.month_to_date.len(),
+        r.not_ok(),
+        m.inputs.invoices.len()
+    );
+    for (scope, lines) in [("day", &r.day), ("month to date", &r.month_to_date)] {
+        for l in lines
+            .iter()
+            .filter(|l| l.status != crate::reconcile::Status::Ok)
+        {
+            let money = |v: Option<i128>| {
+                v.map_or("-".to_string(), |v| {
+                    crate::money::format_scaled(v, crate::money::OUT_SCALE)
+                })
+            };
+            println!(
+                "  {} {}/{} ({scope}): computed {} invoiced {} delta {}{}",
+                l.status.as_str(),
+                l.provider,
+                if l.model.is_empty() { "*" } else { &l.model },
+                money(Some(l.computed_usd)),
+                money(l.invoiced_usd),
+                money(l.delta_usd),
+                if l.explanation.is_empty() {
+                    String::new()
+                } else {
+                    format!(": {}", l.explanation)
+                }
+            );
         }
     }
     if m.data_quality.status != "ok" {

@@ -27,6 +27,9 @@ pub enum ExitKind {
     /// 5: the reports were computed and published, but a mail could not be
     /// sent. A rerun sends only the mails still missing.
     Delivery,
+    /// 6: `--fail-on-mismatch` and a reconciliation line is not `ok`. The
+    /// outputs were published and show which lines and why.
+    Mismatch,
 }
 
 impl ExitKind {
@@ -39,6 +42,7 @@ impl ExitKind {
             ExitKind::InputData => 3,
             ExitKind::DataQuality => 4,
             ExitKind::Delivery => 5,
+            ExitKind::Mismatch => 6,
         }
     }
 }
@@ -114,6 +118,9 @@ pub enum Error {
     #[error("input object {key} is not readable Parquet: {message}")]
     CorruptInput { key: String, message: String },
 
+    #[error("invoices cannot be used: {count} problem(s):\n{problems}", count = problems.len())]
+    Invoices { problems: Problems },
+
     #[error("no request rows for {date} in {zone}: {detail}")]
     EmptyDay {
         date: String,
@@ -159,9 +166,10 @@ impl Error {
             | Error::FxTable { .. }
             | Error::Sql { .. }
             | Error::Template { .. } => ExitKind::Usage,
-            Error::InputSchema { .. } | Error::CorruptInput { .. } | Error::EmptyDay { .. } => {
-                ExitKind::InputData
-            }
+            Error::InputSchema { .. }
+            | Error::CorruptInput { .. }
+            | Error::EmptyDay { .. }
+            | Error::Invoices { .. } => ExitKind::InputData,
             Error::DataQuality { .. } => ExitKind::DataQuality,
             Error::Storage { .. } | Error::Io { .. } | Error::Internal(_) => ExitKind::Runtime,
             Error::Query { source, .. } => query_error_kind(source),
@@ -226,6 +234,7 @@ mod tests {
         assert_eq!(ExitKind::InputData.code(), 3);
         assert_eq!(ExitKind::DataQuality.code(), 4);
         assert_eq!(ExitKind::Delivery.code(), 5);
+        assert_eq!(ExitKind::Mismatch.code(), 6);
     }
 
     #[test]

@@ -185,6 +185,8 @@ pub struct History {
     pub days: BTreeMap<NaiveDate, DayTotals>,
     /// Day-level latency histograms (all models merged).
     pub latency: BTreeMap<NaiveDate, Histogram>,
+    /// Usage by (provider, model), for month-to-date reconciliation.
+    pub usage: BTreeMap<NaiveDate, crate::reconcile::DayUsage>,
 }
 
 impl History {
@@ -284,6 +286,7 @@ pub async fn load(
     for (date, daily, latency) in loaded {
         if let Some(b) = daily {
             history.days.insert(date, totals_of(&b)?);
+            history.usage.insert(date, crate::reconcile::usage_of(&b)?);
         }
         if let Some(b) = latency {
             history.latency.insert(date, histogram_of(&b)?);

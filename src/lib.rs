@@ -15,6 +15,7 @@ pub mod money;
 pub mod pipeline;
 pub mod pricing;
 pub mod queries;
+pub mod reconcile;
 pub mod report;
 pub mod synth;
 pub mod tabular;

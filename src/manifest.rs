@@ -85,6 +85,9 @@ pub struct InputObject {
     /// The partition a request-log object was listed under.
     #[serde(skip_serializing_if = "Option::is_none")]
     pub partition: Option<String>,
+    /// The adapter an invoice object was read with.
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub adapter: Option<String>,
 }
 
 #[derive(Debug, Clone, Serialize)]
@@ -95,6 +98,10 @@ pub struct Inputs {
     pub prices: InputObject,
     /// None when the lake has no FX table (only USD converts).
     pub fx: Option<InputObject>,
+    /// Every invoice object read (all of them, not only the month's lines).
+    pub invoices: Vec<InputObject>,
+    /// Invoice rows the adapters left out (taxes, other services), by reason.
+    pub invoice_rows_skipped: std::collections::BTreeMap<String, u64>,
 }
 
 /// Where every listed row went: `listed = outside_window + null_ts +

@@ -37,6 +37,7 @@ use crate::manifest::{
 };
 use crate::pricing::PriceTable;
 use crate::queries::{self, Params};
+use crate::reconcile::{Reconciliation, UsdLine};
 use crate::tabular::TextTable;
 use datafusion::execution::context::SessionContext;
 
@@ -47,11 +48,15 @@ use crate::report::model::InputFacts;
 use dashboards::{Dashboards, LetterContext};
 
 /// The names of the CSV exports in `reports/date=D/`.
-pub const CSV_OUTPUTS: [&str; 4] = [
+pub const CSV_OUTPUTS: [&str; 8] = [
     "ops_daily",
     "ops_by_model",
     "finance_by_dimension",
     "data_quality",
+    "reconciliation",
+    "reconciliation_mtd",
+    "reconciliation_by_token_type",
+    "logged_vs_computed",
 ];
 
 /// Days of rollups read for comparisons (the 30-day spend trend).
@@ -73,6 +78,7 @@ pub struct RunSummary {
     pub deliveries: Option<Deliveries>,
     /// The model the dashboards and mails were rendered from.
     pub report: crate::report::model::Report,
+    pub reconciliation: Reconciliation,
 }
 
 /// How to run a day.
@@ -80,6 +86,9 @@ pub struct RunSummary {
 pub struct RunOptions {
     /// Mail every audience again, even those already mailed for the day.
     pub resend: bool,
+    /// Exit with [`ExitKind::Mismatch`] when a reconciliation line is not
+    /// `ok` (also `reconcile.fail_on_mismatch`).
+    pub fail_on_mismatch: bool,
 }
 
 /// The rendered results of one day, before publishing.
@@ -114,6 +123,7 @@ fn object(
         rows,
         sha256: sha,
         partition,
+        adapter: None,
     }
 }
 
@@ -157,6 +167,91 @@ pub async fn load_fx(stores: &Stores, config: &Config) -> Result<(Option<InputOb
     ))
 }
 
+/// The invoices of every configured source, parsed and in USD.
+#[derive(Debug, Default)]
+pub struct Invoices {
+    pub objects: Vec<InputObject>,
+    pub lines: Vec<UsdLine>,
+    /// Rows the adapters left out (taxes, other services), by reason.
+    pub skipped: BTreeMap<String, u64>,
+}
+
+/// The objects of an invoice source: the object itself, or every object
+/// under the prefix (hidden and marker files aside).
+async fn invoice_objects(stores: &Stores, loc: &Location) -> Result<Vec<ObjectInfo>> {
+    let name = loc.file_name();
+    if name.contains('.') && stores.exists(loc).await? {
+        let (info, _) = stores.get(loc).await?;
+        return Ok(vec![info]);
+    }
+    Ok(stores
+        .list(loc)
+        .await?
+        .into_iter()
+        .filter(|o| {
+            let n = o.location.file_name();
+            !n.starts_with('.') && !n.starts_with('_')
+        })
+        .collect())
+}
+
+/// Read every invoice object of every source, a few at a time; every problem
+/// in every object is reported together (exit 3).
+pub async fn load_invoices(stores: &Stores, config: &Config, fx: &FxTable) -> Result<Invoices> {
+    use futures::{StreamExt, TryStreamExt};
+    let mut listed = Vec::new();
+    for (loc, adapter) in &config.reconcile.sources {
+        for o in invoice_objects(stores, loc).await? {
+            listed.push((o, adapter));
+        }
+    }
+    let fetched: Vec<_> =
+        futures::stream::iter(listed.into_iter().map(|(o, adapter)| async move {
+            let (info, bytes) = stores.get(&o.location).await?;
+            Ok::<_, Error>((info, adapter, bytes))
+        }))
+        .buffered(8)
+        .try_collect()
+        .await?;
+    let mut problems = Problems::new();
+    let mut out = Invoices::default();
+    let mut lines = Vec::new();
+    for (info, adapter, bytes) in fetched {
+        let key = info
+            .location
+            .relative_to(&config.lake)
+            .unwrap_or_else(|| info.location.to_string());
+        let digest = sha256(&bytes);
+        match crate::reconcile::invoices::parse(adapter, &key, bytes) {
+            Ok(parsed) => {
+                let mut obj = object(
+                    &info,
+                    &config.lake,
+                    parsed.lines.len() as u64,
+                    Some(digest),
+                    None,
+                );
+                obj.adapter = Some(adapter.format.name().to_string());
+                out.objects.push(obj);
+                for (reason, n) in parsed.skipped {
+                    *out.skipped.entry(reason).or_default() += n;
+                }
+                lines.extend(parsed.lines);
+            }
+            Err(p) => problems.extend(p),
+        }
+    }
+    match crate::reconcile::to_usd(lines, fx) {
+        Ok(usd) => out.lines = usd,
+        Err(p) => problems.extend(p),
+    }
+    if problems.is_empty() {
+        Ok(out)
+    } else {
+        Err(Error::Invoices { problems })
+    }
+}
+
 /// `tokenledger check`: config (already validated by loading it), SQL, price
 /// table, FX table and alias targets; every problem in one error.
 pub async fn check(config: &Config) -> Result<Vec<String>> {
@@ -179,13 +274,29 @@ pub async fn check(config: &Config) -> Result<Vec<String>> {
         }
         Err(e) => problems.push(e.to_string()),
     }
-    match load_fx(&stores, config).await {
-        Ok((Some(obj), _)) => checked.push(format!("FX table {} ({} rows)", config.fx, obj.rows)),
-        Ok((None, _)) => checked.push(format!(
-            "FX table {}: absent (only USD converts)",
-            config.fx
-        )),
-        Err(e) => problems.push(e.to_string()),
+    let fx = match load_fx(&stores, config).await {
+        Ok((obj, fx)) => {
+            checked.push(match obj {
+                Some(obj) => format!("FX table {} ({} rows)", config.fx, obj.rows),
+                None => format!("FX table {}: absent (only USD converts)", config.fx),
+            });
+            Some(fx)
+        }
+        Err(e) => {
+            problems.push(e.to_string());
+            None
+        }
+    };
+    if let Some(fx) = fx {
+        match load_invoices(&stores, config, &fx).await {
+            Ok(inv) => checked.push(format!(
+                "invoices under {}: {} object(s), {} line(s)",
+                config.invoices,
+                inv.objects.len(),
+                inv.lines.len()
+            )),
+            Err(e) => problems.push(e.to_string()),
+        }
     }
     if problems.is_empty() {
         Ok(checked)
@@ -236,6 +347,12 @@ pub async fn run_with(
         return Err(Error::config("pricing.aliases", alias_problems));
     }
     let (fx_obj, fx) = load_fx(&stores, config).await?;
+    let invoices = load_invoices(&stores, config, &fx).await?;
+    info!(
+        objects = invoices.objects.len(),
+        lines = invoices.lines.len(),
+        "invoices read"
+    );
 
     let partitions = day.partitions(config.late_days);
     let input = Arc::new(
@@ -287,7 +404,7 @@ pub async fn run_with(
         })
     };
     let Flow {
-        results,
+        mut results,
         counters,
         in_day,
         dropped,
@@ -323,7 +440,7 @@ pub async fn run_with(
         )));
     }
     let duplicate_conflicts = sum_u64(ops_daily, "duplicate_conflicts");
-    let (_, dq) = results.get("data_quality")?;
+    let dq = &results.get("data_quality")?.1.clone();
     let unpriced = sum_u64(dq, "unpriced_requests");
     let rejected: BTreeMap<String, u64> = counters
         .rejected()
@@ -394,6 +511,58 @@ pub async fn run_with(
         }
     }
 
+    // Earlier days from their rollups: the dashboards' comparisons and the
+    // month-to-date reconciliation.
+    let history = crate::history::load(
+        &stores,
+        &config.rollups,
+        date - chrono::Days::new(HISTORY_DAYS),
+        date - chrono::Days::new(1),
+    )
+    .await?;
+    let reconciliation = {
+        let mut usage: BTreeMap<NaiveDate, crate::reconcile::DayUsage> = history
+            .usage
+            .range(crate::reconcile::month_start(date)..date)
+            .map(|(d, u)| (*d, u.clone()))
+            .collect();
+        usage.insert(
+            date,
+            crate::reconcile::usage_of(&results.get("rollup_daily")?.1)?,
+        );
+        crate::reconcile::reconcile(date, &usage, &invoices.lines, &config.reconcile.settings)
+    };
+    info!(
+        lines = reconciliation.day.len(),
+        month_to_date = reconciliation.month_to_date.len(),
+        not_ok = reconciliation.not_ok(),
+        "reconciled"
+    );
+    for (name, batch) in [
+        (
+            "reconciliation",
+            crate::reconcile::lines_batch(date, None, &reconciliation.day),
+        ),
+        (
+            "reconciliation_mtd",
+            crate::reconcile::lines_batch(
+                date,
+                Some(crate::reconcile::month_start(date)),
+                &reconciliation.month_to_date,
+            ),
+        ),
+        (
+            "reconciliation_by_token_type",
+            crate::reconcile::types_batch(date, &reconciliation.day),
+        ),
+        (
+            "logged_vs_computed",
+            crate::reconcile::drift_batch(date, &reconciliation.logged),
+        ),
+    ] {
+        results.results.insert(name, (batch.schema(), vec![batch]));
+    }
+
     // Render every output in memory before writing anything.
     let reports = config.reports.join(&partition_dir(date));
     let mut outputs = Vec::new();
@@ -422,13 +591,6 @@ pub async fn run_with(
     let cost_usd = total_money(rollup, "cost_usd")?;
 
     // Dashboards: the same batches, compared with the rollups of earlier days.
-    let history = crate::history::load(
-        &stores,
-        &config.rollups,
-        date - chrono::Days::new(HISTORY_DAYS),
-        date - chrono::Days::new(1),
-    )
-    .await?;
     let facts = InputFacts {
         rows_listed: rows.listed,
         late_rows: rows.late_rows,
@@ -447,6 +609,7 @@ pub async fn run_with(
         history: &history,
         facts: &facts,
         rules: &config.alerts,
+        reconciliation: Some(&reconciliation),
     })?;
     let csvs: Vec<dashboards::Csv> = CSV_OUTPUTS
         .iter()
@@ -496,6 +659,8 @@ pub async fn run_with(
                 .collect(),
             prices: prices_obj,
             fx: fx_obj,
+            invoices: invoices.objects,
+            invoice_rows_skipped: invoices.skipped,
         },
         pricing: PricingFacts {
             priced_requests: kept - unpriced,
@@ -535,7 +700,11 @@ pub async fn run_with(
     let days = dashboards::publish_index(&stores, &config.reports).await?;
     info!(days, index = %config.reports.join("index.html"), "report index written");
 
-    let mut outcome = if gate_problems.is_empty() {
+    let mut outcome = if (options.fail_on_mismatch || config.reconcile.fail_on_mismatch)
+        && reconciliation.not_ok() > 0
+    {
+        ExitKind::Mismatch
+    } else if gate_problems.is_empty() {
         ExitKind::Ok
     } else {
         ExitKind::DataQuality
@@ -587,6 +756,7 @@ pub async fn run_with(
         cost_usd,
         deliveries,
         report: dashboards.report,
+        reconciliation,
     })
 }
 

@@ -224,7 +224,22 @@ pub struct Quality {
     pub clean: bool,
 }
 
-/// A reconciliation line (filled by the reconciliation stage).
+/// The finance dashboard's reconciliation section (from [`crate::reconcile`]).
+#[derive(Debug, Clone, Default, Serialize, PartialEq)]
+pub struct ReconSection {
+    pub day: Vec<ReconLine>,
+    pub month_to_date: Vec<ReconLine>,
+    /// `1 – 7 Mar 2026`.
+    pub month_label: String,
+    /// Days of the month without a rollup (their usage is missing from the
+    /// month-to-date computed side).
+    pub days_without_usage: Vec<String>,
+    pub logged: Vec<DriftView>,
+    /// Lines (day and month to date) that are not `ok`.
+    pub not_ok: usize,
+}
+
+/// A reconciliation line for people.
 #[derive(Debug, Clone, Serialize, PartialEq)]
 pub struct ReconLine {
     pub provider: String,
@@ -232,7 +247,73 @@ pub struct ReconLine {
     pub computed: String,
     pub invoiced: String,
     pub delta: String,
+    pub delta_pct: String,
     pub status: String,
+    pub explanation: String,
+}
+
+/// Logged against computed cost for one model.
+#[derive(Debug, Clone, Serialize, PartialEq)]
+pub struct DriftView {
+    pub provider: String,
+    pub model: String,
+    pub requests: String,
+    pub computed: String,
+    pub logged: String,
+    pub delta: String,
+    pub status: String,
+}
+
+/// The reconciliation section of a day.
+pub fn reconciliation(r: &crate::reconcile::Reconciliation) -> ReconSection {
+    use crate::money::OUT_SCALE;
+    let lines = |ls: &[crate::reconcile::Line]| -> Vec<ReconLine> {
+        ls.iter()
+            .map(|l| ReconLine {
+                provider: l.provider.clone(),
+                model: if l.model.is_empty() {
+                    "(all models)".into()
+                } else {
+                    l.model.clone()
+                },
+                computed: format::usd(l.computed_usd, OUT_SCALE),
+                invoiced: l
+                    .invoiced_usd
+                    .map_or("—".into(), |v| format::usd(v, OUT_SCALE)),
+                delta: l
+                    .delta_usd
+                    .map_or("—".into(), |v| format::usd(v, OUT_SCALE)),
+                delta_pct: l.delta_pct.map_or("—".into(), |p| format!("{p:+.2}%")),
+                status: l.status.as_str().replace('_', " "),
+                explanation: l.explanation.clone(),
+            })
+            .collect()
+    };
+    let month_label = match (r.month_start, r.date) {
+        (Some(a), Some(b)) if a == b => b.format("%-d %b %Y").to_string(),
+        (Some(a), Some(b)) => format!("{} – {}", a.format("%-d"), b.format("%-d %b %Y")),
+        _ => String::new(),
+    };
+    ReconSection {
+        day: lines(&r.day),
+        month_to_date: lines(&r.month_to_date),
+        month_label,
+        days_without_usage: r.days_without_usage.iter().map(|d| d.to_string()).collect(),
+        logged: r
+            .logged
+            .iter()
+            .map(|l| DriftView {
+                provider: l.provider.clone(),
+                model: l.model.clone(),
+                requests: format::int(l.requests),
+                computed: format::usd(l.computed_usd, OUT_SCALE),
+                logged: format::usd(l.logged_usd, OUT_SCALE),
+                delta: format::usd(l.delta_usd, OUT_SCALE),
+                status: l.status.to_string(),
+            })
+            .collect(),
+        not_ok: r.not_ok(),
+    }
 }
 
 /// A flagged anomaly (filled by the anomaly stage).
@@ -258,7 +339,7 @@ pub struct Report {
     pub ops: Ops,
     pub finance: Finance,
     pub quality: Quality,
-    pub reconciliation: Vec<ReconLine>,
+    pub reconciliation: ReconSection,
     pub anomalies: Vec<AnomalyLine>,
     /// Raw headline figures (for mail subjects and the index).
     pub headline_requests: i64,
@@ -279,6 +360,8 @@ pub struct Inputs<'a> {
     pub history: &'a History,
     pub facts: &'a InputFacts,
     pub rules: &'a AlertRules,
+    /// `None` where a report is built without invoices (tests of other sections).
+    pub reconciliation: Option<&'a crate::reconcile::Reconciliation>,
 }
 
 // ---- reading result batches ------------------------------------------------
@@ -929,7 +1012,7 @@ pub fn build(inp: &Inputs<'_>) -> Result<Report> {
         headline_spend: finance.total.clone(),
         finance,
         quality,
-        reconciliation: Vec::new(),
+        reconciliation: inp.reconciliation.map(reconciliation).unwrap_or_default(),
         anomalies: Vec::new(),
     })
 }

@@ -60,6 +60,36 @@ fn row(
     r
 }
 
+/// Invoices in three real formats (see `reconcile.rs` for the expected lines):
+/// OpenAI bills the provider as a whole (0.04 USD on the 8th, 1.00 on the
+/// 7th); Anthropic by token type in cents, exactly our split of
+/// claude-sonnet (uncached input 0.0132 = r4 4000 + r8 300 + r9 100 tokens at
+/// 0.003/1k; cache read 0.0012 = 4000 at 0.0003/1k; cache write 0.0075 =
+/// 2000 at 0.00375/1k; output 0.03075 = 2000 + 30 + 20 at 0.015/1k);
+/// mistral in EUR (0.20 at Friday's 1.10 = 0.22 USD, all its usage unpriced);
+/// cohere billed without any usage (and a line of February, outside the
+/// month to date).
+pub const INVOICES_NORMALIZED: &str = "\
+provider,date,model,amount,currency
+mistral,2026-03-08,,0.20,EUR
+cohere,2026-03-08,,0.50,USD
+cohere,2026-02-27,,9.00,USD
+";
+
+pub const INVOICES_OPENAI: &str = r#"{"object": "page", "data": [
+ {"object": "bucket", "start_time": 1772841600, "end_time": 1772928000, "results": [
+  {"object": "organization.costs.result", "amount": {"value": 1.0, "currency": "usd"}, "line_item": null, "project_id": null}]},
+ {"object": "bucket", "start_time": 1772928000, "end_time": 1773014400, "results": [
+  {"object": "organization.costs.result", "amount": {"value": 0.04, "currency": "usd"}, "line_item": null, "project_id": null}]}
+], "has_more": false, "next_page": null}"#;
+
+pub const INVOICES_ANTHROPIC: &str = r#"{"data": [{"starting_at": "2026-03-08T00:00:00Z", "ending_at": "2026-03-09T00:00:00Z", "results": [
+ {"currency": "USD", "amount": "1.32", "model": "claude-sonnet", "cost_type": "tokens", "token_type": "uncached_input_tokens"},
+ {"currency": "USD", "amount": "0.12", "model": "claude-sonnet", "cost_type": "tokens", "token_type": "cache_read_input_tokens"},
+ {"currency": "USD", "amount": "0.75", "model": "claude-sonnet", "cost_type": "tokens", "token_type": "cache_creation.ephemeral_5m_input_tokens"},
+ {"currency": "USD", "amount": "3.075", "model": "claude-sonnet", "cost_type": "tokens", "token_type": "output_tokens"}
+]}], "has_more": false, "next_page": null}"#;
+
 /// `requests/date=2026-03-08/part-a.parquet`
 pub fn part_a() -> Vec<LogRow> {
     let mut rows = Vec::new();
@@ -404,6 +434,18 @@ pub fn objects() -> Vec<(String, Vec<u8>)> {
         ("requests/date=2026-03-07/old.parquet".into(), old_file()),
         ("prices.csv".into(), PRICES.as_bytes().to_vec()),
         ("fx.csv".into(), FX.as_bytes().to_vec()),
+        (
+            "invoices/normalized/2026-03.csv".into(),
+            INVOICES_NORMALIZED.as_bytes().to_vec(),
+        ),
+        (
+            "invoices/openai/costs-2026-03.json".into(),
+            INVOICES_OPENAI.as_bytes().to_vec(),
+        ),
+        (
+            "invoices/anthropic/cost_report-2026-03-08.json".into(),
+            INVOICES_ANTHROPIC.as_bytes().to_vec(),
+        ),
     ]
 }
 

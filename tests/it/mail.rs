@@ -169,7 +169,11 @@ async fn each_audience_gets_its_report_once_until_resent() {
             "ops_daily-2026-03-08.csv",
             "ops_by_model-2026-03-08.csv",
             "finance_by_dimension-2026-03-08.csv",
-            "data_quality-2026-03-08.csv"
+            "data_quality-2026-03-08.csv",
+            "reconciliation-2026-03-08.csv",
+            "reconciliation_mtd-2026-03-08.csv",
+            "reconciliation_by_token_type-2026-03-08.csv",
+            "logged_vs_computed-2026-03-08.csv"
         ]
     );
     for (name, bytes) in &csvs {
@@ -223,9 +227,16 @@ async fn each_audience_gets_its_report_once_until_resent() {
     assert_eq!(server.received().len(), 3);
 
     // --resend mails every audience again.
-    let resent = pipeline::run_with(&cfg, fixture::date(), &RunOptions { resend: true })
-        .await
-        .unwrap();
+    let resent = pipeline::run_with(
+        &cfg,
+        fixture::date(),
+        &RunOptions {
+            resend: true,
+            ..RunOptions::default()
+        },
+    )
+    .await
+    .unwrap();
     assert_eq!(resent.deliveries.unwrap().sent.len(), 3);
     assert_eq!(server.received().len(), 6);
 }
@@ -343,6 +354,6 @@ async fn the_outbox_transport_writes_eml_files_into_the_lake() {
     );
     assert_eq!(
         m.attachments().filter(|p| p.content_id().is_none()).count(),
-        4
+        8
     );
 }

@@ -11,5 +11,6 @@ mod mail;
 mod metrics;
 mod otel;
 mod pricing;
+mod reconcile;
 mod s3;
 mod smtp;

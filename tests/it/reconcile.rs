@@ -1,0 +1,233 @@
+//! Reconciliation end to end on the fixture lake and its invoices in three
+//! real formats (`fixture.rs` works out each invoice line by hand). The
+//! computed side is the fixture's hand-computed spend (`metrics.rs`):
+//! anthropic 0.0507 + 0 + 0.00195 = 0.05265; openai 0.0016 + 0.0000125 +
+//! 0.00037 + 0.01325 + 0.01 = 0.0252325, rounded half to even to 0.025232;
+//! mistral's one request is unpriced.
+
+use tokenledger::config::{Config, Overrides};
+use tokenledger::error::ExitKind;
+use tokenledger::pipeline::{self, RunOptions};
+
+use crate::fixture::{self, report};
+use crate::metrics::run_fixture;
+
+// openai: 0.04 - 0.025232 = 0.014768 = 58.53% of computed: over 0.5% and
+// 0.01 USD. mistral: 0.20 EUR * 1.10 (Friday's rate for Sunday) = 0.22
+// against 0 computed, with its unpriced request named. cohere: billed, no usage.
+pub const DAY: &str = "\
+date,provider,model,computed_usd,invoiced_usd,delta_usd,delta_pct,status,unpriced_requests,credits_usd,invoice_lines,explanation
+2026-03-08,anthropic,claude-sonnet,0.052650,0.052650,0.000000,0,ok,0,0.000000,4,
+2026-03-08,cohere,,0.000000,0.500000,0.500000,,missing_usage,0,0.000000,1,\"billed, but no request reached this provider and model in the logs\"
+2026-03-08,mistral,,0.000000,0.220000,0.220000,,mismatch,1,0.000000,1,1 unpriced request(s) are not in computed_usd
+2026-03-08,openai,,0.025232,0.040000,0.014768,58.5288522511,mismatch,0,0.000000,1,
+";
+
+// Month to date from 1 March: openai's 1.00 of the 7th joins (no rollup for
+// the 7th, so computed stays 0.025232): 1.04 - 0.025232 = 1.014768 =
+// 4021.75%; cohere's February line stays out.
+pub const MTD: &str = "\
+date,from,provider,model,computed_usd,invoiced_usd,delta_usd,delta_pct,status,unpriced_requests,credits_usd,invoice_lines,explanation
+2026-03-08,2026-03-01,anthropic,claude-sonnet,0.052650,0.052650,0.000000,0,ok,0,0.000000,4,
+2026-03-08,2026-03-01,cohere,,0.000000,0.500000,0.500000,,missing_usage,0,0.000000,1,\"billed, but no request reached this provider and model in the logs\"
+2026-03-08,2026-03-01,mistral,,0.000000,0.220000,0.220000,,mismatch,1,0.000000,1,1 unpriced request(s) are not in computed_usd
+2026-03-08,2026-03-01,openai,,0.025232,1.040000,1.014768,4021.75015853,mismatch,0,0.000000,2,
+";
+
+pub const BY_TOKEN_TYPE: &str = "\
+date,provider,model,token_type,computed_usd,invoiced_usd,delta_usd,status
+2026-03-08,anthropic,claude-sonnet,uncached_input,0.013200,0.013200,0.000000,ok
+2026-03-08,anthropic,claude-sonnet,cache_read,0.001200,0.001200,0.000000,ok
+2026-03-08,anthropic,claude-sonnet,cache_write,0.007500,0.007500,0.000000,ok
+2026-03-08,anthropic,claude-sonnet,output,0.030750,0.030750,0.000000,ok
+";
+
+// The requests with a logged cost in a convertible currency: anthropic r8
+// (0.0014 USD logged; 300 * 0.003/1k + 30 * 0.015/1k = 0.00135 computed)
+// and r5 (a cache hit: 0 logged, 0 computed);
+// openai r1 (0.0075 USD) and r2 (0.005 EUR * 1.10 = 0.0055) against 0.0075 +
+// 0.00475. r3 (GBP, no rate) and mistral (unpriced) are not compared.
+pub const LOGGED: &str = "\
+date,provider,model,requests,computed_usd,logged_usd,delta_usd,delta_pct,status
+2026-03-08,anthropic,claude-sonnet,2,0.001350,0.001400,0.000050,3.7037037037,ok
+2026-03-08,openai,gpt-4o,2,0.012250,0.013000,0.000750,6.12244897959,ok
+";
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn every_line_amount_and_status_matches_the_hand_computed_values() {
+    let lake = fixture::lake();
+    let summary = run_fixture(lake.path(), None).await;
+    assert_eq!(
+        summary.outcome,
+        ExitKind::Ok,
+        "mismatches alone do not fail a run"
+    );
+    assert_eq!(report(lake.path(), "reconciliation.csv"), DAY);
+    assert_eq!(report(lake.path(), "reconciliation_mtd.csv"), MTD);
+    assert_eq!(
+        report(lake.path(), "reconciliation_by_token_type.csv"),
+        BY_TOKEN_TYPE
+    );
+    assert_eq!(report(lake.path(), "logged_vs_computed.csv"), LOGGED);
+    let r = &summary.reconciliation;
+    assert_eq!(r.not_ok(), 3 + 3);
+    // 1 to 7 March have no rollup in the fixture lake.
+    assert_eq!(r.days_without_usage.len(), 7);
+
+    // The manifest lists every invoice object with its adapter and digest.
+    let m: serde_json::Value = serde_json::from_str(&report(lake.path(), "manifest.json")).unwrap();
+    let inv: Vec<(String, String, u64)> = m["inputs"]["invoices"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .map(|o| {
+            let key = o["key"].as_str().unwrap().to_string();
+            let bytes = std::fs::read(lake.path().join(&key)).unwrap();
+            assert_eq!(o["sha256"], tokenledger::manifest::sha256(&bytes).as_str());
+            (
+                key,
+                o["adapter"].as_str().unwrap().to_string(),
+                o["rows"].as_u64().unwrap(),
+            )
+        })
+        .collect();
+    assert_eq!(
+        inv,
+        [
+            ("invoices/normalized/2026-03.csv", "normalized", 3),
+            ("invoices/openai/costs-2026-03.json", "openai_costs", 2),
+            (
+                "invoices/anthropic/cost_report-2026-03-08.json",
+                "anthropic_cost_report",
+                4
+            ),
+        ]
+        .map(|(k, a, n)| (k.to_string(), a.to_string(), n))
+    );
+
+    // The finance page shows the lines and why they differ.
+    let html = report(lake.path(), "finance.html");
+    assert!(html.contains("1 unpriced request(s) are not in computed_usd"));
+    assert!(html.contains("Month to date (1 – 8 Mar 2026)"));
+    assert!(html.contains("Gateway-logged cost against computed"));
+}
+
+fn config(lake: &std::path::Path, tz: Option<&str>) -> Config {
+    Config::from_sources(
+        "",
+        "test",
+        &[],
+        &Overrides {
+            lake: Some(lake.to_string_lossy().to_string()),
+            timezone: tz.map(str::to_string),
+            config_dir: None,
+        },
+    )
+    .unwrap()
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn fail_on_mismatch_exits_6_after_publishing() {
+    let lake = fixture::lake();
+    let options = RunOptions {
+        fail_on_mismatch: true,
+        ..RunOptions::default()
+    };
+    let s = pipeline::run_with(&config(lake.path(), None), fixture::date(), &options)
+        .await
+        .unwrap();
+    assert_eq!(s.outcome, ExitKind::Mismatch);
+    assert_eq!(s.outcome.code(), 6);
+    assert_eq!(report(lake.path(), "reconciliation.csv"), DAY);
+
+    // With every line matching, the same flag passes: keep only anthropic.
+    for dir in ["normalized", "openai"] {
+        std::fs::remove_dir_all(lake.path().join("invoices").join(dir)).unwrap();
+    }
+    let s = pipeline::run_with(&config(lake.path(), None), fixture::date(), &options)
+        .await
+        .unwrap();
+    // openai now has usage and no invoice: still not ok.
+    assert_eq!(s.outcome, ExitKind::Mismatch);
+    let day = report(lake.path(), "reconciliation.csv");
+    assert!(
+        day.contains(
+            ",openai,,0.025232,,,,missing_invoice,0,0.000000,0,no invoice line for this usage\n"
+        ),
+        "{day}"
+    );
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_malformed_invoice_names_its_object_and_line_and_publishes_nothing() {
+    let lake = fixture::lake();
+    std::fs::write(
+        lake.path().join("invoices/normalized/2026-03.csv"),
+        "provider,date,model,amount,currency\nmistral,2026-03-08,,0.20,EUR\nmistral,08/03/2026,,1.0,XBT1\n",
+    )
+    .unwrap();
+    std::fs::write(
+        lake.path().join("invoices/normalized/2026-04.csv"),
+        "provider,date,model,amount,currency\nacme,2026-04-01,,3.00,CHF\n",
+    )
+    .unwrap();
+    let err = pipeline::run(&config(lake.path(), None), fixture::date())
+        .await
+        .unwrap_err();
+    assert_eq!(err.kind(), ExitKind::InputData);
+    let text = err.to_string();
+    for expected in [
+        "invoices/normalized/2026-03.csv line 3: date `08/03/2026` is not YYYY-MM-DD",
+        "invoices/normalized/2026-03.csv line 3: currency `XBT1` is not a 3-letter ISO 4217 code",
+        "invoices/normalized/2026-04.csv line 2: currency CHF has no FX rate on or before 2026-04-01 (fx.csv)",
+    ] {
+        assert!(text.contains(expected), "{expected:?} not in {text}");
+    }
+    assert!(
+        !lake.path().join("reports").exists(),
+        "nothing is published when the invoices cannot be read"
+    );
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_day_in_another_zone_meets_the_invoices_of_its_date() {
+    // Tokyo's 8 March is 7 March 15:00 to 8 March 15:00 UTC: different
+    // requests, the same invoice lines (dated by usage day).
+    let lake = fixture::lake();
+    let s = pipeline::run(&config(lake.path(), Some("Asia/Tokyo")), fixture::date())
+        .await
+        .unwrap();
+    let invoiced: Vec<(String, Option<i128>)> = s
+        .reconciliation
+        .day
+        .iter()
+        .map(|l| (l.provider.clone(), l.invoiced_usd))
+        .collect();
+    let usd6 = |v: i128| Some(v);
+    assert!(
+        invoiced.contains(&("openai".into(), usd6(40_000))),
+        "{invoiced:?}"
+    );
+    assert!(
+        invoiced.contains(&("mistral".into(), usd6(220_000))),
+        "{invoiced:?}"
+    );
+    assert!(
+        invoiced.contains(&("cohere".into(), usd6(500_000))),
+        "{invoiced:?}"
+    );
+    let utc = fixture::lake();
+    let u = run_fixture(utc.path(), None).await;
+    let computed = |s: &pipeline::RunSummary| -> Vec<i128> {
+        s.reconciliation
+            .day
+            .iter()
+            .map(|l| l.computed_usd)
+            .collect()
+    };
+    assert_ne!(
+        computed(&s),
+        computed(&u),
+        "the Tokyo day holds other requests"
+    );
+}
