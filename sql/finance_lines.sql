@@ -50,7 +50,7 @@ c AS (
 )
 SELECT
     dept, project, task, provider, model, price_id, currency, cache_hit,
-    requests, errors, input_tokens, output_tokens, cache_read, cache_write,
+    requests, errors, input_tokens, output_tokens, uncached_input, cache_read, cache_write,
     CASE
         WHEN price_id IS NULL THEN NULL
         WHEN cache_hit THEN CAST(0 AS DECIMAL(38, 23))

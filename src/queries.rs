@@ -58,6 +58,7 @@ pub static FILES: &[SqlFile] = sql_files!(
     "logged_currencies",
     "rollup_daily",
     "rollup_latency",
+    "focus_costs",
 );
 
 /// How a query's result is used.
@@ -86,6 +87,7 @@ pub const OUTPUT_STEPS: &[(&str, Use)] = &[
     ("logged_currencies", Use::Result),
     ("rollup_daily", Use::Result),
     ("rollup_latency", Use::Result),
+    ("focus_costs", Use::Result),
 ];
 
 /// The embedded file called `name`.
@@ -124,6 +126,8 @@ pub struct Params {
     pub seconds: f64,
     /// The day's first instant, nanoseconds since the epoch (`$day_start_ns`).
     pub day_start_ns: i64,
+    /// The next day's first instant (`$day_end_ns`).
+    pub day_end_ns: i64,
 }
 
 impl Params {
@@ -140,6 +144,10 @@ impl Params {
                 (
                     "day_start_ns".to_string(),
                     ScalarValue::Int64(Some(self.day_start_ns)).into(),
+                ),
+                (
+                    "day_end_ns".to_string(),
+                    ScalarValue::Int64(Some(self.day_end_ns)).into(),
                 ),
             ]
             .into_iter()

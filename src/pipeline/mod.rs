@@ -48,7 +48,7 @@ use crate::report::model::InputFacts;
 use dashboards::{Dashboards, LetterContext};
 
 /// The names of the CSV exports in `reports/date=D/`.
-pub const CSV_OUTPUTS: [&str; 8] = [
+pub const CSV_OUTPUTS: [&str; 9] = [
     "ops_daily",
     "ops_by_model",
     "finance_by_dimension",
@@ -57,6 +57,7 @@ pub const CSV_OUTPUTS: [&str; 8] = [
     "reconciliation_mtd",
     "reconciliation_by_token_type",
     "logged_vs_computed",
+    "focus_costs",
 ];
 
 /// Days of rollups read for comparisons (the 30-day spend trend).
@@ -385,6 +386,7 @@ pub async fn run_with(
         date,
         seconds: day.seconds() as f64,
         day_start_ns: day.window().start_ns,
+        day_end_ns: day.window().end_ns,
     };
     let spill = spill_dir()?;
     let empty_day = |in_day: u64| {
@@ -562,6 +564,13 @@ pub async fn run_with(
     ] {
         results.results.insert(name, (batch.schema(), vec![batch]));
     }
+
+    // FOCUS's Tags column is JSON, built from the tag columns.
+    let focus = {
+        let (schema, batches) = results.get("focus_costs")?;
+        crate::report::focus::with_tags(schema, batches)?
+    };
+    results.results.insert("focus_costs", focus);
 
     // Render every output in memory before writing anything.
     let reports = config.reports.join(&partition_dir(date));
@@ -1062,6 +1071,7 @@ pub async fn check_queries() -> Result<()> {
         date,
         seconds: 86400.0,
         day_start_ns: day.window().start_ns,
+        day_end_ns: day.window().end_ns,
     };
     let config = Config::for_lake("/").expect("a bare lake is a valid config");
     let spill = spill_dir()?;

@@ -11,6 +11,7 @@
 //! prefixed with `'`. Same batches in, same bytes out. Pure: no I/O.
 
 pub mod charts;
+pub mod focus;
 pub mod format;
 pub mod html;
 pub mod model;

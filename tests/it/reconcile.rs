@@ -231,3 +231,98 @@ async fn a_day_in_another_zone_meets_the_invoices_of_its_date() {
         "the Tokyo day holds other requests"
     );
 }
+
+// focus_costs.csv of the fixture day, checked row by row against the
+// fixture's tokens and prices: anthropic r4 untagged: 4000 uncached input at
+// 0.003/1k = 0.012, 4000 cache read at 0.0003/1k = 0.0012, 2000 cache write at
+// 0.00375/1k = 0.0075, 2000 output at 0.015/1k = 0.03 (0.0507 in all); r8 + r9:
+// 400 at 0.003/1k, 50 at 0.015/1k; openai's two price rows (before and after
+// noon) apart: research/alpha/chat 2000 at 0.0025/1k + 1000 cached at
+// 0.00125/1k + 600 at 0.01/1k = 0.01225 before, 100 at 0.002/1k + 100 at
+// 0.008/1k = 0.001 after. Cache hits (r5, the hostile tag) and unpriced
+// requests (mistral) have no row; a type with no tokens has none either.
+pub const FOCUS: &str = "\
+BilledCost,EffectiveCost,ListCost,ListUnitPrice,PricingQuantity,PricingUnit,ConsumedQuantity,ConsumedUnit,ChargePeriodStart,ChargePeriodEnd,ChargeCategory,ChargeFrequency,ChargeDescription,ProviderName,PublisherName,InvoiceIssuerName,ServiceName,ServiceCategory,SkuId,SkuPriceId,SkuMeter,BillingCurrency,Tags
+0.012000,0.012000,0.012000,0.00300000000000000000,4.000,1K Tokens,4000,Tokens,2026-03-08T00:00:00Z,2026-03-09T00:00:00Z,Usage,Usage-Based,claude-sonnet uncached input tokens,anthropic,anthropic,anthropic,LLM Inference,AI and Machine Learning,claude-sonnet,p-89a5422cfdf1cecf,uncached_input,USD,\"{\"\"dept\"\":\"\"(untagged)\"\",\"\"project\"\":\"\"(untagged)\"\",\"\"task\"\":\"\"(untagged)\"\"}\"
+0.001200,0.001200,0.001200,0.00030000000000000000,4.000,1K Tokens,4000,Tokens,2026-03-08T00:00:00Z,2026-03-09T00:00:00Z,Usage,Usage-Based,claude-sonnet cache read tokens,anthropic,anthropic,anthropic,LLM Inference,AI and Machine Learning,claude-sonnet,p-89a5422cfdf1cecf,cache_read,USD,\"{\"\"dept\"\":\"\"(untagged)\"\",\"\"project\"\":\"\"(untagged)\"\",\"\"task\"\":\"\"(untagged)\"\"}\"
+0.007500,0.007500,0.007500,0.00375000000000000000,2.000,1K Tokens,2000,Tokens,2026-03-08T00:00:00Z,2026-03-09T00:00:00Z,Usage,Usage-Based,claude-sonnet cache write tokens,anthropic,anthropic,anthropic,LLM Inference,AI and Machine Learning,claude-sonnet,p-89a5422cfdf1cecf,cache_write,USD,\"{\"\"dept\"\":\"\"(untagged)\"\",\"\"project\"\":\"\"(untagged)\"\",\"\"task\"\":\"\"(untagged)\"\"}\"
+0.030000,0.030000,0.030000,0.01500000000000000000,2.000,1K Tokens,2000,Tokens,2026-03-08T00:00:00Z,2026-03-09T00:00:00Z,Usage,Usage-Based,claude-sonnet output tokens,anthropic,anthropic,anthropic,LLM Inference,AI and Machine Learning,claude-sonnet,p-89a5422cfdf1cecf,output,USD,\"{\"\"dept\"\":\"\"(untagged)\"\",\"\"project\"\":\"\"(untagged)\"\",\"\"task\"\":\"\"(untagged)\"\"}\"
+0.000800,0.000800,0.000800,0.00200000000000000000,0.400,1K Tokens,400,Tokens,2026-03-08T00:00:00Z,2026-03-09T00:00:00Z,Usage,Usage-Based,gpt-4o uncached input tokens,openai,openai,openai,LLM Inference,AI and Machine Learning,gpt-4o,p-e89fd11449561d5b,uncached_input,USD,\"{\"\"dept\"\":\"\"(untagged)\"\",\"\"project\"\":\"\"(untagged)\"\",\"\"task\"\":\"\"(untagged)\"\"}\"
+0.000800,0.000800,0.000800,0.00800000000000000000,0.100,1K Tokens,100,Tokens,2026-03-08T00:00:00Z,2026-03-09T00:00:00Z,Usage,Usage-Based,gpt-4o output tokens,openai,openai,openai,LLM Inference,AI and Machine Learning,gpt-4o,p-e89fd11449561d5b,output,USD,\"{\"\"dept\"\":\"\"(untagged)\"\",\"\"project\"\":\"\"(untagged)\"\",\"\"task\"\":\"\"(untagged)\"\"}\"
+0.000012,0.000012,0.000012,0.00250000000000000000,0.005,1K Tokens,5,Tokens,2026-03-08T00:00:00Z,2026-03-09T00:00:00Z,Usage,Usage-Based,gpt-4o uncached input tokens,openai,openai,openai,LLM Inference,AI and Machine Learning,gpt-4o,p-d7a688386695bd15,uncached_input,USD,\"{\"\"dept\"\":\"\"ops\"\",\"\"project\"\":\"\"delta\"\",\"\"task\"\":\"\"classify\"\"}\"
+0.001200,0.001200,0.001200,0.00300000000000000000,0.400,1K Tokens,400,Tokens,2026-03-08T00:00:00Z,2026-03-09T00:00:00Z,Usage,Usage-Based,claude-sonnet uncached input tokens,anthropic,anthropic,anthropic,LLM Inference,AI and Machine Learning,claude-sonnet,p-89a5422cfdf1cecf,uncached_input,USD,\"{\"\"dept\"\":\"\"ops\"\",\"\"project\"\":\"\"gamma\"\",\"\"task\"\":\"\"chat\"\"}\"
+0.000750,0.000750,0.000750,0.01500000000000000000,0.050,1K Tokens,50,Tokens,2026-03-08T00:00:00Z,2026-03-09T00:00:00Z,Usage,Usage-Based,claude-sonnet output tokens,anthropic,anthropic,anthropic,LLM Inference,AI and Machine Learning,claude-sonnet,p-89a5422cfdf1cecf,output,USD,\"{\"\"dept\"\":\"\"ops\"\",\"\"project\"\":\"\"gamma\"\",\"\"task\"\":\"\"chat\"\"}\"
+0.000100,0.000100,0.000100,0.00200000000000000000,0.050,1K Tokens,50,Tokens,2026-03-08T00:00:00Z,2026-03-09T00:00:00Z,Usage,Usage-Based,gpt-4o uncached input tokens,openai,openai,openai,LLM Inference,AI and Machine Learning,gpt-4o,p-e89fd11449561d5b,uncached_input,USD,\"{\"\"dept\"\":\"\"ops\"\",\"\"project\"\":\"\"gamma\"\",\"\"task\"\":\"\"chat\"\"}\"
+0.000150,0.000150,0.000150,0.00100000000000000000,0.150,1K Tokens,150,Tokens,2026-03-08T00:00:00Z,2026-03-09T00:00:00Z,Usage,Usage-Based,gpt-4o cache read tokens,openai,openai,openai,LLM Inference,AI and Machine Learning,gpt-4o,p-e89fd11449561d5b,cache_read,USD,\"{\"\"dept\"\":\"\"ops\"\",\"\"project\"\":\"\"gamma\"\",\"\"task\"\":\"\"chat\"\"}\"
+0.000120,0.000120,0.000120,0.00800000000000000000,0.015,1K Tokens,15,Tokens,2026-03-08T00:00:00Z,2026-03-09T00:00:00Z,Usage,Usage-Based,gpt-4o output tokens,openai,openai,openai,LLM Inference,AI and Machine Learning,gpt-4o,p-e89fd11449561d5b,output,USD,\"{\"\"dept\"\":\"\"ops\"\",\"\"project\"\":\"\"gamma\"\",\"\"task\"\":\"\"chat\"\"}\"
+0.005000,0.005000,0.005000,0.00250000000000000000,2.000,1K Tokens,2000,Tokens,2026-03-08T00:00:00Z,2026-03-09T00:00:00Z,Usage,Usage-Based,gpt-4o uncached input tokens,openai,openai,openai,LLM Inference,AI and Machine Learning,gpt-4o,p-d7a688386695bd15,uncached_input,USD,\"{\"\"dept\"\":\"\"research\"\",\"\"project\"\":\"\"alpha\"\",\"\"task\"\":\"\"chat\"\"}\"
+0.001250,0.001250,0.001250,0.00125000000000000000,1.000,1K Tokens,1000,Tokens,2026-03-08T00:00:00Z,2026-03-09T00:00:00Z,Usage,Usage-Based,gpt-4o cache read tokens,openai,openai,openai,LLM Inference,AI and Machine Learning,gpt-4o,p-d7a688386695bd15,cache_read,USD,\"{\"\"dept\"\":\"\"research\"\",\"\"project\"\":\"\"alpha\"\",\"\"task\"\":\"\"chat\"\"}\"
+0.006000,0.006000,0.006000,0.01000000000000000000,0.600,1K Tokens,600,Tokens,2026-03-08T00:00:00Z,2026-03-09T00:00:00Z,Usage,Usage-Based,gpt-4o output tokens,openai,openai,openai,LLM Inference,AI and Machine Learning,gpt-4o,p-d7a688386695bd15,output,USD,\"{\"\"dept\"\":\"\"research\"\",\"\"project\"\":\"\"alpha\"\",\"\"task\"\":\"\"chat\"\"}\"
+0.000200,0.000200,0.000200,0.00200000000000000000,0.100,1K Tokens,100,Tokens,2026-03-08T00:00:00Z,2026-03-09T00:00:00Z,Usage,Usage-Based,gpt-4o uncached input tokens,openai,openai,openai,LLM Inference,AI and Machine Learning,gpt-4o,p-e89fd11449561d5b,uncached_input,USD,\"{\"\"dept\"\":\"\"research\"\",\"\"project\"\":\"\"alpha\"\",\"\"task\"\":\"\"chat\"\"}\"
+0.000800,0.000800,0.000800,0.00800000000000000000,0.100,1K Tokens,100,Tokens,2026-03-08T00:00:00Z,2026-03-09T00:00:00Z,Usage,Usage-Based,gpt-4o output tokens,openai,openai,openai,LLM Inference,AI and Machine Learning,gpt-4o,p-e89fd11449561d5b,output,USD,\"{\"\"dept\"\":\"\"research\"\",\"\"project\"\":\"\"alpha\"\",\"\"task\"\":\"\"chat\"\"}\"
+0.002000,0.002000,0.002000,0.00200000000000000000,1.000,1K Tokens,1000,Tokens,2026-03-08T00:00:00Z,2026-03-09T00:00:00Z,Usage,Usage-Based,gpt-4o uncached input tokens,openai,openai,openai,LLM Inference,AI and Machine Learning,gpt-4o,p-e89fd11449561d5b,uncached_input,USD,\"{\"\"dept\"\":\"\"research\"\",\"\"project\"\":\"\"beta\"\",\"\"task\"\":\"\"summarize\"\"}\"
+0.008000,0.008000,0.008000,0.00800000000000000000,1.000,1K Tokens,1000,Tokens,2026-03-08T00:00:00Z,2026-03-09T00:00:00Z,Usage,Usage-Based,gpt-4o output tokens,openai,openai,openai,LLM Inference,AI and Machine Learning,gpt-4o,p-e89fd11449561d5b,output,USD,\"{\"\"dept\"\":\"\"research\"\",\"\"project\"\":\"\"beta\"\",\"\"task\"\":\"\"summarize\"\"}\"
+";
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn the_focus_export_reads_back_through_the_focus_adapter_with_the_same_totals() {
+    let lake = fixture::lake();
+    run_fixture(lake.path(), None).await;
+    let focus = report(lake.path(), "focus_costs.csv");
+    assert_eq!(focus, FOCUS);
+
+    // The export as the only invoice, read by the FOCUS adapter with the
+    // model in SkuId and the token type in SkuMeter: every line and every
+    // token type matches to the micro-dollar.
+    std::fs::remove_dir_all(lake.path().join("invoices")).unwrap();
+    let dir = lake.path().join("invoices/focus");
+    std::fs::create_dir_all(&dir).unwrap();
+    std::fs::write(dir.join("tokenledger-2026-03-08.csv"), &focus).unwrap();
+    let config = Config::from_sources(
+        "[[reconcile.sources]]\nadapter = \"focus\"\npath = \"focus\"\nmodel_column = \"SkuId\"\n",
+        "test",
+        &[],
+        &Overrides {
+            lake: Some(lake.path().to_string_lossy().to_string()),
+            timezone: None,
+            config_dir: None,
+        },
+    )
+    .unwrap();
+    let s = pipeline::run(&config, fixture::date()).await.unwrap();
+    let day: Vec<(String, String, i128, Option<i128>, &str)> = s
+        .reconciliation
+        .day
+        .iter()
+        .map(|l| {
+            (
+                l.provider.clone(),
+                l.model.clone(),
+                l.computed_usd,
+                l.invoiced_usd,
+                l.status.as_str(),
+            )
+        })
+        .collect();
+    assert_eq!(
+        day,
+        vec![
+            (
+                "anthropic".into(),
+                "claude-sonnet".into(),
+                52_650,
+                Some(52_650),
+                "ok"
+            ),
+            // mistral's usage is unpriced: nothing of it is in the export.
+            ("mistral".into(), String::new(), 0, None, "missing_invoice"),
+            ("openai".into(), "gpt-4o".into(), 25_232, Some(25_232), "ok"),
+        ]
+    );
+    let types = report(lake.path(), "reconciliation_by_token_type.csv");
+    assert_eq!(types.lines().count(), 1 + 4 + 3, "{types}");
+    assert!(
+        types.lines().skip(1).all(|l| l.ends_with(",0.000000,ok")),
+        "{types}"
+    );
+}
