@@ -20,7 +20,8 @@ use crate::error::{Error, ExitKind, Result, render_chain};
     after_help = "Exit codes: 0 ok; 1 runtime failure (storage, I/O); 2 usage or configuration error; \
                   3 input data unusable (nothing published); 4 data-quality gate failed (published, flagged); \
                   5 published but a mail was not sent (a rerun sends it); 6 a reconciliation line is not ok \
-                  (only with --fail-on-mismatch or reconcile.fail_on_mismatch; published)."
+                  (only with --fail-on-mismatch or reconcile.fail_on_mismatch; published); \
+                  7 replay: an input changed or an output is not byte-identical."
 )]
 pub struct Cli {
     #[command(subcommand)]
@@ -48,6 +49,33 @@ enum Command {
         /// Where to write the demo lake.
         #[arg(long, default_value = "tokenledger-demo")]
         dir: PathBuf,
+    },
+    /// Replay a published day from its manifest: re-read exactly the inputs it
+    /// lists (verifying sizes, etags and digests), recompute, and report
+    /// byte-identical or the cells that differ. Writes nothing.
+    Replay {
+        /// The manifest: a key relative to the lake (e.g.
+        /// reports/date=2026-10-31/manifest.json), a path or a URL.
+        #[arg(long)]
+        manifest: String,
+        #[command(flatten)]
+        config: ConfigArgs,
+    },
+    /// Show what another price table does to past days (a dry run: nothing
+    /// is published).
+    Reprice {
+        #[arg(long)]
+        from: NaiveDate,
+        #[arg(long)]
+        to: NaiveDate,
+        /// The price table to try (CSV or Parquet; a path or URL).
+        #[arg(long)]
+        prices: String,
+        /// Also write the lines as CSV to this local file.
+        #[arg(long)]
+        out: Option<PathBuf>,
+        #[command(flatten)]
+        config: ConfigArgs,
     },
     /// Write one day of synthetic request logs in the lake layout (for benchmarks).
     Gen {
@@ -202,6 +230,57 @@ async fn run(command: Command) -> Result<ExitKind> {
             );
             Ok(ExitKind::Ok)
         }
+        Command::Replay { manifest, config } => {
+            let config = config.load()?;
+            let loc = crate::lake::Location::parse(&manifest, Some(&config.lake))
+                .map_err(|e| Error::Usage(format!("--manifest: {e}")))?;
+            let r = crate::pipeline::audit::replay(&config, &loc).await?;
+            print_replay(&loc, &r);
+            Ok(if r.identical() {
+                ExitKind::Ok
+            } else {
+                ExitKind::Differs
+            })
+        }
+        Command::Reprice {
+            from,
+            to,
+            prices,
+            out,
+            config,
+        } => {
+            if to < from {
+                return Err(Error::Usage(format!("--to {to} is before --from {from}")));
+            }
+            let config = config.load()?;
+            let prices = crate::lake::Location::parse(&prices, None)
+                .map_err(|e| Error::Usage(format!("--prices: {e}")))?;
+            let lines = crate::pipeline::audit::reprice(&config, from, to, &prices).await?;
+            let csv = crate::pipeline::audit::reprice_csv(&lines);
+            print!("{}", String::from_utf8_lossy(&csv));
+            let sum = |f: fn(&crate::pipeline::audit::RepriceLine) -> Option<i128>| -> i128 {
+                lines.iter().filter_map(f).sum()
+            };
+            let (b, a) = (sum(|l| l.before), sum(|l| l.after));
+            let unpriced = |f: fn(&crate::pipeline::audit::RepriceLine) -> i64| -> i64 {
+                lines.iter().map(f).sum()
+            };
+            println!(
+                "total {from}..{to}: before {} USD, after {} USD, delta {} USD; unpriced requests before {}, after {} (dry run: nothing published)",
+                crate::money::format_scaled(b, crate::money::OUT_SCALE),
+                crate::money::format_scaled(a, crate::money::OUT_SCALE),
+                crate::money::format_scaled(a - b, crate::money::OUT_SCALE),
+                unpriced(|l| l.unpriced_before),
+                unpriced(|l| l.unpriced_after)
+            );
+            if let Some(path) = out {
+                std::fs::write(&path, &csv).map_err(|e| Error::Io {
+                    what: format!("writing {}", path.display()),
+                    source: e,
+                })?;
+            }
+            Ok(ExitKind::Ok)
+        }
         Command::Demo { dir } => {
             let outcome = crate::demo::demo(&dir, crate::demo::DemoOptions::default()).await?;
             println!(
@@ -246,6 +325,36 @@ async fn run(command: Command) -> Result<ExitKind> {
             Ok(ExitKind::Ok)
         }
     }
+}
+
+fn print_replay(manifest: &crate::lake::Location, r: &crate::pipeline::audit::ReplayReport) {
+    println!(
+        "replay of {manifest} ({}): {} input object(s) checked, {} changed",
+        r.date.map(|d| d.to_string()).unwrap_or_default(),
+        r.inputs,
+        r.changed_inputs.len()
+    );
+    for c in &r.changed_inputs {
+        println!("  input changed: {c}");
+    }
+    if let Some(c) = &r.config_changed {
+        println!("  note: {c}");
+    }
+    let same = r.outputs.iter().filter(|o| o.difference.is_none()).count();
+    println!("outputs: {same} of {} byte-identical", r.outputs.len());
+    for o in &r.outputs {
+        if let Some(d) = &o.difference {
+            println!("  differs: {}: {d}", o.key);
+        }
+    }
+    println!(
+        "result: {}",
+        if r.identical() {
+            "byte-identical"
+        } else {
+            "DIFFERS"
+        }
+    );
 }
 
 fn print_summary(s: &crate::pipeline::RunSummary) {

@@ -30,6 +30,9 @@ pub enum ExitKind {
     /// 6: `--fail-on-mismatch` and a reconciliation line is not `ok`. The
     /// outputs were published and show which lines and why.
     Mismatch,
+    /// 7: `replay` found a changed input or an output that is not
+    /// byte-identical to what the manifest recorded.
+    Differs,
 }
 
 impl ExitKind {
@@ -43,6 +46,7 @@ impl ExitKind {
             ExitKind::DataQuality => 4,
             ExitKind::Delivery => 5,
             ExitKind::Mismatch => 6,
+            ExitKind::Differs => 7,
         }
     }
 }
@@ -121,6 +125,9 @@ pub enum Error {
     #[error("invoices cannot be used: {count} problem(s):\n{problems}", count = problems.len())]
     Invoices { problems: Problems },
 
+    #[error("replay: {count} problem(s):\n{problems}", count = problems.len())]
+    Replay { problems: Problems },
+
     #[error("no request rows for {date} in {zone}: {detail}")]
     EmptyDay {
         date: String,
@@ -169,7 +176,8 @@ impl Error {
             Error::InputSchema { .. }
             | Error::CorruptInput { .. }
             | Error::EmptyDay { .. }
-            | Error::Invoices { .. } => ExitKind::InputData,
+            | Error::Invoices { .. }
+            | Error::Replay { .. } => ExitKind::InputData,
             Error::DataQuality { .. } => ExitKind::DataQuality,
             Error::Storage { .. } | Error::Io { .. } | Error::Internal(_) => ExitKind::Runtime,
             Error::Query { source, .. } => query_error_kind(source),
@@ -235,6 +243,7 @@ mod tests {
         assert_eq!(ExitKind::DataQuality.code(), 4);
         assert_eq!(ExitKind::Delivery.code(), 5);
         assert_eq!(ExitKind::Mismatch.code(), 6);
+        assert_eq!(ExitKind::Differs.code(), 7);
     }
 
     #[test]

@@ -13,7 +13,7 @@ use arrow::datatypes::{DataType, Decimal128Type, Float64Type};
 use chrono::NaiveDate;
 
 use crate::error::{Error, Result};
-use crate::lake::{Location, Stores, partition_dir};
+use crate::lake::{Location, ObjectInfo, Stores, partition_dir};
 
 /// Scale of money in the rollups (exact per-token prices times tokens).
 pub const ROLLUP_MONEY_SCALE: i8 = crate::money::PRICE_SCALE;
@@ -187,6 +187,8 @@ pub struct History {
     pub latency: BTreeMap<NaiveDate, Histogram>,
     /// Usage by (provider, model), for month-to-date reconciliation.
     pub usage: BTreeMap<NaiveDate, crate::reconcile::DayUsage>,
+    /// Every rollup object read, with its SHA-256 (for the manifest).
+    pub read: Vec<(ObjectInfo, String)>,
 }
 
 impl History {
@@ -211,10 +213,15 @@ impl History {
     }
 }
 
-async fn read_parquet(stores: &Stores, loc: &Location) -> Result<Option<Vec<RecordBatch>>> {
-    let Some(bytes) = stores.get_opt(loc).await? else {
+async fn read_parquet(
+    stores: &Stores,
+    loc: &Location,
+    read: &mut Vec<(ObjectInfo, String)>,
+) -> Result<Option<Vec<RecordBatch>>> {
+    let Some((info, bytes)) = stores.get_opt_info(loc).await? else {
         return Ok(None);
     };
+    read.push((info, crate::manifest::sha256(&bytes)));
     let corrupt = |e: parquet::errors::ParquetError| Error::CorruptInput {
         key: loc.to_string(),
         message: e.to_string(),
@@ -254,36 +261,33 @@ pub fn histogram_of(batches: &[RecordBatch]) -> Result<Histogram> {
         .collect())
 }
 
-/// Read the rollups of `from..=to` (days without one are absent), a few
-/// objects at a time.
-pub async fn load(
-    stores: &Stores,
-    rollups: &Location,
-    from: NaiveDate,
-    to: NaiveDate,
-) -> Result<History> {
+/// Read the rollups of `days` (days without one are absent), a few objects
+/// at a time. `History::read` lists every object read with its digest.
+pub async fn load(stores: &Stores, rollups: &Location, days: &[NaiveDate]) -> Result<History> {
     use futures::{StreamExt, TryStreamExt};
-    let days: Vec<NaiveDate> = from.iter_days().take_while(|d| *d <= to).collect();
     let read = days.iter().map(|date| async move {
         let part = partition_dir(*date);
+        let mut read = Vec::new();
         let daily = read_parquet(
             stores,
             &rollups.join("daily").join(&part).join("part-0.parquet"),
+            &mut read,
         )
         .await?;
         let latency = read_parquet(
             stores,
             &rollups.join("latency").join(&part).join("part-0.parquet"),
+            &mut read,
         )
         .await?;
-        Ok::<_, Error>((*date, daily, latency))
+        Ok::<_, Error>((*date, daily, latency, read))
     });
     let loaded: Vec<_> = futures::stream::iter(read)
         .buffered(8)
         .try_collect()
         .await?;
     let mut history = History::default();
-    for (date, daily, latency) in loaded {
+    for (date, daily, latency, read) in loaded {
         if let Some(b) = daily {
             history.days.insert(date, totals_of(&b)?);
             history.usage.insert(date, crate::reconcile::usage_of(&b)?);
@@ -291,6 +295,7 @@ pub async fn load(
         if let Some(b) = latency {
             history.latency.insert(date, histogram_of(&b)?);
         }
+        history.read.extend(read);
     }
     Ok(history)
 }

@@ -102,6 +102,8 @@ pub struct Inputs {
     pub invoices: Vec<InputObject>,
     /// Invoice rows the adapters left out (taxes, other services), by reason.
     pub invoice_rows_skipped: std::collections::BTreeMap<String, u64>,
+    /// The rollups of earlier days read (comparisons, month to date).
+    pub history: Vec<InputObject>,
 }
 
 /// Where every listed row went: `listed = outside_window + null_ts +

@@ -365,6 +365,33 @@ impl Stores {
         Ok(Some(bytes))
     }
 
+    /// The size, etag and version of an object, or `None` if there is none.
+    pub async fn head(&self, loc: &Location) -> Result<Option<ObjectInfo>> {
+        let store = self.store(loc)?;
+        match store.head(&loc.path()).await {
+            Ok(m) => Ok(Some(ObjectInfo {
+                location: loc.clone(),
+                size: m.size,
+                e_tag: m.e_tag,
+                version: m.version,
+            })),
+            Err(object_store::Error::NotFound { .. }) => Ok(None),
+            Err(e) => Err(Error::storage(loc.to_string(), e)),
+        }
+    }
+
+    /// Read a whole (small) object with its size and etag, or `None` if there is none.
+    pub async fn get_opt_info(&self, loc: &Location) -> Result<Option<(ObjectInfo, Bytes)>> {
+        match self.get(loc).await {
+            Ok(got) => Ok(Some(got)),
+            Err(Error::Storage {
+                source: object_store::Error::NotFound { .. },
+                ..
+            }) => Ok(None),
+            Err(e) => Err(e),
+        }
+    }
+
     /// Whether an object exists.
     pub async fn exists(&self, loc: &Location) -> Result<bool> {
         let store = self.store(loc)?;

@@ -310,6 +310,17 @@ impl DayInput {
                 }
             }
         }
+        Self::open_objects(stores, listed, mapping, window).await
+    }
+
+    /// Open exactly these objects (each with the partition date it was
+    /// listed under), e.g. the ones a manifest names for a replay.
+    pub async fn open_objects(
+        stores: Arc<Stores>,
+        mut listed: Vec<(ObjectInfo, NaiveDate)>,
+        mapping: &ColumnMapping,
+        window: DayWindow,
+    ) -> Result<DayInput> {
         listed.sort_by(|a, b| a.0.location.cmp(&b.0.location));
 
         let footers: Vec<_> = futures::stream::iter(listed.into_iter().enumerate())

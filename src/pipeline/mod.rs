@@ -41,6 +41,7 @@ use crate::reconcile::{Reconciliation, UsdLine};
 use crate::tabular::TextTable;
 use datafusion::execution::context::SessionContext;
 
+pub mod audit;
 pub mod dashboards;
 
 use crate::deliver::mail::{self, Deliveries};
@@ -90,6 +91,42 @@ pub struct RunOptions {
     /// Exit with [`ExitKind::Mismatch`] when a reconciliation line is not
     /// `ok` (also `reconcile.fail_on_mismatch`).
     pub fail_on_mismatch: bool,
+}
+
+/// Which inputs a computation reads. The default lists the day's partitions,
+/// the invoice sources and the rollups of the 30 days before, as a nightly
+/// run does; a replay names exactly the objects a manifest lists, and a
+/// reprice swaps the price table.
+#[derive(Debug, Clone, Default)]
+pub struct Selection {
+    /// Request-log objects with the partition date each was listed under.
+    pub requests: Option<Vec<(Location, NaiveDate)>>,
+    /// Invoice objects and how to read each.
+    pub invoices: Option<Vec<(Location, crate::reconcile::invoices::Adapter)>>,
+    /// Days whose rollups are read as history.
+    pub history: Option<Vec<NaiveDate>>,
+    /// Another price table (`reprice`).
+    pub prices: Option<Location>,
+}
+
+/// A day computed and rendered, nothing written yet.
+#[derive(Debug)]
+pub struct Computed {
+    pub stores: Arc<Stores>,
+    pub day: Day,
+    pub reports: Location,
+    /// Every output but the manifest, rendered.
+    pub outputs: Vec<Output>,
+    pub manifest: Manifest,
+    pub manifest_out: Output,
+    pub kept: u64,
+    pub unpriced: u64,
+    pub cost_usd: String,
+    pub dashboards: Dashboards,
+    pub reconciliation: Reconciliation,
+    pub gate_problems: Vec<String>,
+    pub results: DayResults,
+    pub csvs: Vec<dashboards::Csv>,
 }
 
 /// The rendered results of one day, before publishing.
@@ -199,16 +236,26 @@ async fn invoice_objects(stores: &Stores, loc: &Location) -> Result<Vec<ObjectIn
 /// Read every invoice object of every source, a few at a time; every problem
 /// in every object is reported together (exit 3).
 pub async fn load_invoices(stores: &Stores, config: &Config, fx: &FxTable) -> Result<Invoices> {
-    use futures::{StreamExt, TryStreamExt};
     let mut listed = Vec::new();
     for (loc, adapter) in &config.reconcile.sources {
         for o in invoice_objects(stores, loc).await? {
-            listed.push((o, adapter));
+            listed.push((o.location, adapter.clone()));
         }
     }
+    read_invoices(stores, config, listed, fx).await
+}
+
+/// Read and parse exactly these invoice objects.
+pub async fn read_invoices(
+    stores: &Stores,
+    config: &Config,
+    listed: Vec<(Location, crate::reconcile::invoices::Adapter)>,
+    fx: &FxTable,
+) -> Result<Invoices> {
+    use futures::{StreamExt, TryStreamExt};
     let fetched: Vec<_> =
-        futures::stream::iter(listed.into_iter().map(|(o, adapter)| async move {
-            let (info, bytes) = stores.get(&o.location).await?;
+        futures::stream::iter(listed.into_iter().map(|(loc, adapter)| async move {
+            let (info, bytes) = stores.get(&loc).await?;
             Ok::<_, Error>((info, adapter, bytes))
         }))
         .buffered(8)
@@ -223,7 +270,7 @@ pub async fn load_invoices(stores: &Stores, config: &Config, fx: &FxTable) -> Re
             .relative_to(&config.lake)
             .unwrap_or_else(|| info.location.to_string());
         let digest = sha256(&bytes);
-        match crate::reconcile::invoices::parse(adapter, &key, bytes) {
+        match crate::reconcile::invoices::parse(&adapter, &key, bytes) {
             Ok(parsed) => {
                 let mut obj = object(
                     &info,
@@ -330,6 +377,101 @@ pub async fn run_with(
     date: NaiveDate,
     options: &RunOptions,
 ) -> Result<RunSummary> {
+    let c = compute(config, date, &Selection::default()).await?;
+    let Computed {
+        stores,
+        day,
+        reports,
+        outputs,
+        manifest,
+        manifest_out,
+        kept,
+        unpriced,
+        cost_usd,
+        dashboards,
+        reconciliation,
+        gate_problems,
+        results,
+        csvs,
+    } = c;
+    publish(&stores, &outputs, &manifest_out).await?;
+    info!(requests = kept, cost_usd = %cost_usd, unpriced, alerts = dashboards.report.alerts.len(), reports = %reports, "published");
+    let days = dashboards::publish_index(&stores, &config.reports).await?;
+    info!(days, index = %config.reports.join("index.html"), "report index written");
+    let rollup = &results.get("rollup_daily")?.1;
+    let mut outcome = if (options.fail_on_mismatch || config.reconcile.fail_on_mismatch)
+        && reconciliation.not_ok() > 0
+    {
+        ExitKind::Mismatch
+    } else if gate_problems.is_empty() {
+        ExitKind::Ok
+    } else {
+        ExitKind::DataQuality
+    };
+    let deliveries = if config.mail.enabled() {
+        let (fbd_schema, fbd) = results.get("finance_by_dimension")?;
+        let letters = dashboards.letters(
+            &config.mail,
+            &LetterContext {
+                date,
+                base_url: config.public_base_url.as_ref(),
+                csvs: &csvs,
+                rollup_daily: rollup,
+                finance_by_dimension: (fbd_schema, fbd),
+                quality_failed: !gate_problems.is_empty(),
+            },
+        )?;
+        let d = mail::deliver(
+            &stores,
+            &config.mail,
+            &letters,
+            &reports.join("deliveries"),
+            &partition_dir(date),
+            options.resend,
+        )
+        .await?;
+        info!(
+            sent = d.sent.len(),
+            already_sent = d.skipped.len(),
+            failed = d.failed.len(),
+            "mail"
+        );
+        if !d.failed.is_empty() {
+            // The reports are published; only the mail is missing, and a
+            // rerun sends just that.
+            outcome = ExitKind::Delivery;
+        }
+        Some(d)
+    } else {
+        None
+    };
+
+    Ok(RunSummary {
+        day,
+        reports,
+        outcome,
+        manifest,
+        requests: kept,
+        cost_usd,
+        deliveries,
+        report: dashboards.report,
+        reconciliation,
+    })
+}
+
+/// Compute and render one day (every output in memory); write nothing.
+pub async fn compute(config: &Config, date: NaiveDate, sel: &Selection) -> Result<Computed> {
+    let repriced;
+    let config = match &sel.prices {
+        Some(prices) => {
+            repriced = Config {
+                prices: prices.clone(),
+                ..config.clone()
+            };
+            &repriced
+        }
+        None => config,
+    };
     let started = Utc::now();
     let run_id = format!(
         "{}-{:08x}",
@@ -348,7 +490,10 @@ pub async fn run_with(
         return Err(Error::config("pricing.aliases", alias_problems));
     }
     let (fx_obj, fx) = load_fx(&stores, config).await?;
-    let invoices = load_invoices(&stores, config, &fx).await?;
+    let invoices = match &sel.invoices {
+        Some(list) => read_invoices(&stores, config, list.clone(), &fx).await?,
+        None => load_invoices(&stores, config, &fx).await?,
+    };
     info!(
         objects = invoices.objects.len(),
         lines = invoices.lines.len(),
@@ -356,16 +501,29 @@ pub async fn run_with(
     );
 
     let partitions = day.partitions(config.late_days);
-    let input = Arc::new(
-        DayInput::open(
-            Arc::clone(&stores),
-            &config.requests,
-            &partitions,
-            &config.columns,
-            day.window(),
-        )
-        .await?,
-    );
+    let input = Arc::new(match &sel.requests {
+        None => {
+            DayInput::open(
+                Arc::clone(&stores),
+                &config.requests,
+                &partitions,
+                &config.columns,
+                day.window(),
+            )
+            .await?
+        }
+        Some(objects) => {
+            let mut listed = Vec::with_capacity(objects.len());
+            for (loc, date) in objects {
+                let info = stores.head(loc).await?.ok_or_else(|| Error::Replay {
+                    problems: Problems(vec![format!("{loc}: the object is gone")]),
+                })?;
+                listed.push((info, *date));
+            }
+            DayInput::open_objects(Arc::clone(&stores), listed, &config.columns, day.window())
+                .await?
+        }
+    });
     let partition_names: Vec<String> = partitions.iter().map(|d| partition_dir(*d)).collect();
     info!(objects = input.files().len(), rows = input.rows_listed(), partitions = ?partition_names, "inputs listed");
     if input.rows_listed() == 0 {
@@ -515,13 +673,13 @@ pub async fn run_with(
 
     // Earlier days from their rollups: the dashboards' comparisons and the
     // month-to-date reconciliation.
-    let history = crate::history::load(
-        &stores,
-        &config.rollups,
-        date - chrono::Days::new(HISTORY_DAYS),
-        date - chrono::Days::new(1),
-    )
-    .await?;
+    let history_days = sel.history.clone().unwrap_or_else(|| {
+        (date - chrono::Days::new(HISTORY_DAYS))
+            .iter_days()
+            .take_while(|d| *d < date)
+            .collect()
+    });
+    let history = crate::history::load(&stores, &config.rollups, &history_days).await?;
     let reconciliation = {
         let mut usage: BTreeMap<NaiveDate, crate::reconcile::DayUsage> = history
             .usage
@@ -670,6 +828,11 @@ pub async fn run_with(
             fx: fx_obj,
             invoices: invoices.objects,
             invoice_rows_skipped: invoices.skipped,
+            history: history
+                .read
+                .iter()
+                .map(|(info, sha)| object(info, &config.lake, 0, Some(sha.clone()), None))
+                .collect(),
         },
         pricing: PricingFacts {
             priced_requests: kept - unpriced,
@@ -704,68 +867,21 @@ pub async fn run_with(
         outputs: outputs.iter().map(|o| o.describe(&config.lake)).collect(),
     };
     let manifest_out = Output::new(reports.join("manifest.json"), manifest.to_json());
-    publish(&stores, &outputs, &manifest_out).await?;
-    info!(requests = kept, cost_usd = %cost_usd, unpriced, alerts = dashboards.report.alerts.len(), reports = %reports, "published");
-    let days = dashboards::publish_index(&stores, &config.reports).await?;
-    info!(days, index = %config.reports.join("index.html"), "report index written");
-
-    let mut outcome = if (options.fail_on_mismatch || config.reconcile.fail_on_mismatch)
-        && reconciliation.not_ok() > 0
-    {
-        ExitKind::Mismatch
-    } else if gate_problems.is_empty() {
-        ExitKind::Ok
-    } else {
-        ExitKind::DataQuality
-    };
-    let deliveries = if config.mail.enabled() {
-        let (fbd_schema, fbd) = results.get("finance_by_dimension")?;
-        let letters = dashboards.letters(
-            &config.mail,
-            &LetterContext {
-                date,
-                base_url: config.public_base_url.as_ref(),
-                csvs: &csvs,
-                rollup_daily: rollup,
-                finance_by_dimension: (fbd_schema, fbd),
-                quality_failed: !gate_problems.is_empty(),
-            },
-        )?;
-        let d = mail::deliver(
-            &stores,
-            &config.mail,
-            &letters,
-            &reports.join("deliveries"),
-            &partition_dir(date),
-            options.resend,
-        )
-        .await?;
-        info!(
-            sent = d.sent.len(),
-            already_sent = d.skipped.len(),
-            failed = d.failed.len(),
-            "mail"
-        );
-        if !d.failed.is_empty() {
-            // The reports are published; only the mail is missing, and a
-            // rerun sends just that.
-            outcome = ExitKind::Delivery;
-        }
-        Some(d)
-    } else {
-        None
-    };
-
-    Ok(RunSummary {
+    Ok(Computed {
+        stores,
         day,
         reports,
-        outcome,
+        outputs,
         manifest,
-        requests: kept,
+        manifest_out,
+        kept,
+        unpriced,
         cost_usd,
-        deliveries,
-        report: dashboards.report,
+        dashboards,
         reconciliation,
+        gate_problems,
+        results,
+        csvs,
     })
 }
 

@@ -6,7 +6,7 @@ use std::process::{Command, Output};
 
 use crate::fixture::{self, DATE, report};
 
-fn tokenledger(args: &[&str], envs: &[(&str, &str)]) -> Output {
+pub fn tokenledger(args: &[&str], envs: &[(&str, &str)]) -> Output {
     let mut cmd = Command::new(env!("CARGO_BIN_EXE_tokenledger"));
     cmd.args(args)
         .env_remove("TOKENLEDGER_CONFIG")
@@ -17,14 +17,14 @@ fn tokenledger(args: &[&str], envs: &[(&str, &str)]) -> Output {
     cmd.output().unwrap()
 }
 
-fn text(o: &Output) -> (String, String) {
+pub fn text(o: &Output) -> (String, String) {
     (
         String::from_utf8_lossy(&o.stdout).into_owned(),
         String::from_utf8_lossy(&o.stderr).into_owned(),
     )
 }
 
-fn code(o: &Output) -> i32 {
+pub fn code(o: &Output) -> i32 {
     o.status.code().unwrap()
 }
 

@@ -3,6 +3,7 @@
 // Test helpers outside #[test] functions fail loudly on purpose.
 #![allow(clippy::unwrap_used)]
 
+mod audit;
 mod bad_input;
 mod cli;
 mod dashboards;
