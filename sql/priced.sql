@@ -7,9 +7,10 @@
 -- price_id is null and the request is unpriced. A price row without a price
 -- for a kind of token the request has (e.g. no output price, and output
 -- tokens) leaves it unpriced too: never priced by guesswork, never as 0.
--- Only the columns the metrics read are named.
+-- Only the columns the metrics (and the reconciliation evidence) read are
+-- named; a reader's unused columns are never decoded.
 SELECT
-    r.ts, r.dept, r.project, r.task, r.provider, r.model, r.latency_ms, r.error,
+    r.ts, r.trace_id, r.dept, r.project, r.task, r.provider, r.model, r.latency_ms, r.error,
     r.cache_hit, r.citation_rate, r.human_reviewed, r.human_approved,
     r.input_tokens, r.output_tokens, r.total_tokens, r.cache_read_input_tokens,
     r.cache_creation_input_tokens, r.cost_actual, r.currency,

@@ -59,6 +59,7 @@ pub static FILES: &[SqlFile] = sql_files!(
     "rollup_daily",
     "rollup_latency",
     "focus_costs",
+    "evidence",
 );
 
 /// How a query's result is used.

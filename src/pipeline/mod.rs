@@ -49,7 +49,7 @@ use crate::report::model::InputFacts;
 use dashboards::{Dashboards, LetterContext};
 
 /// The names of the CSV exports in `reports/date=D/`.
-pub const CSV_OUTPUTS: [&str; 9] = [
+pub const CSV_OUTPUTS: [&str; 10] = [
     "ops_daily",
     "ops_by_model",
     "finance_by_dimension",
@@ -58,6 +58,7 @@ pub const CSV_OUTPUTS: [&str; 9] = [
     "reconciliation_mtd",
     "reconciliation_by_token_type",
     "logged_vs_computed",
+    "reconciliation_evidence",
     "focus_costs",
 ];
 
@@ -680,18 +681,36 @@ pub async fn compute(config: &Config, date: NaiveDate, sel: &Selection) -> Resul
             .collect()
     });
     let history = crate::history::load(&stores, &config.rollups, &history_days).await?;
+    let today_usage = crate::reconcile::usage_of(&results.get("rollup_daily")?.1)?;
     let reconciliation = {
         let mut usage: BTreeMap<NaiveDate, crate::reconcile::DayUsage> = history
             .usage
             .range(crate::reconcile::month_start(date)..date)
             .map(|(d, u)| (*d, u.clone()))
             .collect();
-        usage.insert(
-            date,
-            crate::reconcile::usage_of(&results.get("rollup_daily")?.1)?,
-        );
+        usage.insert(date, today_usage.clone());
         crate::reconcile::reconcile(date, &usage, &invoices.lines, &config.reconcile.settings)
     };
+    // Evidence for the lines that are not ok: their most expensive requests
+    // (one more narrow scan, only then).
+    let keys = crate::reconcile::evidence_keys(
+        &reconciliation,
+        &today_usage,
+        &config.reconcile.settings.models,
+    );
+    let pass = std::time::Instant::now();
+    let evidence = evidence(&ctx, &params, Rows::Lake(&input), &keys, spill.path()).await?;
+    info!(
+        pairs = keys.len(),
+        rows = evidence.num_rows(),
+        seconds = pass.elapsed().as_secs_f64(),
+        "evidence"
+    );
+    let evidence = crate::reconcile::evidence_batch(date, &keys, &evidence.schema(), &[evidence])?;
+    results.results.insert(
+        "reconciliation_evidence",
+        (evidence.schema(), vec![evidence]),
+    );
     info!(
         lines = reconciliation.day.len(),
         month_to_date = reconciliation.month_to_date.len(),
@@ -1169,6 +1188,31 @@ async fn flow(
     })
 }
 
+/// sql/evidence.sql over every row of the day for `keys`; without keys it is
+/// only planned (its schema, no rows, no scan).
+async fn evidence(
+    ctx: &SessionContext,
+    params: &Params,
+    rows: Rows<'_>,
+    keys: &[crate::reconcile::EvidenceKey],
+    spill_dir: &std::path::Path,
+) -> Result<RecordBatch> {
+    use queries::{Use, step};
+    let k = crate::reconcile::evidence_keys_batch(keys);
+    queries::register_batches(ctx, "evidence_keys", k.schema(), vec![k])?;
+    queries::register(ctx, "requests", rows.plain())?;
+    step(ctx, "priced", "priced", Use::View, params, spill_dir).await?;
+    let df = queries::plan(ctx, "evidence", params).await?;
+    let schema: SchemaRef = Arc::new(df.schema().as_arrow().clone());
+    if keys.is_empty() {
+        return Ok(RecordBatch::new_empty(schema));
+    }
+    let (schema, batches) =
+        step(ctx, "evidence", "evidence", Use::Result, params, spill_dir).await?;
+    arrow::compute::concat_batches(&schema, &batches)
+        .map_err(|e| Error::Internal(format!("evidence: {e}")))
+}
+
 fn df_error(name: &str, source: datafusion::error::DataFusionError) -> Error {
     Error::Query {
         file: format!("{name} (registration)"),
@@ -1203,6 +1247,13 @@ pub async fn check_queries() -> Result<()> {
         |_| Ok(()),
     )
     .await?;
+    let key = crate::reconcile::EvidenceKey {
+        provider: "p".into(),
+        model: "m".into(),
+        line_model: String::new(),
+        status: crate::reconcile::Status::Mismatch,
+    };
+    evidence(&ctx, &params, Rows::Empty, &[key], spill.path()).await?;
     Ok(())
 }
 

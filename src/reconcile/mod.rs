@@ -987,3 +987,159 @@ pub fn drift_batch(date: NaiveDate, lines: &[DriftLine]) -> RecordBatch {
 
 #[cfg(test)]
 mod tests;
+
+// ---- evidence ---------------------------------------------------------------
+
+/// A logged (provider, model) behind a reconciliation line of the day that
+/// is not `ok`.
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub struct EvidenceKey {
+    pub provider: String,
+    /// As logged.
+    pub model: String,
+    /// The line's model (reconciliation name; empty for a provider line).
+    pub line_model: String,
+    pub status: Status,
+}
+
+/// Traces listed per logged (provider, model).
+pub const EVIDENCE_TRACES: usize = 20;
+
+/// The pairs whose requests explain the day's lines that are not `ok`
+/// (lines without usage have none).
+pub fn evidence_keys(r: &Reconciliation, usage: &DayUsage, rules: &ModelRules) -> Vec<EvidenceKey> {
+    let mut out = Vec::new();
+    for l in r
+        .day
+        .iter()
+        .filter(|l| l.status != Status::Ok && l.status != Status::MissingUsage)
+    {
+        for ((p, m), u) in usage {
+            if *p != l.provider || u.requests == 0 {
+                continue;
+            }
+            if l.model.is_empty() || rules.name(p, m) == l.model {
+                out.push(EvidenceKey {
+                    provider: p.clone(),
+                    model: m.clone(),
+                    line_model: l.model.clone(),
+                    status: l.status,
+                });
+            }
+        }
+    }
+    out
+}
+
+/// The schema of `evidence_keys` (the table sql/evidence.sql joins).
+pub fn evidence_keys_batch(keys: &[EvidenceKey]) -> RecordBatch {
+    let schema = Arc::new(Schema::new(vec![
+        Field::new("provider", DataType::Utf8View, false),
+        Field::new("model", DataType::Utf8View, false),
+    ]));
+    RecordBatch::try_new(
+        schema,
+        vec![
+            Arc::new(arrow::array::StringViewArray::from_iter_values(
+                keys.iter().map(|k| k.provider.as_str()),
+            )),
+            Arc::new(arrow::array::StringViewArray::from_iter_values(
+                keys.iter().map(|k| k.model.as_str()),
+            )),
+        ],
+    )
+    .expect("columns match schema")
+}
+
+/// `reconciliation_evidence.csv` from sql/evidence.sql's ranked rows: the
+/// first [`EVIDENCE_TRACES`] distinct traces per pair (a duplicate delivery
+/// shows once), with the line they explain.
+pub fn evidence_batch(
+    date: NaiveDate,
+    keys: &[EvidenceKey],
+    schema: &SchemaRef,
+    batches: &[RecordBatch],
+) -> Result<RecordBatch> {
+    let internal = |e: arrow::error::ArrowError| Error::Internal(format!("evidence: {e}"));
+    let all = arrow::compute::concat_batches(schema, batches).map_err(internal)?;
+    let text = |name: &str| -> Result<Vec<String>> {
+        let c = all
+            .column_by_name(name)
+            .ok_or_else(|| Error::Internal(format!("evidence.sql: no column {name}")))?;
+        let c = arrow::compute::cast(c, &DataType::Utf8).map_err(internal)?;
+        let c = c.as_string::<i32>();
+        Ok((0..c.len()).map(|i| c.value(i).to_string()).collect())
+    };
+    let (providers, models, traces) = (text("provider")?, text("model")?, text("trace_id")?);
+    let mut seen = BTreeSet::new();
+    let mut counts: BTreeMap<(&str, &str), usize> = BTreeMap::new();
+    let (mut take, mut ranks, mut line_models, mut statuses) =
+        (Vec::new(), Vec::new(), Vec::new(), Vec::new());
+    for i in 0..all.num_rows() {
+        let pair = (providers[i].as_str(), models[i].as_str());
+        let n = counts.entry(pair).or_default();
+        if *n >= EVIDENCE_TRACES || !seen.insert((pair, traces[i].as_str())) {
+            continue;
+        }
+        *n += 1;
+        let Some(key) = keys
+            .iter()
+            .find(|k| k.provider == pair.0 && k.model == pair.1)
+        else {
+            continue;
+        };
+        take.push(i as u32);
+        ranks.push(*n as i64);
+        line_models.push(key.line_model.clone());
+        statuses.push(key.status.as_str());
+    }
+    let picked = arrow::compute::take_record_batch(&all, &arrow::array::UInt32Array::from(take))
+        .map_err(internal)?;
+    let n = picked.num_rows();
+    let mut fields = vec![
+        Field::new("date", DataType::Date32, false),
+        Field::new("provider", DataType::Utf8, false),
+        Field::new("model", DataType::Utf8, false),
+        Field::new("line_model", DataType::Utf8, false),
+        Field::new("status", DataType::Utf8, false),
+        Field::new("rank", DataType::Int64, false),
+    ];
+    let mut cols: Vec<ArrayRef> = vec![
+        Arc::new(Date32Array::from(vec![date32(date); n])),
+        arrow::compute::cast(
+            picked.column_by_name("provider").expect("checked"),
+            &DataType::Utf8,
+        )
+        .map_err(internal)?,
+        arrow::compute::cast(
+            picked.column_by_name("model").expect("checked"),
+            &DataType::Utf8,
+        )
+        .map_err(internal)?,
+        Arc::new(StringArray::from(line_models)),
+        Arc::new(StringArray::from(statuses)),
+        Arc::new(Int64Array::from(ranks)),
+    ];
+    for (i, f) in picked.schema().fields().iter().enumerate() {
+        if ["provider", "model", "rank"].contains(&f.name().as_str()) {
+            continue;
+        }
+        let (field, col) = match f.data_type() {
+            DataType::Utf8View | DataType::LargeUtf8 => (
+                Field::new(f.name(), DataType::Utf8, f.is_nullable()),
+                arrow::compute::cast(picked.column(i), &DataType::Utf8).map_err(internal)?,
+            ),
+            DataType::Timestamp(_, tz) => {
+                let dt = DataType::Timestamp(arrow::datatypes::TimeUnit::Nanosecond, tz.clone());
+                (
+                    Field::new(f.name(), dt.clone(), f.is_nullable()),
+                    arrow::compute::cast(picked.column(i), &dt).map_err(internal)?,
+                )
+            }
+            _ => (f.as_ref().clone(), Arc::clone(picked.column(i))),
+        };
+        fields.push(field);
+        cols.push(col);
+    }
+    RecordBatch::try_new(Arc::new(Schema::new(fields)), cols).map_err(internal)
+}

@@ -174,6 +174,7 @@ async fn each_audience_gets_its_report_once_until_resent() {
             "reconciliation_mtd-2026-03-08.csv",
             "reconciliation_by_token_type-2026-03-08.csv",
             "logged_vs_computed-2026-03-08.csv",
+            "reconciliation_evidence-2026-03-08.csv",
             "focus_costs-2026-03-08.csv"
         ]
     );
@@ -355,6 +356,6 @@ async fn the_outbox_transport_writes_eml_files_into_the_lake() {
     );
     assert_eq!(
         m.attachments().filter(|p| p.content_id().is_none()).count(),
-        9
+        10
     );
 }

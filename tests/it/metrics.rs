@@ -157,9 +157,9 @@ async fn the_manifest_accounts_for_every_row_and_input() {
     assert_eq!(m["data_quality"]["total_tokens_mismatch"], 1);
     assert_eq!(m["data_quality"]["status"], "ok");
     // Every output is listed with a digest of the bytes published.
-    // 9 CSVs, 2 rollups, 2 dashboards, 8 chart images.
+    // 10 CSVs, 2 rollups, 2 dashboards, 8 chart images.
     let outputs = m["outputs"].as_array().unwrap();
-    assert_eq!(outputs.len(), 21);
+    assert_eq!(outputs.len(), 22);
     for o in outputs {
         let bytes = std::fs::read(lake.path().join(o["key"].as_str().unwrap())).unwrap();
         assert_eq!(o["sha256"], tokenledger::manifest::sha256(&bytes).as_str());

@@ -326,3 +326,34 @@ async fn the_focus_export_reads_back_through_the_focus_adapter_with_the_same_tot
         "{types}"
     );
 }
+
+// The day's lines that are not ok with usage behind them: mistral (its one
+// request, t6, unpriced: no cost, no price row) and openai (gpt-4o): its
+// eight kept traces by cost, each with the price row in force at its ts:
+// t3 1000 in + 1000 out after noon at 0.002/0.008 per 1K = 0.010; t1 1000 +
+// 500 before noon at 0.0025/0.01 = 0.0075; t2 1000 uncached + 1000 cached at
+// 0.00125 + 100 out = 0.00475 (a microsecond before noon); t14 400 + 100 =
+// 0.0016; t7 0.001 (its identical copy shows once); t13 150 cached of 100
+// input (a token violation: uncached 0) + 10 out = 0.00023; t10 0.00014
+// (both deliveries tie: once); t17 5 in = 0.0000125, half to even 0.000012.
+// They sum to 0.0252325, the line's computed_usd before rounding. cohere's
+// line has no usage and so no evidence.
+pub const EVIDENCE: &str = "\
+date,provider,model,line_model,status,rank,trace_id,ts,cache_hit,input_tokens,cache_read_input_tokens,cache_creation_input_tokens,output_tokens,cost_usd,price_id,input_usd_per_1k,output_usd_per_1k,cache_read_usd_per_1k,cache_write_usd_per_1k,price_valid_from,price_valid_to
+2026-03-08,mistral,mistral-large,,mismatch,1,t6,2026-03-08T15:00:00Z,false,100,0,0,50,,,,,,,,
+2026-03-08,openai,gpt-4o,,mismatch,1,t3,2026-03-08T12:00:00Z,false,1000,0,0,1000,0.010000,p-e89fd11449561d5b,0.00200000000000000000,0.00800000000000000000,0.00100000000000000000,0.00200000000000000000,2026-03-08T12:00:00Z,
+2026-03-08,openai,gpt-4o,,mismatch,2,t1,2026-03-08T00:00:00Z,false,1000,0,0,500,0.007500,p-d7a688386695bd15,0.00250000000000000000,0.01000000000000000000,0.00125000000000000000,0.00250000000000000000,2024-01-01T00:00:00Z,2026-03-08T12:00:00Z
+2026-03-08,openai,gpt-4o,,mismatch,3,t2,2026-03-08T11:59:59.999999Z,false,2000,1000,0,100,0.004750,p-d7a688386695bd15,0.00250000000000000000,0.01000000000000000000,0.00125000000000000000,0.00250000000000000000,2024-01-01T00:00:00Z,2026-03-08T12:00:00Z
+2026-03-08,openai,gpt-4o,,mismatch,4,t14,2026-03-08T23:30:00Z,false,400,0,0,100,0.001600,p-e89fd11449561d5b,0.00200000000000000000,0.00800000000000000000,0.00100000000000000000,0.00200000000000000000,2026-03-08T12:00:00Z,
+2026-03-08,openai,gpt-4o,,mismatch,5,t7,2026-03-08T16:00:00Z,false,100,0,0,100,0.001000,p-e89fd11449561d5b,0.00200000000000000000,0.00800000000000000000,0.00100000000000000000,0.00200000000000000000,2026-03-08T12:00:00Z,
+2026-03-08,openai,gpt-4o,,mismatch,6,t13,2026-03-08T16:00:30Z,false,100,150,0,10,0.000230,p-e89fd11449561d5b,0.00200000000000000000,0.00800000000000000000,0.00100000000000000000,0.00200000000000000000,2026-03-08T12:00:00Z,
+2026-03-08,openai,gpt-4o,,mismatch,7,t10,2026-03-08T19:00:00Z,false,50,0,0,5,0.000140,p-e89fd11449561d5b,0.00200000000000000000,0.00800000000000000000,0.00100000000000000000,0.00200000000000000000,2026-03-08T12:00:00Z,
+2026-03-08,openai,gpt-4o,,mismatch,8,t17,2026-03-08T10:00:00Z,false,5,0,0,0,0.000012,p-d7a688386695bd15,0.00250000000000000000,0.01000000000000000000,0.00125000000000000000,0.00250000000000000000,2024-01-01T00:00:00Z,2026-03-08T12:00:00Z
+";
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn evidence_lists_the_costliest_requests_behind_each_line_that_is_not_ok() {
+    let lake = fixture::lake();
+    run_fixture(lake.path(), None).await;
+    assert_eq!(report(lake.path(), "reconciliation_evidence.csv"), EVIDENCE);
+}
