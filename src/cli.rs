@@ -21,7 +21,7 @@ use crate::error::{Error, ExitKind, Result, render_chain};
                   3 input data unusable (nothing published); 4 data-quality gate failed (published, flagged); \
                   5 published but a mail was not sent (a rerun sends it); 6 a reconciliation line is not ok \
                   (only with --fail-on-mismatch or reconcile.fail_on_mismatch; published); \
-                  7 replay: an input changed or an output is not byte-identical."
+                  7 replay: an output is not byte-identical."
 )]
 pub struct Cli {
     #[command(subcommand)]
@@ -77,6 +77,9 @@ enum Command {
         #[command(flatten)]
         config: ConfigArgs,
     },
+    /// Maintain the price table.
+    #[command(subcommand)]
+    Prices(PricesCommand),
     /// Write one day of synthetic request logs in the lake layout (for benchmarks).
     Gen {
         /// Requests to generate (duplicate deliveries come on top, ~0.5%).
@@ -94,6 +97,32 @@ enum Command {
         /// Rows per Parquet object.
         #[arg(long, default_value_t = 1_000_000)]
         rows_per_file: usize,
+    },
+}
+
+#[derive(Debug, Subcommand)]
+enum PricesCommand {
+    /// New price-table versions from LiteLLM's model_prices_and_context_window.json
+    /// (USD per token): a version only where a price changed; a price of a
+    /// known model going to 0 or moving 10x is refused without --force.
+    Import {
+        /// LiteLLM's JSON file (a path or URL).
+        #[arg(long)]
+        litellm: String,
+        /// When the new prices take effect (RFC 3339 or a date); default: now.
+        #[arg(long)]
+        at: Option<String>,
+        /// Import even prices that go to 0 or move 10x.
+        #[arg(long)]
+        force: bool,
+        /// Print the changes; write nothing.
+        #[arg(long)]
+        dry_run: bool,
+        /// Write the table here instead of over the configured one.
+        #[arg(long)]
+        out: Option<String>,
+        #[command(flatten)]
+        config: ConfigArgs,
     },
 }
 
@@ -281,6 +310,49 @@ async fn run(command: Command) -> Result<ExitKind> {
             }
             Ok(ExitKind::Ok)
         }
+        Command::Prices(PricesCommand::Import {
+            litellm,
+            at,
+            force,
+            dry_run,
+            out,
+            config,
+        }) => {
+            let config = config.load()?;
+            let file = crate::lake::Location::parse(&litellm, None)
+                .map_err(|e| Error::Usage(format!("--litellm: {e}")))?;
+            let at = match at {
+                Some(t) => crate::tabular::parse_instant(&t)
+                    .map_err(|e| Error::Usage(format!("--at: {e}")))?,
+                None => Utc::now(),
+            };
+            let out = out
+                .map(|o| crate::lake::Location::parse(&o, None))
+                .transpose()
+                .map_err(|e| Error::Usage(format!("--out: {e}")))?;
+            let r =
+                crate::pipeline::prices::import(&config, &file, at, force, dry_run, out.as_ref())
+                    .await?;
+            for c in &r.plan.changes {
+                println!("{}", crate::pricing::litellm::describe(c));
+            }
+            for w in &r.plan.refused {
+                println!("forced: {w}");
+            }
+            let skipped: usize = r.plan.skipped.values().sum();
+            println!(
+                "{} new, {} changed, {} unchanged, {} skipped (no per-token price); {}",
+                r.plan.changes.iter().filter(|c| c.old.is_none()).count(),
+                r.plan.changes.iter().filter(|c| c.old.is_some()).count(),
+                r.plan.unchanged,
+                skipped,
+                match &r.written {
+                    Some(loc) => format!("written to {loc}"),
+                    None => "nothing written".to_string(),
+                }
+            );
+            Ok(ExitKind::Ok)
+        }
         Command::Demo { dir } => {
             let outcome = crate::demo::demo(&dir, crate::demo::DemoOptions::default()).await?;
             println!(
@@ -349,10 +421,11 @@ fn print_replay(manifest: &crate::lake::Location, r: &crate::pipeline::audit::Re
     }
     println!(
         "result: {}",
-        if r.identical() {
-            "byte-identical"
-        } else {
-            "DIFFERS"
+        match (r.identical(), r.changed_inputs.len()) {
+            (true, 0) => "byte-identical".to_string(),
+            (true, n) =>
+                format!("byte-identical ({n} input(s) changed since the run, no output did)"),
+            (false, _) => "DIFFERS".to_string(),
         }
     );
 }

@@ -30,8 +30,8 @@ pub enum ExitKind {
     /// 6: `--fail-on-mismatch` and a reconciliation line is not `ok`. The
     /// outputs were published and show which lines and why.
     Mismatch,
-    /// 7: `replay` found a changed input or an output that is not
-    /// byte-identical to what the manifest recorded.
+    /// 7: `replay` found an output that is not byte-identical to what the
+    /// manifest recorded.
     Differs,
 }
 

@@ -43,6 +43,7 @@ use datafusion::execution::context::SessionContext;
 
 pub mod audit;
 pub mod dashboards;
+pub mod prices;
 
 use crate::deliver::mail::{self, Deliveries};
 use crate::report::model::InputFacts;

@@ -121,7 +121,34 @@ async fn replay_exits_0_on_an_untouched_day() {
         stdout.contains("outputs: 22 of 22 byte-identical"),
         "{stdout}"
     );
-    assert!(stdout.contains("result: byte-identical"), "{stdout}");
+    assert!(stdout.contains("result: byte-identical\n"), "{stdout}");
+
+    // An FX rate for a later date changes the FX table, not the day: the
+    // replay names the changed input and still answers byte-identical.
+    let fx = lake.path().join("fx.csv");
+    let mut rates = std::fs::read_to_string(&fx).unwrap();
+    rates.push_str("2026-04-01,EUR,1.30\n");
+    std::fs::write(&fx, rates).unwrap();
+    let out = tokenledger(
+        &[
+            "replay",
+            "--lake",
+            &lake.path().to_string_lossy(),
+            "--manifest",
+            MANIFEST,
+        ],
+        &[],
+    );
+    let (stdout, _) = text(&out);
+    assert_eq!(code(&out), 0, "{stdout}");
+    assert!(
+        stdout.contains("  input changed: fx.csv: content changed (sha256:"),
+        "{stdout}"
+    );
+    assert!(
+        stdout.contains("result: byte-identical (1 input(s) changed since the run, no output did)"),
+        "{stdout}"
+    );
 }
 
 // The real LiteLLM history prices openai/gpt-4o at 0.0025 / 0.01 per 1K

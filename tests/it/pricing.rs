@@ -190,3 +190,139 @@ async fn a_missing_output_price_leaves_only_requests_with_output_tokens_unpriced
         ]
     );
 }
+
+fn litellm_json() -> String {
+    concat!(
+        env!("CARGO_MANIFEST_DIR"),
+        "/tests/fixtures/litellm_model_prices_rocry_8442b93.json"
+    )
+    .to_string()
+}
+
+/// `prices import` of LiteLLM's real price file (2026-07-24) into the real
+/// price history it was derived from: every known model's prices are as the
+/// history's open rows have them (2,508 unchanged: counted independently with
+/// Python's decimal module), 13 models are new, 463 entries have no
+/// per-token price (images, audio seconds). A second import changes nothing.
+#[test]
+fn litellm_import_of_the_real_file_adds_only_what_is_new() {
+    let lake = tempfile::tempdir().unwrap();
+    std::fs::copy(litellm_history(), lake.path().join("prices.csv")).unwrap();
+    let lake_arg = lake.path().to_string_lossy().to_string();
+    let json = litellm_json();
+    let args = [
+        "prices",
+        "import",
+        "--lake",
+        &lake_arg,
+        "--litellm",
+        &json,
+        "--at",
+        "2026-07-25T00:00:00Z",
+    ];
+
+    let dry: Vec<&str> = args.iter().copied().chain(["--dry-run"]).collect();
+    let out = crate::cli::tokenledger(&dry, &[]);
+    let (stdout, stderr) = crate::cli::text(&out);
+    assert_eq!(crate::cli::code(&out), 0, "{stdout}{stderr}");
+    assert!(
+        stdout.contains(
+            "13 new, 0 changed, 2508 unchanged, 463 skipped (no per-token price); nothing written"
+        ),
+        "{stdout}"
+    );
+    assert!(
+        stdout.contains(
+            "new amazon_nova/amazon-nova/nova-micro-v1: input 0.000035, output 0.00014 per 1K"
+        ),
+        "{stdout}"
+    );
+    let before = std::fs::read(lake.path().join("prices.csv")).unwrap();
+
+    let out = crate::cli::tokenledger(&args, &[]);
+    let (stdout, _) = crate::cli::text(&out);
+    assert_eq!(crate::cli::code(&out), 0, "{stdout}");
+    let after = std::fs::read(lake.path().join("prices.csv")).unwrap();
+    // Every row as it was, byte for byte (CRLF kept), then the 13 new ones.
+    assert_eq!(&after[..before.len()], &before[..]);
+    let added = std::str::from_utf8(&after[before.len()..]).unwrap();
+    assert_eq!(added.lines().count(), 13, "{added}");
+    assert!(
+        added.contains("\r\nbedrock_converse,us.anthropic.claude-haiku-4-5-20251001-v1:0,chat,0.0011,0.0055,0.00011,0.001375,2026-07-25T00:00:00Z,,litellm:"),
+        "{added}"
+    );
+    assert!(added.contains("\r\namazon_nova,amazon-nova/nova-micro-v1,chat,0.000035,0.00014,,,2026-07-25T00:00:00Z,,litellm:"), "{added}");
+
+    // Idempotent: the same file again adds nothing.
+    let out = crate::cli::tokenledger(&args, &[]);
+    let (stdout, _) = crate::cli::text(&out);
+    assert!(
+        stdout.contains("0 new, 0 changed, 2521 unchanged"),
+        "{stdout}"
+    );
+}
+
+/// The same file against the history as it stood on 2025-02-07 01:00 UTC,
+/// when gemini-2.0-flash was listed at 0.15 / 0.6 per 1K (1500x its real
+/// price): the import refuses it and writes nothing, unless forced.
+#[test]
+fn litellm_import_refuses_tenfold_moves_of_known_prices() {
+    let t = "2025-02-07T01:00:00Z";
+    let history = std::fs::read_to_string(litellm_history()).unwrap();
+    let mut lines = history.lines();
+    let header = lines.next().unwrap();
+    let mut snapshot = format!("{header}\n");
+    for line in lines {
+        let cells: Vec<&str> = line.split(',').collect();
+        let (from, to) = (cells[7], cells[8]);
+        if from > t {
+            continue;
+        }
+        let mut cells: Vec<String> = cells.iter().map(|c| c.to_string()).collect();
+        if to.is_empty() || to > t {
+            cells[8] = String::new();
+        }
+        snapshot.push_str(&cells.join(","));
+        snapshot.push('\n');
+    }
+    let lake = tempfile::tempdir().unwrap();
+    std::fs::write(lake.path().join("prices.csv"), &snapshot).unwrap();
+    let lake_arg = lake.path().to_string_lossy().to_string();
+    let json = litellm_json();
+    let args = [
+        "prices",
+        "import",
+        "--lake",
+        &lake_arg,
+        "--litellm",
+        &json,
+        "--at",
+        "2026-07-25",
+    ];
+    let out = crate::cli::tokenledger(&args, &[]);
+    let (stdout, stderr) = crate::cli::text(&out);
+    assert_eq!(crate::cli::code(&out), 2, "{stdout}{stderr}");
+    assert!(
+        stderr.contains("gemini/gemini/gemini-2.0-flash: input price would change 10x or more (0.15 -> 0.0001 per 1K)"),
+        "{stderr}"
+    );
+    assert!(stderr.contains("nothing was written"), "{stderr}");
+    assert_eq!(
+        std::fs::read_to_string(lake.path().join("prices.csv")).unwrap(),
+        snapshot
+    );
+
+    let forced: Vec<&str> = args.iter().copied().chain(["--force"]).collect();
+    let out = crate::cli::tokenledger(&forced, &[]);
+    let (stdout, stderr) = crate::cli::text(&out);
+    assert_eq!(crate::cli::code(&out), 0, "{stdout}{stderr}");
+    assert!(
+        stdout.contains(
+            "forced: gemini/gemini/gemini-2.0-flash: input price would change 10x or more"
+        ),
+        "{stdout}"
+    );
+    let after = std::fs::read_to_string(lake.path().join("prices.csv")).unwrap();
+    assert!(after.contains("gemini,gemini/gemini-2.0-flash,chat,0.15,0.6,,,2025-02-07T00:30:08Z,2026-07-25T00:00:00Z,9810af3f7f95\n"), "the 1500x row is closed");
+    assert!(after.contains("\ngemini,gemini/gemini-2.0-flash,chat,0.0001,0.0004,0.000025,,2026-07-25T00:00:00Z,,litellm:"));
+}

@@ -9,6 +9,8 @@
 //! day for the models seen that day, as a small Arrow batch: the pricing itself
 //! is a range join in SQL (`sql/priced.sql`). Pure logic: no I/O.
 
+pub mod litellm;
+
 use std::collections::{BTreeMap, HashMap};
 use std::fmt;
 use std::sync::Arc;
