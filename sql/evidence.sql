@@ -1,10 +1,10 @@
--- reconciliation_evidence.csv: for each logged (provider, model) behind a
--- reconciliation line of the day that is not ok (`evidence_keys`), its most
--- expensive requests with the price row each was priced by. Runs only when
--- a line is not ok: one more narrow scan of the day (`priced` over every row
--- of the day). Unpriced requests rank after priced ones, by tokens. Up to 40
--- rows per pair: duplicate deliveries of a trace are dropped afterwards and
--- 20 distinct traces kept.
+-- reconciliation_evidence.csv: for one logged (provider, model) behind a
+-- mismatching reconciliation line of the day (`evidence_keys`), its most
+-- expensive requests with the price row each was priced by. Runs once per
+-- such pair, only when there is a mismatch: a narrow scan of the day
+-- (`priced` over every row of the day) into a top-k. Unpriced requests rank
+-- after priced ones, by tokens. 40 rows: duplicate deliveries of a trace are
+-- dropped afterwards and 20 distinct traces kept.
 WITH c AS (
     SELECT
         p.ts, p.trace_id, p.provider, p.model, p.price_id, p.cache_hit,
@@ -27,18 +27,9 @@ WITH c AS (
         ON p.provider = k.provider AND p.model = k.model
     LEFT JOIN price_map AS m
         ON p.provider = m.provider AND p.model = m.model AND p.price_id = m.price_id
-),
-ranked AS (
-    SELECT
-        c.*,
-        row_number() OVER (
-            PARTITION BY provider, model
-            ORDER BY cost DESC NULLS LAST, input_tokens + output_tokens DESC, trace_id, ts
-        ) AS rank
-    FROM c
 )
 SELECT
-    provider, model, rank, trace_id, ts, cache_hit,
+    provider, model, trace_id, ts, cache_hit,
     input_tokens, cache_read AS cache_read_input_tokens,
     cache_write AS cache_creation_input_tokens, output_tokens,
     round_money(cost) AS cost_usd,
@@ -50,6 +41,7 @@ SELECT
     valid_from AS price_valid_from,
     -- an open price row (valid_to = the largest instant) has no end
     CASE WHEN CAST(valid_to AS BIGINT) < 9223372036854775807 THEN valid_to END AS price_valid_to
-FROM ranked
-WHERE rank <= 40
-ORDER BY provider, model, rank
+FROM c
+-- a top-k: memory for 40 rows, whatever the day's size
+ORDER BY cost DESC NULLS LAST, input_tokens + output_tokens DESC, trace_id, ts
+LIMIT 40

@@ -1189,8 +1189,8 @@ async fn flow(
     })
 }
 
-/// sql/evidence.sql over every row of the day for `keys`; without keys it is
-/// only planned (its schema, no rows, no scan).
+/// sql/evidence.sql over every row of the day, once per pair of `keys`;
+/// without keys it is only planned (its schema, no rows, no scan).
 async fn evidence(
     ctx: &SessionContext,
     params: &Params,
@@ -1199,18 +1199,22 @@ async fn evidence(
     spill_dir: &std::path::Path,
 ) -> Result<RecordBatch> {
     use queries::{Use, step};
-    let k = crate::reconcile::evidence_keys_batch(keys);
-    queries::register_batches(ctx, "evidence_keys", k.schema(), vec![k])?;
     queries::register(ctx, "requests", rows.plain())?;
     step(ctx, "priced", "priced", Use::View, params, spill_dir).await?;
+    let none = crate::reconcile::evidence_keys_batch(&[]);
+    queries::register_batches(ctx, "evidence_keys", none.schema(), vec![none])?;
     let df = queries::plan(ctx, "evidence", params).await?;
     let schema: SchemaRef = Arc::new(df.schema().as_arrow().clone());
-    if keys.is_empty() {
-        return Ok(RecordBatch::new_empty(schema));
+    // One top-k per pair.
+    let mut all = Vec::new();
+    for key in keys {
+        let k = crate::reconcile::evidence_keys_batch(std::slice::from_ref(key));
+        queries::register_batches(ctx, "evidence_keys", k.schema(), vec![k])?;
+        let (_, batches) =
+            step(ctx, "evidence", "evidence", Use::Result, params, spill_dir).await?;
+        all.extend(batches);
     }
-    let (schema, batches) =
-        step(ctx, "evidence", "evidence", Use::Result, params, spill_dir).await?;
-    arrow::compute::concat_batches(&schema, &batches)
+    arrow::compute::concat_batches(&schema, &all)
         .map_err(|e| Error::Internal(format!("evidence: {e}")))
 }
 

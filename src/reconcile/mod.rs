@@ -1005,15 +1005,22 @@ pub struct EvidenceKey {
 /// Traces listed per logged (provider, model).
 pub const EVIDENCE_TRACES: usize = 20;
 
-/// The pairs whose requests explain the day's lines that are not `ok`
-/// (lines without usage have none).
+/// Pairs examined at most (the lines with the largest differences first):
+/// each costs a narrow scan of the day.
+pub const EVIDENCE_PAIRS: usize = 20;
+
+/// The pairs whose requests explain the day's `mismatch` lines, largest
+/// difference first. (A missing invoice or missing usage is explained by
+/// its status; requests add nothing.)
 pub fn evidence_keys(r: &Reconciliation, usage: &DayUsage, rules: &ModelRules) -> Vec<EvidenceKey> {
-    let mut out = Vec::new();
-    for l in r
+    let mut lines: Vec<&Line> = r
         .day
         .iter()
-        .filter(|l| l.status != Status::Ok && l.status != Status::MissingUsage)
-    {
+        .filter(|l| l.status == Status::Mismatch)
+        .collect();
+    lines.sort_by_key(|l| std::cmp::Reverse(l.delta_usd.unwrap_or(0).unsigned_abs()));
+    let mut out = Vec::new();
+    for l in lines {
         for ((p, m), u) in usage {
             if *p != l.provider || u.requests == 0 {
                 continue;
@@ -1028,6 +1035,7 @@ pub fn evidence_keys(r: &Reconciliation, usage: &DayUsage, rules: &ModelRules) -
             }
         }
     }
+    out.truncate(EVIDENCE_PAIRS);
     out
 }
 
@@ -1051,9 +1059,9 @@ pub fn evidence_keys_batch(keys: &[EvidenceKey]) -> RecordBatch {
     .expect("columns match schema")
 }
 
-/// `reconciliation_evidence.csv` from sql/evidence.sql's ranked rows: the
-/// first [`EVIDENCE_TRACES`] distinct traces per pair (a duplicate delivery
-/// shows once), with the line they explain.
+/// `reconciliation_evidence.csv` from sql/evidence.sql's rows (each pair's
+/// in cost order): the first [`EVIDENCE_TRACES`] distinct traces per pair (a
+/// duplicate delivery shows once), ranked, with the line they explain.
 pub fn evidence_batch(
     date: NaiveDate,
     keys: &[EvidenceKey],
@@ -1121,7 +1129,7 @@ pub fn evidence_batch(
         Arc::new(Int64Array::from(ranks)),
     ];
     for (i, f) in picked.schema().fields().iter().enumerate() {
-        if ["provider", "model", "rank"].contains(&f.name().as_str()) {
+        if ["provider", "model"].contains(&f.name().as_str()) {
             continue;
         }
         let (field, col) = match f.data_type() {
