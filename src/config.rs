@@ -55,6 +55,22 @@ pub struct RawConfig {
     pub mail: RawMail,
     #[serde(default)]
     pub reconcile: RawReconcile,
+    #[serde(default)]
+    pub anomaly: RawAnomaly,
+}
+
+/// `[anomaly]`: the seasonal baseline and the noise guards.
+#[derive(Debug, Default, Deserialize, Serialize)]
+#[serde(deny_unknown_fields)]
+pub struct RawAnomaly {
+    pub window_days: Option<i64>,
+    pub min_score: Option<f64>,
+    pub min_requests: Option<i64>,
+    pub min_impact_usd: Option<f64>,
+    pub min_change: Option<f64>,
+    pub min_change_impact_usd: Option<f64>,
+    pub high_impact_usd: Option<f64>,
+    pub high_change: Option<f64>,
 }
 
 /// `[reconcile]`: tolerances, invoice sources and model-name rules.
@@ -373,6 +389,7 @@ pub struct Config {
     pub alerts: crate::report::model::AlertRules,
     pub mail: crate::deliver::mail::MailConfig,
     pub reconcile: ReconcileConfig,
+    pub anomaly: crate::anomaly::Settings,
     /// Digest of the effective configuration (no secrets), for the manifest.
     pub digest: String,
 }
@@ -483,6 +500,49 @@ pub fn apply_env(
         Ok(applied)
     } else {
         Err(problems)
+    }
+}
+
+fn validate_anomaly(raw: &RawAnomaly, p: &mut Problems) -> crate::anomaly::Settings {
+    let d = crate::anomaly::Settings::default();
+    let positive = |name: &str, v: Option<f64>, default: f64, p: &mut Problems| match v {
+        None => default,
+        Some(x) if x.is_finite() && x >= 0.0 => x,
+        Some(x) => {
+            p.push(format!("anomaly.{name}: {x} must be a number >= 0"));
+            default
+        }
+    };
+    let window_days = match raw.window_days {
+        None => d.window_days,
+        Some(n @ 7..=366) => n as u32,
+        Some(n) => {
+            p.push(format!("anomaly.window_days: {n} is out of range 7..=366"));
+            d.window_days
+        }
+    };
+    let min_requests = match raw.min_requests {
+        None => d.min_requests,
+        Some(n) if n >= 0 => n,
+        Some(n) => {
+            p.push(format!("anomaly.min_requests: {n} must be >= 0"));
+            d.min_requests
+        }
+    };
+    crate::anomaly::Settings {
+        window_days,
+        min_score: positive("min_score", raw.min_score, d.min_score, p),
+        min_requests,
+        min_impact_usd: positive("min_impact_usd", raw.min_impact_usd, d.min_impact_usd, p),
+        min_change: positive("min_change", raw.min_change, d.min_change, p),
+        min_change_impact_usd: positive(
+            "min_change_impact_usd",
+            raw.min_change_impact_usd,
+            d.min_change_impact_usd,
+            p,
+        ),
+        high_impact_usd: positive("high_impact_usd", raw.high_impact_usd, d.high_impact_usd, p),
+        high_change: positive("high_change", raw.high_change, d.high_change, p),
     }
 }
 
@@ -979,6 +1039,7 @@ impl RawConfig {
             Some(inv) => validate_reconcile(&self.reconcile, inv, &mut p),
             None => ReconcileConfig::default(),
         };
+        let anomaly = validate_anomaly(&self.anomaly, &mut p);
         let mail = match &lake {
             Some(lake) => crate::deliver::mail::MailConfig::validate(&self.mail, lake, &mut p),
             None => Default::default(),
@@ -1021,6 +1082,7 @@ impl RawConfig {
             alerts,
             mail,
             reconcile,
+            anomaly,
             digest: String::new(),
         };
         config.digest = config.compute_digest(&self.pricing, &self.reconcile);
@@ -1042,6 +1104,7 @@ impl Config {
             "quality": self.quality,
             "invoices": self.invoices.as_str(),
             "reconcile": reconcile,
+            "anomaly": format!("{:?}", self.anomaly),
         });
         let mut h = Sha256::new();
         h.update(view.to_string().as_bytes());

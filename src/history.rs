@@ -187,6 +187,8 @@ pub struct History {
     pub latency: BTreeMap<NaiveDate, Histogram>,
     /// Usage by (provider, model), for month-to-date reconciliation.
     pub usage: BTreeMap<NaiveDate, crate::reconcile::DayUsage>,
+    /// The rollup rows (finest grain) of each day, for anomaly baselines.
+    pub rows: BTreeMap<NaiveDate, crate::anomaly::DayRows>,
     /// Every rollup object read, with its SHA-256 (for the manifest).
     pub read: Vec<(ObjectInfo, String)>,
 }
@@ -291,6 +293,7 @@ pub async fn load(stores: &Stores, rollups: &Location, days: &[NaiveDate]) -> Re
         if let Some(b) = daily {
             history.days.insert(date, totals_of(&b)?);
             history.usage.insert(date, crate::reconcile::usage_of(&b)?);
+            history.rows.insert(date, crate::anomaly::rows_of(&b)?);
         }
         if let Some(b) = latency {
             history.latency.insert(date, histogram_of(&b)?);

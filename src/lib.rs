@@ -1,6 +1,7 @@
 //! tokenledger: a daily batch job that turns LLM request logs into Operations
 //! and Finance numbers both can trust. See ARCHITECTURE.md for the code map.
 
+pub mod anomaly;
 pub mod calendar;
 pub mod cli;
 pub mod config;

@@ -123,6 +123,9 @@ impl Dashboards {
         if !r.alerts.is_empty() {
             flags.push_str("[ALERT] ");
         }
+        if r.anomalies.iter().any(|a| a.severity == "high") {
+            flags.push_str("[ANOMALY] ");
+        }
         if ctx.quality_failed {
             flags.push_str("[DATA QUALITY] ");
         }

@@ -50,7 +50,7 @@ use crate::report::model::InputFacts;
 use dashboards::{Dashboards, LetterContext};
 
 /// The names of the CSV exports in `reports/date=D/`.
-pub const CSV_OUTPUTS: [&str; 10] = [
+pub const CSV_OUTPUTS: [&str; 11] = [
     "ops_daily",
     "ops_by_model",
     "finance_by_dimension",
@@ -61,6 +61,7 @@ pub const CSV_OUTPUTS: [&str; 10] = [
     "logged_vs_computed",
     "reconciliation_evidence",
     "focus_costs",
+    "anomalies",
 ];
 
 /// Days of rollups read for comparisons (the 30-day spend trend).
@@ -676,7 +677,7 @@ pub async fn compute(config: &Config, date: NaiveDate, sel: &Selection) -> Resul
     // Earlier days from their rollups: the dashboards' comparisons and the
     // month-to-date reconciliation.
     let history_days = sel.history.clone().unwrap_or_else(|| {
-        (date - chrono::Days::new(HISTORY_DAYS))
+        (date - chrono::Days::new(HISTORY_DAYS.max(u64::from(config.anomaly.window_days))))
             .iter_days()
             .take_while(|d| *d < date)
             .collect()
@@ -743,6 +744,26 @@ pub async fn compute(config: &Config, date: NaiveDate, sel: &Selection) -> Resul
         results.results.insert(name, (batch.schema(), vec![batch]));
     }
 
+    // Anomalies against the seasonal baseline of the rollups.
+    let anomalies = crate::anomaly::detect(
+        date,
+        &crate::anomaly::rows_of(&results.get("rollup_daily")?.1)?,
+        &history.rows,
+        &config.anomaly,
+    );
+    info!(
+        flagged = anomalies.len(),
+        high = anomalies
+            .iter()
+            .filter(|a| a.severity == crate::anomaly::Severity::High)
+            .count(),
+        "anomalies"
+    );
+    let batch = crate::anomaly::batch(date, &anomalies);
+    results
+        .results
+        .insert("anomalies", (batch.schema(), vec![batch]));
+
     // FOCUS's Tags column is JSON, built from the tag columns.
     let focus = {
         let (schema, batches) = results.get("focus_costs")?;
@@ -797,6 +818,7 @@ pub async fn compute(config: &Config, date: NaiveDate, sel: &Selection) -> Resul
         facts: &facts,
         rules: &config.alerts,
         reconciliation: Some(&reconciliation),
+        anomalies: &anomalies,
     })?;
     let csvs: Vec<dashboards::Csv> = CSV_OUTPUTS
         .iter()

@@ -316,6 +316,34 @@ pub fn reconciliation(r: &crate::reconcile::Reconciliation) -> ReconSection {
     }
 }
 
+/// Anomalies listed on a page (all of them are in anomalies.csv).
+pub const ANOMALIES_SHOWN: usize = 25;
+
+fn anomaly_line(a: &crate::anomaly::Anomaly) -> AnomalyLine {
+    use crate::anomaly::Metric;
+    let show = |v: f64| match a.metric {
+        Metric::CostUsd => format::usd((v * 1e6).round() as i128, 6),
+        Metric::CostPer1kUsd => format!("${v:.4}"),
+        Metric::Requests => format::int(v.round() as i64),
+        Metric::TokensPerRequest => format!("{v:.0}"),
+        Metric::ErrorRate | Metric::CacheHitRate => format::percent(v, 2),
+    };
+    AnomalyLine {
+        dimension: a.level.to_string(),
+        key: a.key.clone(),
+        metric: a.metric.name().to_string(),
+        value: show(a.value),
+        baseline: show(a.baseline),
+        change: a
+            .change
+            .map_or("—".into(), |c| format!("{:+.0}%", c * 100.0)),
+        impact: format::usd(a.impact_usd, crate::money::OUT_SCALE),
+        severity: a.severity.name().to_string(),
+        likely_cause: a.likely_cause.name().to_string(),
+        causes: crate::anomaly::causes_text(&a.causes),
+    }
+}
+
 /// A flagged anomaly (filled by the anomaly stage).
 #[derive(Debug, Clone, Serialize, PartialEq)]
 pub struct AnomalyLine {
@@ -324,8 +352,11 @@ pub struct AnomalyLine {
     pub metric: String,
     pub value: String,
     pub baseline: String,
+    pub change: String,
+    pub impact: String,
     pub severity: String,
     pub likely_cause: String,
+    pub causes: String,
 }
 
 /// Everything the dashboards and mails of one day show.
@@ -341,6 +372,8 @@ pub struct Report {
     pub quality: Quality,
     pub reconciliation: ReconSection,
     pub anomalies: Vec<AnomalyLine>,
+    /// All anomalies flagged (the pages show the first [`ANOMALIES_SHOWN`]).
+    pub anomalies_total: usize,
     /// Raw headline figures (for mail subjects and the index).
     pub headline_requests: i64,
     pub headline_spend: String,
@@ -362,6 +395,7 @@ pub struct Inputs<'a> {
     pub rules: &'a AlertRules,
     /// `None` where a report is built without invoices (tests of other sections).
     pub reconciliation: Option<&'a crate::reconcile::Reconciliation>,
+    pub anomalies: &'a [crate::anomaly::Anomaly],
 }
 
 // ---- reading result batches ------------------------------------------------
@@ -1013,7 +1047,13 @@ pub fn build(inp: &Inputs<'_>) -> Result<Report> {
         finance,
         quality,
         reconciliation: inp.reconciliation.map(reconciliation).unwrap_or_default(),
-        anomalies: Vec::new(),
+        anomalies: inp
+            .anomalies
+            .iter()
+            .take(ANOMALIES_SHOWN)
+            .map(anomaly_line)
+            .collect(),
+        anomalies_total: inp.anomalies.len(),
     })
 }
 

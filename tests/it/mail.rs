@@ -175,7 +175,8 @@ async fn each_audience_gets_its_report_once_until_resent() {
             "reconciliation_by_token_type-2026-03-08.csv",
             "logged_vs_computed-2026-03-08.csv",
             "reconciliation_evidence-2026-03-08.csv",
-            "focus_costs-2026-03-08.csv"
+            "focus_costs-2026-03-08.csv",
+            "anomalies-2026-03-08.csv"
         ]
     );
     for (name, bytes) in &csvs {
@@ -356,6 +357,6 @@ async fn the_outbox_transport_writes_eml_files_into_the_lake() {
     );
     assert_eq!(
         m.attachments().filter(|p| p.content_id().is_none()).count(),
-        10
+        11
     );
 }

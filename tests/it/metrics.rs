@@ -85,6 +85,11 @@ async fn every_metric_matches_the_hand_computed_values() {
     // = 0.0778825 exactly, rounded once, half to even.
     assert_eq!(summary.cost_usd, "0.077882");
     assert_eq!(summary.requests, 13);
+    // One day and no history: no baseline, no anomaly, SPEC 3's columns.
+    assert_eq!(
+        report(lake.path(), "anomalies.csv"),
+        "date,dimension,key,metric,value,baseline,score,severity,likely_cause,change_pct,impact_usd,causes\n"
+    );
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
@@ -157,9 +162,9 @@ async fn the_manifest_accounts_for_every_row_and_input() {
     assert_eq!(m["data_quality"]["total_tokens_mismatch"], 1);
     assert_eq!(m["data_quality"]["status"], "ok");
     // Every output is listed with a digest of the bytes published.
-    // 10 CSVs, 2 rollups, 2 dashboards, 8 chart images.
+    // 11 CSVs, 2 rollups, 2 dashboards, 8 chart images.
     let outputs = m["outputs"].as_array().unwrap();
-    assert_eq!(outputs.len(), 22);
+    assert_eq!(outputs.len(), 23);
     for o in outputs {
         let bytes = std::fs::read(lake.path().join(o["key"].as_str().unwrap())).unwrap();
         assert_eq!(o["sha256"], tokenledger::manifest::sha256(&bytes).as_str());

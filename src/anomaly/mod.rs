@@ -1,0 +1,728 @@
+//! Cost anomalies (source document section 4): what moved today against a
+//! seasonal baseline, how much it cost, and why.
+//!
+//! Pure logic over daily rollups (today's from the run, earlier days' from
+//! storage; never raw logs). For each group at each level (total, provider,
+//! provider+model, dept, dept+project, dept+project+task) and each metric
+//! (cost, requests, tokens per request, cost per 1k tokens, error rate, cache
+//! hit rate) the baseline is the median of the same weekday's values in the
+//! trailing window (the days of the same kind, weekday or weekend, when
+//! fewer than three such weekdays have data), the scale the median absolute deviation (times
+//! 1.4826, floored so a flat series does not make every wobble infinite),
+//! and the score the robust z-score. Noise guards (volume, $ impact or %
+//! change) keep small groups quiet. A flagged group's cost change is split
+//! into causes by a log-mean Divisia index over its models (volume,
+//! errors/retries, model mix, cache-hit change, tokens per request, price
+//! change): exact, order-free, and each cause in dollars. No I/O here.
+
+use std::collections::{BTreeMap, BTreeSet};
+use std::sync::Arc;
+
+use arrow::array::{Array, ArrayRef, AsArray, Date32Array, Float64Array, RecordBatch, StringArray};
+use arrow::datatypes::{DataType, Decimal128Type, Field, Schema, SchemaRef};
+use chrono::{Datelike, NaiveDate};
+use serde::Serialize;
+
+use crate::error::{Error, Result};
+use crate::money::{OUT_SCALE, PRICE_SCALE, format_scaled, rescale};
+
+/// One rollup row's additive measures (money exact at the rollups' scale).
+#[derive(Clone, Copy, Debug, Default, PartialEq, Eq)]
+pub struct Cell {
+    pub requests: i64,
+    pub errors: i64,
+    pub cache_hits: i64,
+    pub input_tokens: i64,
+    pub output_tokens: i64,
+    /// Input + output tokens of priced requests that reached the provider.
+    pub priced_tokens: i64,
+    pub cost: i128,
+}
+
+impl Cell {
+    fn add(&mut self, o: &Cell) {
+        self.requests += o.requests;
+        self.errors += o.errors;
+        self.cache_hits += o.cache_hits;
+        self.input_tokens += o.input_tokens;
+        self.output_tokens += o.output_tokens;
+        self.priced_tokens += o.priced_tokens;
+        self.cost += o.cost;
+    }
+    fn usd(&self) -> f64 {
+        self.cost as f64 / 10f64.powi(PRICE_SCALE as i32)
+    }
+}
+
+/// The finest grain of a rollup: dept, project, task, provider, model.
+pub type Grain = [String; 5];
+
+/// A day's rollup rows.
+pub type DayRows = Vec<(Grain, Cell)>;
+
+/// The rows of a `rollup_daily` result or object.
+pub fn rows_of(batches: &[RecordBatch]) -> Result<DayRows> {
+    let mut out = Vec::new();
+    for b in batches {
+        let col = |name: &str| {
+            b.column_by_name(name)
+                .ok_or_else(|| Error::Internal(format!("rollup column `{name}` missing")))
+        };
+        let text = |name: &str| -> Result<Vec<String>> {
+            let c = arrow::compute::cast(col(name)?, &DataType::Utf8)
+                .map_err(|e| Error::Internal(format!("rollup column `{name}`: {e}")))?;
+            let c = c.as_string::<i32>();
+            Ok((0..c.len()).map(|i| c.value(i).to_string()).collect())
+        };
+        let int = |name: &str| -> Result<Vec<i64>> {
+            let c = arrow::compute::cast(col(name)?, &DataType::Int64)
+                .map_err(|e| Error::Internal(format!("rollup column `{name}`: {e}")))?;
+            let c = c.as_primitive::<arrow::datatypes::Int64Type>();
+            Ok((0..c.len())
+                .map(|i| if c.is_null(i) { 0 } else { c.value(i) })
+                .collect())
+        };
+        let cost = col("cost_usd")?;
+        let DataType::Decimal128(_, scale) = cost.data_type() else {
+            return Err(Error::Internal(
+                "rollup column `cost_usd` is not a decimal".into(),
+            ));
+        };
+        let cost = cost.as_primitive::<Decimal128Type>();
+        let (d, p, t, pr, m) = (
+            text("dept")?,
+            text("project")?,
+            text("task")?,
+            text("provider")?,
+            text("model")?,
+        );
+        let (req, err, hits, inp, outp, priced) = (
+            int("requests")?,
+            int("errors")?,
+            int("cache_hits")?,
+            int("input_tokens")?,
+            int("output_tokens")?,
+            int("priced_tokens")?,
+        );
+        for i in 0..b.num_rows() {
+            out.push((
+                [
+                    d[i].clone(),
+                    p[i].clone(),
+                    t[i].clone(),
+                    pr[i].clone(),
+                    m[i].clone(),
+                ],
+                Cell {
+                    requests: req[i],
+                    errors: err[i],
+                    cache_hits: hits[i],
+                    input_tokens: inp[i],
+                    output_tokens: outp[i],
+                    priced_tokens: priced[i],
+                    cost: if cost.is_null(i) {
+                        0
+                    } else {
+                        rescale(cost.value(i), *scale, PRICE_SCALE)
+                    },
+                },
+            ));
+        }
+    }
+    Ok(out)
+}
+
+/// The levels anomalies are looked for at.
+#[derive(Clone, Copy, Debug, PartialEq, Eq, PartialOrd, Ord)]
+pub enum Level {
+    Total,
+    Provider,
+    Model,
+    Dept,
+    DeptProject,
+    DeptProjectTask,
+}
+
+impl Level {
+    pub const ALL: [Level; 6] = [
+        Level::Total,
+        Level::Provider,
+        Level::Model,
+        Level::Dept,
+        Level::DeptProject,
+        Level::DeptProjectTask,
+    ];
+
+    /// SPEC 3's `dimension`: the grouping columns joined by `+`.
+    pub fn dimension(self) -> &'static str {
+        match self {
+            Level::Total => "total",
+            Level::Provider => "provider",
+            Level::Model => "provider+model",
+            Level::Dept => "dept",
+            Level::DeptProject => "dept+project",
+            Level::DeptProjectTask => "dept+project+task",
+        }
+    }
+
+    /// SPEC 3's `key`: the group's values joined by `/`.
+    pub fn key(self, g: &Grain) -> String {
+        match self {
+            Level::Total => "all".into(),
+            Level::Provider => g[3].clone(),
+            Level::Model => format!("{}/{}", g[3], g[4]),
+            Level::Dept => g[0].clone(),
+            Level::DeptProject => format!("{}/{}", g[0], g[1]),
+            Level::DeptProjectTask => format!("{}/{}/{}", g[0], g[1], g[2]),
+        }
+    }
+}
+
+/// The metrics watched.
+#[derive(Clone, Copy, Debug, PartialEq, Eq, PartialOrd, Ord, Serialize)]
+#[serde(rename_all = "snake_case")]
+pub enum Metric {
+    CostUsd,
+    Requests,
+    TokensPerRequest,
+    CostPer1kUsd,
+    ErrorRate,
+    CacheHitRate,
+}
+
+impl Metric {
+    pub const ALL: [Metric; 6] = [
+        Metric::CostUsd,
+        Metric::Requests,
+        Metric::TokensPerRequest,
+        Metric::CostPer1kUsd,
+        Metric::ErrorRate,
+        Metric::CacheHitRate,
+    ];
+
+    pub fn name(self) -> &'static str {
+        match self {
+            Metric::CostUsd => "cost_usd",
+            Metric::Requests => "requests",
+            Metric::TokensPerRequest => "tokens_per_request",
+            Metric::CostPer1kUsd => "cost_per_1k_usd",
+            Metric::ErrorRate => "error_rate",
+            Metric::CacheHitRate => "cache_hit_rate",
+        }
+    }
+
+    fn of(self, c: &Cell) -> Option<f64> {
+        let per = |a: f64, b: i64| (b > 0).then(|| a / b as f64);
+        match self {
+            Metric::CostUsd => Some(c.usd()),
+            Metric::Requests => Some(c.requests as f64),
+            Metric::TokensPerRequest => per((c.input_tokens + c.output_tokens) as f64, c.requests),
+            Metric::CostPer1kUsd => per(1000.0 * c.usd(), c.priced_tokens),
+            Metric::ErrorRate => per(c.errors as f64, c.requests),
+            Metric::CacheHitRate => per(c.cache_hits as f64, c.requests),
+        }
+    }
+
+    /// The smallest scale a score divides by: a flat history must not make
+    /// every small move an anomaly.
+    fn floor(self, median: f64) -> f64 {
+        match self {
+            Metric::ErrorRate | Metric::CacheHitRate => 0.01,
+            _ => (0.05 * median.abs()).max(1e-9),
+        }
+    }
+}
+
+/// Why a group's cost moved.
+#[derive(Clone, Copy, Debug, PartialEq, Eq, PartialOrd, Ord, Hash, Serialize)]
+#[serde(rename_all = "snake_case")]
+pub enum Cause {
+    Volume,
+    ErrorsRetries,
+    ModelMix,
+    CacheHitChange,
+    TokensPerRequest,
+    PriceChange,
+}
+
+impl Cause {
+    pub fn name(self) -> &'static str {
+        match self {
+            Cause::Volume => "volume",
+            Cause::ErrorsRetries => "errors/retries",
+            Cause::ModelMix => "model mix",
+            Cause::CacheHitChange => "cache-hit change",
+            Cause::TokensPerRequest => "tokens per request",
+            Cause::PriceChange => "price change",
+        }
+    }
+}
+
+/// Severity of an anomaly.
+#[derive(Clone, Copy, Debug, PartialEq, Eq, PartialOrd, Ord, Serialize)]
+#[serde(rename_all = "snake_case")]
+pub enum Severity {
+    Low,
+    Medium,
+    High,
+}
+
+impl Severity {
+    pub fn name(self) -> &'static str {
+        match self {
+            Severity::Low => "low",
+            Severity::Medium => "medium",
+            Severity::High => "high",
+        }
+    }
+}
+
+/// Detection settings (`[anomaly]`).
+#[derive(Clone, Debug, PartialEq)]
+pub struct Settings {
+    /// Days of history the baseline looks back over.
+    pub window_days: u32,
+    /// |score| at or above which a value is unusual.
+    pub min_score: f64,
+    /// Noise guard: the group's requests (today or baseline) at least this.
+    pub min_requests: i64,
+    /// Noise guard: flagged only when |$ impact| >= this (USD), or |change|
+    /// >= `min_change` with |$ impact| >= `min_change_impact_usd`.
+    pub min_impact_usd: f64,
+    pub min_change: f64,
+    pub min_change_impact_usd: f64,
+    /// `high` from this $ impact or this relative change.
+    pub high_impact_usd: f64,
+    pub high_change: f64,
+}
+
+impl Default for Settings {
+    fn default() -> Self {
+        Settings {
+            window_days: 28,
+            min_score: 4.0,
+            min_requests: 50,
+            min_impact_usd: 10.0,
+            min_change: 0.3,
+            min_change_impact_usd: 1.0,
+            high_impact_usd: 50.0,
+            high_change: 1.0,
+        }
+    }
+}
+
+/// A flagged anomaly.
+#[derive(Clone, Debug, PartialEq, Serialize)]
+pub struct Anomaly {
+    pub level: &'static str,
+    pub key: String,
+    pub metric: Metric,
+    pub value: f64,
+    pub baseline: f64,
+    pub score: f64,
+    /// (value - baseline) / baseline; `None` when the baseline is 0.
+    pub change: Option<f64>,
+    /// Estimated dollars the move cost (negative: saved), USD at 6 decimals.
+    pub impact_usd: i128,
+    pub severity: Severity,
+    pub likely_cause: Cause,
+    /// The group's cost change split by cause, USD at 6 decimals, largest first.
+    pub causes: Vec<(Cause, i128)>,
+    /// Baseline days used.
+    pub baseline_days: usize,
+}
+
+fn median(v: &mut [f64]) -> f64 {
+    v.sort_by(|a, b| a.total_cmp(b));
+    let n = v.len();
+    if n % 2 == 1 {
+        v[n / 2]
+    } else {
+        (v[n / 2 - 1] + v[n / 2]) / 2.0
+    }
+}
+
+/// Median and robust scale (1.4826 * MAD, floored).
+pub fn robust(values: &[f64], metric: Metric) -> (f64, f64) {
+    let mut v = values.to_vec();
+    let med = median(&mut v);
+    let mut dev: Vec<f64> = values.iter().map(|x| (x - med).abs()).collect();
+    let mad = median(&mut dev);
+    (med, (1.4826 * mad).max(metric.floor(med)))
+}
+
+fn weekend(d: NaiveDate) -> bool {
+    d.weekday().number_from_monday() >= 6
+}
+
+/// The baseline days for `date`: the same weekday in the window when at
+/// least three have data; else the days of the same kind (weekdays, or
+/// weekend days) when at least four have; else none (too little history to
+/// tell a Monday from a Sunday).
+pub fn baseline_days(
+    date: NaiveDate,
+    have: &BTreeSet<NaiveDate>,
+    window_days: u32,
+) -> Vec<NaiveDate> {
+    let from = date - chrono::Days::new(u64::from(window_days));
+    let in_window: Vec<NaiveDate> = have.range(from..date).copied().collect();
+    let same: Vec<NaiveDate> = in_window
+        .iter()
+        .copied()
+        .filter(|d| d.weekday() == date.weekday())
+        .collect();
+    if same.len() >= 3 {
+        return same;
+    }
+    let kind: Vec<NaiveDate> = in_window
+        .into_iter()
+        .filter(|d| weekend(*d) == weekend(date))
+        .collect();
+    if kind.len() >= 4 { kind } else { Vec::new() }
+}
+
+fn group<'a>(
+    rows: impl Iterator<Item = &'a (Grain, Cell)>,
+    level: Level,
+) -> BTreeMap<String, Cell> {
+    let mut out: BTreeMap<String, Cell> = BTreeMap::new();
+    for (g, c) in rows {
+        out.entry(level.key(g)).or_default().add(c);
+    }
+    out
+}
+
+/// A group's cells by model (provider/model).
+fn models<'a>(
+    rows: impl Iterator<Item = &'a (Grain, Cell)>,
+    level: Level,
+    key: &str,
+) -> BTreeMap<String, Cell> {
+    let mut out: BTreeMap<String, Cell> = BTreeMap::new();
+    for (g, c) in rows.filter(|(g, _)| level.key(g) == key) {
+        out.entry(format!("{}/{}", g[3], g[4])).or_default().add(c);
+    }
+    out
+}
+
+fn logmean(a: f64, b: f64) -> f64 {
+    if (a - b).abs() <= 1e-12 * a.abs().max(b.abs()) {
+        a
+    } else {
+        (a - b) / (a.ln() - b.ln())
+    }
+}
+
+/// Split a group's cost change from `before` (the baseline, per model, as a
+/// mean day) to `after` (today, per model) by cause, in USD: a log-mean
+/// Divisia index over cost = requests x model share x billable share x
+/// tokens per billable request x cost per token. Models only on one side
+/// count as model mix; the requests added by errors beyond the baseline
+/// error rate count as errors/retries, not volume. The causes sum to the
+/// change exactly (up to floating point).
+pub fn decompose(
+    before: &BTreeMap<String, Cell>,
+    after: &BTreeMap<String, Cell>,
+) -> Vec<(Cause, f64)> {
+    let total = |m: &BTreeMap<String, Cell>| {
+        let mut t = Cell::default();
+        m.values().for_each(|c| t.add(c));
+        t
+    };
+    let (b, a) = (total(before), total(after));
+    let mut eff: BTreeMap<Cause, f64> = BTreeMap::new();
+    let factors = |c: &Cell, r: f64| -> Option<[f64; 5]> {
+        let billable = (c.requests - c.cache_hits) as f64;
+        let (req, tok, usd) = (c.requests as f64, c.priced_tokens as f64, c.usd());
+        (req > 0.0 && billable > 0.0 && tok > 0.0 && usd > 0.0 && r > 0.0)
+            .then(|| [r, req / r, billable / req, tok / billable, usd / tok])
+    };
+    let names: BTreeSet<&String> = before.keys().chain(after.keys()).collect();
+    for m in names {
+        let (c0, c1) = (
+            before.get(m).copied().unwrap_or_default(),
+            after.get(m).copied().unwrap_or_default(),
+        );
+        match (
+            factors(&c0, b.requests as f64),
+            factors(&c1, a.requests as f64),
+        ) {
+            (Some(f0), Some(f1)) => {
+                let w = logmean(c1.usd(), c0.usd());
+                let causes = [
+                    Cause::Volume,
+                    Cause::ModelMix,
+                    Cause::CacheHitChange,
+                    Cause::TokensPerRequest,
+                    Cause::PriceChange,
+                ];
+                for (k, cause) in causes.iter().enumerate() {
+                    *eff.entry(*cause).or_default() += w * (f1[k] / f0[k]).ln();
+                }
+            }
+            _ => *eff.entry(Cause::ModelMix).or_default() += c1.usd() - c0.usd(),
+        }
+    }
+    // Requests beyond the baseline error rate's share of today's volume are
+    // retries: their part of the volume effect is errors/retries.
+    let volume = eff.get(&Cause::Volume).copied().unwrap_or(0.0);
+    if b.requests > 0 && a.requests > b.requests && volume > 0.0 {
+        let expected_errors = b.errors as f64 / b.requests as f64 * a.requests as f64;
+        let extra = (a.errors as f64 - expected_errors).max(0.0);
+        let share = (extra / (a.requests - b.requests) as f64).min(1.0);
+        eff.insert(Cause::Volume, volume * (1.0 - share));
+        eff.insert(Cause::ErrorsRetries, volume * share);
+    }
+    let mut out: Vec<(Cause, f64)> = eff.into_iter().filter(|(_, v)| v.abs() > 1e-9).collect();
+    out.sort_by(|x, y| y.1.abs().total_cmp(&x.1.abs()).then(x.0.cmp(&y.0)));
+    out
+}
+
+fn usd6(v: f64) -> i128 {
+    (v * 1e6).round() as i128
+}
+
+/// Look for anomalies on `date` in `today`, against the rollups of `history`.
+pub fn detect(
+    date: NaiveDate,
+    today: &DayRows,
+    history: &BTreeMap<NaiveDate, DayRows>,
+    settings: &Settings,
+) -> Vec<Anomaly> {
+    let have: BTreeSet<NaiveDate> = history.keys().copied().collect();
+    let days = baseline_days(date, &have, settings.window_days);
+    if days.len() < 3 {
+        return Vec::new();
+    }
+    let mut out = Vec::new();
+    for level in Level::ALL {
+        let now = group(today.iter(), level);
+        let past: Vec<BTreeMap<String, Cell>> = days
+            .iter()
+            .map(|d| group(history[d].iter(), level))
+            .collect();
+        let keys: BTreeSet<&String> = now
+            .keys()
+            .chain(past.iter().flat_map(|p| p.keys()))
+            .collect();
+        for key in keys {
+            let c1 = now.get(key).copied().unwrap_or_default();
+            let cells: Vec<Cell> = past
+                .iter()
+                .map(|p| p.get(key).copied().unwrap_or_default())
+                .collect();
+            let mut reqs: Vec<f64> = cells.iter().map(|c| c.requests as f64).collect();
+            let base_requests = median(&mut reqs);
+            if (c1.requests as f64).max(base_requests) < settings.min_requests as f64 {
+                continue;
+            }
+            let mut mean = Cell::default();
+            cells.iter().for_each(|c| mean.add(c));
+            let n = cells.len() as f64;
+            let per_request = |c: &Cell| {
+                if c.requests > 0 {
+                    c.usd() / c.requests as f64
+                } else {
+                    0.0
+                }
+            };
+            for metric in Metric::ALL {
+                let Some(v) = metric.of(&c1) else { continue };
+                let series: Vec<f64> = cells.iter().filter_map(|c| metric.of(c)).collect();
+                if series.len() < 3 {
+                    continue;
+                }
+                let (med, scale) = robust(&series, metric);
+                let score = (v - med) / scale;
+                if score.abs() < settings.min_score {
+                    continue;
+                }
+                let change = (med != 0.0).then(|| (v - med) / med.abs());
+                let impact = match metric {
+                    Metric::CostUsd => v - med,
+                    Metric::Requests => {
+                        (v - med) * (mean.usd() / n) / (mean.requests as f64 / n).max(1.0)
+                    }
+                    Metric::TokensPerRequest | Metric::CostPer1kUsd => {
+                        if v > 0.0 {
+                            c1.usd() * (1.0 - med / v)
+                        } else {
+                            0.0
+                        }
+                    }
+                    Metric::ErrorRate => (v - med) * c1.requests as f64 * per_request(&c1),
+                    Metric::CacheHitRate => {
+                        let billable = (c1.requests - c1.cache_hits).max(1) as f64;
+                        -(v - med) * c1.requests as f64 * c1.usd() / billable
+                    }
+                };
+                let big_change = change.is_some_and(|c| c.abs() >= settings.min_change);
+                let noticed = impact.abs() >= settings.min_impact_usd
+                    || (big_change && impact.abs() >= settings.min_change_impact_usd);
+                if !noticed {
+                    continue;
+                }
+                let severity = if impact.abs() >= settings.high_impact_usd
+                    || change.is_some_and(|c| c.abs() >= settings.high_change)
+                {
+                    Severity::High
+                } else if impact.abs() >= settings.min_impact_usd && big_change {
+                    Severity::Medium
+                } else {
+                    Severity::Low
+                };
+                // Causes: the group's cost change over its models.
+                let before: BTreeMap<String, Cell> = {
+                    let mut sum: BTreeMap<String, Cell> = BTreeMap::new();
+                    for d in &days {
+                        for (m, c) in models(history[d].iter(), level, key) {
+                            sum.entry(m).or_default().add(&c);
+                        }
+                    }
+                    sum.into_iter()
+                        .map(|(m, c)| (m, scale_cell(&c, n)))
+                        .collect()
+                };
+                let causes = decompose(&before, &models(today.iter(), level, key));
+                let likely = match metric {
+                    Metric::ErrorRate => Cause::ErrorsRetries,
+                    Metric::CacheHitRate => Cause::CacheHitChange,
+                    Metric::TokensPerRequest => Cause::TokensPerRequest,
+                    Metric::Requests => causes
+                        .iter()
+                        .map(|c| c.0)
+                        .find(|c| matches!(c, Cause::Volume | Cause::ErrorsRetries))
+                        .unwrap_or(Cause::Volume),
+                    Metric::CostPer1kUsd => causes
+                        .iter()
+                        .map(|c| c.0)
+                        .find(|c| !matches!(c, Cause::Volume | Cause::ErrorsRetries))
+                        .unwrap_or(Cause::PriceChange),
+                    Metric::CostUsd => causes.first().map_or(Cause::Volume, |c| c.0),
+                };
+                out.push(Anomaly {
+                    level: level.dimension(),
+                    key: key.clone(),
+                    metric,
+                    value: v,
+                    baseline: med,
+                    score,
+                    change,
+                    impact_usd: usd6(impact),
+                    severity,
+                    likely_cause: likely,
+                    causes: causes.iter().map(|(c, v)| (*c, usd6(*v))).collect(),
+                    baseline_days: days.len(),
+                });
+            }
+        }
+    }
+    out.sort_by(|a, b| {
+        b.severity
+            .cmp(&a.severity)
+            .then(
+                b.impact_usd
+                    .unsigned_abs()
+                    .cmp(&a.impact_usd.unsigned_abs()),
+            )
+            .then(a.level.cmp(b.level))
+            .then(a.key.cmp(&b.key))
+            .then(a.metric.cmp(&b.metric))
+    });
+    out
+}
+
+/// A mean day: a sum of `n` days' cells divided by `n` (money stays exact
+/// enough for a baseline: rounded at the rollups' scale).
+fn scale_cell(c: &Cell, n: f64) -> Cell {
+    let d = |v: i64| (v as f64 / n).round() as i64;
+    Cell {
+        requests: d(c.requests),
+        errors: d(c.errors),
+        cache_hits: d(c.cache_hits),
+        input_tokens: d(c.input_tokens),
+        output_tokens: d(c.output_tokens),
+        priced_tokens: d(c.priced_tokens),
+        cost: crate::money::div_half_even(c.cost, n.round().max(1.0) as i128),
+    }
+}
+
+/// `anomalies.csv`: SPEC 3's columns, then `change_pct`, `impact_usd` and `causes`.
+pub fn schema() -> SchemaRef {
+    Arc::new(Schema::new(vec![
+        Field::new("date", DataType::Date32, false),
+        Field::new("dimension", DataType::Utf8, false),
+        Field::new("key", DataType::Utf8, false),
+        Field::new("metric", DataType::Utf8, false),
+        Field::new("value", DataType::Float64, false),
+        Field::new("baseline", DataType::Float64, false),
+        Field::new("score", DataType::Float64, false),
+        Field::new("severity", DataType::Utf8, false),
+        Field::new("likely_cause", DataType::Utf8, false),
+        Field::new("change_pct", DataType::Float64, true),
+        Field::new("impact_usd", DataType::Decimal128(38, OUT_SCALE), false),
+        Field::new("causes", DataType::Utf8, false),
+    ]))
+}
+
+/// `volume +12.30; model mix -1.05` (USD).
+pub fn causes_text(causes: &[(Cause, i128)]) -> String {
+    causes
+        .iter()
+        .map(|(c, v)| {
+            let t = format_scaled(rescale(*v, OUT_SCALE, 2), 2);
+            format!("{} {}{t}", c.name(), if *v >= 0 { "+" } else { "" })
+        })
+        .collect::<Vec<_>>()
+        .join("; ")
+}
+
+pub fn batch(date: NaiveDate, anomalies: &[Anomaly]) -> RecordBatch {
+    let epoch = NaiveDate::from_ymd_opt(1970, 1, 1).expect("valid date");
+    let day = (date - epoch).num_days() as i32;
+    let round = |v: f64| (v * 1e9).round() / 1e9;
+    let cols: Vec<ArrayRef> = vec![
+        Arc::new(Date32Array::from(vec![day; anomalies.len()])),
+        Arc::new(StringArray::from_iter_values(
+            anomalies.iter().map(|a| a.level),
+        )),
+        Arc::new(StringArray::from_iter_values(
+            anomalies.iter().map(|a| a.key.as_str()),
+        )),
+        Arc::new(StringArray::from_iter_values(
+            anomalies.iter().map(|a| a.metric.name()),
+        )),
+        Arc::new(Float64Array::from_iter_values(
+            anomalies.iter().map(|a| round(a.value)),
+        )),
+        Arc::new(Float64Array::from_iter_values(
+            anomalies.iter().map(|a| round(a.baseline)),
+        )),
+        Arc::new(Float64Array::from_iter_values(
+            anomalies.iter().map(|a| (a.score * 100.0).round() / 100.0),
+        )),
+        Arc::new(StringArray::from_iter_values(
+            anomalies.iter().map(|a| a.severity.name()),
+        )),
+        Arc::new(StringArray::from_iter_values(
+            anomalies.iter().map(|a| a.likely_cause.name()),
+        )),
+        Arc::new(Float64Array::from_iter(
+            anomalies
+                .iter()
+                .map(|a| a.change.map(|c| (c * 10000.0).round() / 100.0)),
+        )),
+        Arc::new(
+            arrow::array::Decimal128Array::from_iter_values(anomalies.iter().map(|a| a.impact_usd))
+                .with_precision_and_scale(38, OUT_SCALE)
+                .expect("valid decimal type"),
+        ),
+        Arc::new(StringArray::from_iter_values(
+            anomalies.iter().map(|a| causes_text(&a.causes)),
+        )),
+    ];
+    RecordBatch::try_new(schema(), cols).expect("columns match schema")
+}
+
+#[cfg(test)]
+mod tests;
