@@ -131,6 +131,9 @@ pub struct PricingFacts {
     pub unpriced_requests: u64,
     /// How each logged (provider, model) found its price rows.
     pub models: Vec<Resolution>,
+    /// Price rows used today that moved 10x or more from or to a
+    /// neighbouring version (probably a typo in the price source).
+    pub price_jumps: Vec<crate::pricing::Jump>,
 }
 
 #[derive(Debug, Clone, Serialize)]

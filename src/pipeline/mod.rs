@@ -320,6 +320,19 @@ pub async fn check(config: &Config) -> Result<Vec<String>> {
     match load_prices(&stores, config).await {
         Ok((obj, prices)) => {
             checked.push(format!("price table {} ({} rows)", config.prices, obj.rows));
+            let jumps = prices.jumps();
+            if !jumps.is_empty() {
+                checked.push(format!(
+                    "price table: {} price move(s) of 10x or more between versions (check them; a run flags the ones in force on its day):",
+                    jumps.len()
+                ));
+                for j in jumps.iter().take(20) {
+                    checked.push(format!("  {j}"));
+                }
+                if jumps.len() > 20 {
+                    checked.push(format!("  ... and {} more", jumps.len() - 20));
+                }
+            }
             let alias = config.aliases.check_targets(&prices);
             alias.0.into_iter().for_each(|p| problems.push(p));
         }
@@ -592,6 +605,20 @@ pub async fn compute(config: &Config, date: NaiveDate, sel: &Selection) -> Resul
         .map(|(n, t)| format!("{n}={t:.3}s"))
         .collect();
     info!(stages = %stages.join(" "), "queries done");
+
+    // Price rows of the day that jumped 10x from or to a neighbour.
+    let used: std::collections::BTreeSet<&str> = resolutions
+        .iter()
+        .flat_map(|r| r.price_ids.iter().map(String::as_str))
+        .collect();
+    let price_jumps: Vec<crate::pricing::Jump> = prices
+        .jumps()
+        .into_iter()
+        .filter(|j| j.price_ids.iter().any(|id| used.contains(id.as_str())))
+        .collect();
+    for j in &price_jumps {
+        tracing::warn!(jump = %j, "a price in force today moved 10x or more between versions");
+    }
 
     // Facts for the manifest and the gates.
     let (_, ops_daily) = results.get("ops_daily")?;
@@ -880,6 +907,7 @@ pub async fn compute(config: &Config, date: NaiveDate, sel: &Selection) -> Resul
             priced_requests: kept - unpriced,
             unpriced_requests: unpriced,
             models: resolutions,
+            price_jumps,
         },
         fx: FxFacts {
             rates: chosen_rates,

@@ -68,6 +68,33 @@ impl PriceRow {
     }
 }
 
+/// A 10x move between consecutive versions of a model's price.
+#[derive(Clone, Debug, PartialEq, Eq, Serialize)]
+pub struct Jump {
+    pub provider: String,
+    pub model: String,
+    /// `input` or `output`.
+    pub kind: &'static str,
+    /// USD per 1K tokens, before and after.
+    pub from: String,
+    pub to: String,
+    /// When the new price starts.
+    pub at: String,
+    /// The two price-table lines and their price ids.
+    pub lines: String,
+    pub price_ids: [String; 2],
+}
+
+impl fmt::Display for Jump {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        write!(
+            f,
+            "{}/{}: {} price {} -> {} per 1K at {} ({})",
+            self.provider, self.model, self.kind, self.from, self.to, self.at, self.lines
+        )
+    }
+}
+
 /// A validated price table.
 #[derive(Clone, Debug, Default)]
 pub struct PriceTable {
@@ -252,6 +279,45 @@ impl PriceTable {
     pub fn has_key(&self, provider: &str, model: &str) -> bool {
         self.by_key
             .contains_key(&(provider.to_string(), model.to_string()))
+    }
+
+    /// Consecutive versions of a model whose input or output price moves 10x
+    /// or more (either way): almost always a typo in the source (LiteLLM's
+    /// history lists gemini-2.0-flash 1500x too high for five hours). Sorted
+    /// by provider, model and time.
+    pub fn jumps(&self) -> Vec<Jump> {
+        let mut keys: Vec<&(String, String)> = self.by_key.keys().collect();
+        keys.sort();
+        let ten = Decimal::from(10);
+        let mut out = Vec::new();
+        for key in keys {
+            let versions = &self.by_key[key];
+            for pair in versions.windows(2) {
+                let (a, b) = (&self.rows[pair[0]], &self.rows[pair[1]]);
+                for (kind, x, y) in [
+                    ("input", a.input_usd_per_1k, b.input_usd_per_1k),
+                    ("output", a.output_usd_per_1k, b.output_usd_per_1k),
+                ] {
+                    let (Some(x), Some(y)) = (x, y) else { continue };
+                    if x.is_zero() || y.is_zero() {
+                        continue;
+                    }
+                    if y >= x * ten || x >= y * ten {
+                        out.push(Jump {
+                            provider: key.0.clone(),
+                            model: key.1.clone(),
+                            kind,
+                            from: x.normalize().to_string(),
+                            to: y.normalize().to_string(),
+                            at: b.valid_from.to_rfc3339(),
+                            lines: format!("{} -> {}", a.label, b.label),
+                            price_ids: [a.price_id.clone(), b.price_id.clone()],
+                        });
+                    }
+                }
+            }
+        }
+        out
     }
 
     /// Versions of one (provider, model), oldest first.

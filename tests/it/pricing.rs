@@ -49,6 +49,19 @@ async fn litellm_price_history_loads_as_it_is() {
         "us.anthropic.claude-sonnet-4-5-20250929-v1:0",
     );
     assert_eq!(sonnet[1].input_usd_per_1k.unwrap().to_string(), "0.033");
+    // 10x moves between versions are flagged: 249 on 130 models (counted
+    // independently with Python over input and output prices), the two
+    // known errors among them.
+    let jumps = prices.jumps();
+    assert_eq!(jumps.len(), 249);
+    let models: std::collections::BTreeSet<(&str, &str)> = jumps
+        .iter()
+        .map(|j| (j.provider.as_str(), j.model.as_str()))
+        .collect();
+    assert_eq!(models.len(), 130);
+    let texts: Vec<String> = jumps.iter().map(|j| j.to_string()).collect();
+    assert!(texts.contains(&"gemini/gemini/gemini-2.0-flash: input price 0.15 -> 0.0001 per 1K at 2025-02-07T05:07:13+00:00 (line 1551 -> line 1552)".to_string()), "{texts:?}");
+    assert!(texts.iter().any(|t| t.starts_with("bedrock_converse/us.anthropic.claude-sonnet-4-5-20250929-v1:0: input price 0.003 -> 0.033 per 1K at 2025-10-07T04:09:08+00:00")));
     // Float artifacts are kept exactly, not rounded.
     let db = prices.versions("databricks", "databricks/databricks-gemini-2-5-flash");
     assert!(
@@ -325,4 +338,30 @@ fn litellm_import_refuses_tenfold_moves_of_known_prices() {
     let after = std::fs::read_to_string(lake.path().join("prices.csv")).unwrap();
     assert!(after.contains("gemini,gemini/gemini-2.0-flash,chat,0.15,0.6,,,2025-02-07T00:30:08Z,2026-07-25T00:00:00Z,9810af3f7f95\n"), "the 1500x row is closed");
     assert!(after.contains("\ngemini,gemini/gemini-2.0-flash,chat,0.0001,0.0004,0.000025,,2026-07-25T00:00:00Z,,litellm:"));
+}
+
+/// A run flags the price rows it used that moved 10x from a neighbouring
+/// version (here gpt-4o's noon price typed with a misplaced decimal point).
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_run_flags_the_tenfold_price_it_used() {
+    let lake = fixture::lake();
+    std::fs::write(
+        lake.path().join("prices.csv"),
+        fixture::PRICES.replace(
+            "openai,gpt-4o,0.002,0.008,0.001,,2026-03-08T12:00:00Z,",
+            "openai,gpt-4o,0.025,0.008,0.001,,2026-03-08T12:00:00Z,",
+        ),
+    )
+    .unwrap();
+    crate::metrics::run_fixture(lake.path(), None).await;
+    let m: serde_json::Value = serde_json::from_str(&report(lake.path(), "manifest.json")).unwrap();
+    let jumps = m["pricing"]["price_jumps"].as_array().unwrap();
+    assert_eq!(jumps.len(), 1, "{jumps:?}");
+    assert_eq!(jumps[0]["model"], "gpt-4o");
+    assert_eq!(jumps[0]["kind"], "input");
+    assert_eq!(
+        (jumps[0]["from"].as_str(), jumps[0]["to"].as_str()),
+        (Some("0.0025"), Some("0.025"))
+    );
+    assert_eq!(jumps[0]["lines"], "line 2 -> line 3");
 }
