@@ -77,6 +77,19 @@ enum Command {
         #[command(flatten)]
         config: ConfigArgs,
     },
+    /// Build the daily rollups missing in a range of days (the history that
+    /// comparisons and anomaly baselines read) from the request logs.
+    Backfill {
+        #[arg(long)]
+        from: NaiveDate,
+        #[arg(long)]
+        to: NaiveDate,
+        /// Rebuild rollups that exist too.
+        #[arg(long)]
+        force: bool,
+        #[command(flatten)]
+        config: ConfigArgs,
+    },
     /// Maintain the price table.
     #[command(subcommand)]
     Prices(PricesCommand),
@@ -352,6 +365,64 @@ async fn run(command: Command) -> Result<ExitKind> {
                 }
             );
             Ok(ExitKind::Ok)
+        }
+        Command::Backfill {
+            from,
+            to,
+            force,
+            config,
+        } => {
+            if to < from {
+                return Err(Error::Usage(format!("--to {to} is before --from {from}")));
+            }
+            let config = config.load()?;
+            let total = (to - from).num_days() + 1;
+            let tty = std::io::stderr().is_terminal();
+            let mut n = 0;
+            let days = crate::pipeline::backfill(&config, from, to, force, |date, outcome| {
+                use crate::pipeline::Backfilled;
+                n += 1;
+                let what = match outcome {
+                    Backfilled::Present => "present".to_string(),
+                    Backfilled::Built { requests } => format!("built ({requests} requests)"),
+                    Backfilled::Failed(e) => format!("FAILED: {}", e.to_string().lines().next().unwrap_or_default()),
+                };
+                if tty {
+                    // A progress bar on a terminal; one log line per day otherwise.
+                    let width = 30usize;
+                    let done = (n as usize * width) / total.max(1) as usize;
+                    eprint!(
+                        "\r[{}{}] {n}/{total} {date} {what:<60}",
+                        "#".repeat(done),
+                        " ".repeat(width - done)
+                    );
+                } else {
+                    tracing::info!(date = %date, day = n, days = total, outcome = %what, "backfill");
+                }
+            })
+            .await?;
+            if tty {
+                eprintln!();
+            }
+            let count = |f: fn(&crate::pipeline::Backfilled) -> bool| {
+                days.iter().filter(|(_, o)| f(o)).count()
+            };
+            println!(
+                "backfill {from}..{to}: {} built, {} present, {} failed",
+                count(|o| matches!(o, crate::pipeline::Backfilled::Built { .. })),
+                count(|o| matches!(o, crate::pipeline::Backfilled::Present)),
+                count(|o| matches!(o, crate::pipeline::Backfilled::Failed(_)))
+            );
+            let mut kind = ExitKind::Ok;
+            for (date, o) in &days {
+                if let crate::pipeline::Backfilled::Failed(e) = o {
+                    println!("  {date}: {}", render_chain(e));
+                    if kind == ExitKind::Ok {
+                        kind = e.kind();
+                    }
+                }
+            }
+            Ok(kind)
         }
         Command::Demo { dir } => {
             let outcome = crate::demo::demo(&dir, crate::demo::DemoOptions::default()).await?;

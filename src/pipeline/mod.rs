@@ -475,6 +475,65 @@ pub async fn run_with(
     })
 }
 
+/// What `backfill` did with one day.
+#[derive(Debug)]
+pub enum Backfilled {
+    /// The rollup was there already.
+    Present,
+    /// Built: the day's kept requests.
+    Built { requests: u64 },
+    /// Could not be built (e.g. no logs that day).
+    Failed(Error),
+}
+
+/// Build the daily rollups of `from..=to` that are missing (all of them with
+/// `force`), from the request logs, writing only the rollups: the history
+/// that comparisons and anomaly baselines read. `progress` sees each day.
+pub async fn backfill(
+    config: &Config,
+    from: NaiveDate,
+    to: NaiveDate,
+    force: bool,
+    mut progress: impl FnMut(NaiveDate, &Backfilled),
+) -> Result<Vec<(NaiveDate, Backfilled)>> {
+    let stores = Stores::new(config.s3.clone());
+    let mut out = Vec::new();
+    for date in from.iter_days().take_while(|d| *d <= to) {
+        let part = partition_dir(date);
+        let daily = config
+            .rollups
+            .join("daily")
+            .join(&part)
+            .join("part-0.parquet");
+        let outcome = if !force && stores.exists(&daily).await? {
+            Backfilled::Present
+        } else {
+            match compute(config, date, &Selection::default()).await {
+                Ok(c) => {
+                    // The latency rollup first: the daily one marks the day done.
+                    let mut rollups: Vec<&Output> = c
+                        .outputs
+                        .iter()
+                        .filter(|o| o.location.as_str().starts_with(config.rollups.as_str()))
+                        .collect();
+                    rollups.sort_by_key(|o| o.location == daily);
+                    for o in rollups {
+                        stores.put(&o.location, o.bytes.clone()).await?;
+                    }
+                    Backfilled::Built { requests: c.kept }
+                }
+                Err(e @ (Error::Storage { .. } | Error::Io { .. } | Error::Internal(_))) => {
+                    return Err(e);
+                }
+                Err(e) => Backfilled::Failed(e),
+            }
+        };
+        progress(date, &outcome);
+        out.push((date, outcome));
+    }
+    Ok(out)
+}
+
 /// Compute and render one day (every output in memory); write nothing.
 pub async fn compute(config: &Config, date: NaiveDate, sel: &Selection) -> Result<Computed> {
     let repriced;

@@ -381,3 +381,74 @@ fn a_failed_mail_exits_5_and_resend_mails_again() {
     );
     assert_eq!(server.received().len(), 6);
 }
+
+/// `backfill` builds only the missing rollups, from the logs, and writes
+/// nothing else. In the fixture lake: 6 March has no row (its only candidate
+/// object holds a row of the 7th), the 7th one row (old.parquet), the 8th the
+/// 13 kept requests, the 9th one row (late.parquet's 01:00 row).
+#[test]
+fn backfill_builds_missing_rollups_only() {
+    let lake = fixture::lake();
+    let args = [
+        "backfill",
+        "--lake",
+        &lake_arg(lake.path()),
+        "--from",
+        "2026-03-06",
+        "--to",
+        "2026-03-09",
+    ];
+    let out = tokenledger(&args, &[]);
+    let (stdout, stderr) = text(&out);
+    assert_eq!(
+        code(&out),
+        3,
+        "the empty day is an input error: {stdout}{stderr}"
+    );
+    assert!(
+        stdout.contains("backfill 2026-03-06..2026-03-09: 3 built, 0 present, 1 failed"),
+        "{stdout}"
+    );
+    assert!(
+        stdout.contains("  2026-03-06: no request rows for 2026-03-06"),
+        "{stdout}"
+    );
+    // Not a terminal: one JSON log line per day.
+    assert_eq!(
+        stderr.matches("\"message\":\"backfill\"").count(),
+        4,
+        "{stderr}"
+    );
+    assert!(
+        stderr.contains("\"outcome\":\"built (13 requests)\""),
+        "{stderr}"
+    );
+    assert!(
+        !lake.path().join("reports").exists(),
+        "only rollups are written"
+    );
+    for day in ["2026-03-07", "2026-03-08", "2026-03-09"] {
+        for kind in ["daily", "latency"] {
+            assert!(
+                lake.path()
+                    .join(format!("rollups/{kind}/date={day}/part-0.parquet"))
+                    .exists()
+            );
+        }
+    }
+    // The same bytes a run writes.
+    let other = fixture::lake();
+    let run = tokenledger(
+        &["run", "--lake", &lake_arg(other.path()), "--date", DATE],
+        &[],
+    );
+    assert_eq!(code(&run), 0);
+    let rollup = |dir: &Path| {
+        std::fs::read(dir.join("rollups/daily/date=2026-03-08/part-0.parquet")).unwrap()
+    };
+    assert_eq!(rollup(lake.path()), rollup(other.path()));
+    // A second backfill finds them present.
+    let out = tokenledger(&args, &[]);
+    let (stdout, _) = text(&out);
+    assert!(stdout.contains("0 built, 3 present, 1 failed"), "{stdout}");
+}
