@@ -1,6 +1,8 @@
--- reconciliation_evidence.csv: for one logged (provider, model) behind a
--- mismatching reconciliation line of the day (`evidence_keys`), its most
--- expensive requests with the price row each was priced by. Runs once per
+-- reconciliation_evidence.csv and incident traces: for one group of the day
+-- (`evidence_keys`, one row of dept, project, task, provider, model; null
+-- matches anything) — a logged (provider, model) behind a mismatching
+-- reconciliation line, or an incident's group — its most expensive requests
+-- with the price row each was priced by. Runs once per
 -- such pair, only when there is a mismatch: a narrow scan of the day
 -- (`priced` over every row of the day) into a top-k. Unpriced requests rank
 -- after priced ones, by tokens. 40 rows: duplicate deliveries of a trace are
@@ -23,10 +25,15 @@ WITH c AS (
                 + CAST(p.output_tokens AS DECIMAL(20, 0)) * coalesce(m.output_usd_per_token, 0)
         END AS cost
     FROM priced AS p
-    JOIN evidence_keys AS k
-        ON p.provider = k.provider AND p.model = k.model
+    CROSS JOIN evidence_keys AS k
     LEFT JOIN price_map AS m
         ON p.provider = m.provider AND p.model = m.model AND p.price_id = m.price_id
+    -- the group: a null column of the one-row filter matches anything
+    WHERE (k.dept IS NULL OR coalesce(p.dept, '(untagged)') = k.dept)
+        AND (k.project IS NULL OR coalesce(p.project, '(untagged)') = k.project)
+        AND (k.task IS NULL OR coalesce(p.task, '(untagged)') = k.task)
+        AND (k.provider IS NULL OR p.provider = k.provider)
+        AND (k.model IS NULL OR p.model = k.model)
 )
 SELECT
     provider, model, trace_id, ts, cache_hit,

@@ -787,14 +787,17 @@ pub async fn compute(config: &Config, date: NaiveDate, sel: &Selection) -> Resul
         &config.reconcile.settings.models,
     );
     let pass = std::time::Instant::now();
-    let evidence = evidence(&ctx, &params, Rows::Lake(&input), &keys, spill.path()).await?;
+    let filters: Vec<[Option<String>; 5]> =
+        keys.iter().map(crate::reconcile::pair_filter).collect();
+    let (schema, batches) =
+        evidence(&ctx, &params, Rows::Lake(&input), &filters, spill.path()).await?;
     info!(
         pairs = keys.len(),
-        rows = evidence.num_rows(),
+        rows = batches.iter().map(RecordBatch::num_rows).sum::<usize>(),
         seconds = pass.elapsed().as_secs_f64(),
         "evidence"
     );
-    let evidence = crate::reconcile::evidence_batch(date, &keys, &evidence.schema(), &[evidence])?;
+    let evidence = crate::reconcile::evidence_batch(date, &keys, &schema, &batches)?;
     results.results.insert(
         "reconciliation_evidence",
         (evidence.schema(), vec![evidence]),
@@ -1298,33 +1301,36 @@ async fn flow(
     })
 }
 
-/// sql/evidence.sql over every row of the day, once per pair of `keys`;
-/// without keys it is only planned (its schema, no rows, no scan).
+/// sql/evidence.sql over every row of the day, once per filter (see
+/// [`crate::reconcile::filter_batch`]); without filters it is only planned
+/// (its schema, no rows, no scan). One batch per filter.
 async fn evidence(
     ctx: &SessionContext,
     params: &Params,
     rows: Rows<'_>,
-    keys: &[crate::reconcile::EvidenceKey],
+    filters: &[[Option<String>; 5]],
     spill_dir: &std::path::Path,
-) -> Result<RecordBatch> {
+) -> Result<(SchemaRef, Vec<RecordBatch>)> {
     use queries::{Use, step};
     queries::register(ctx, "requests", rows.plain())?;
     step(ctx, "priced", "priced", Use::View, params, spill_dir).await?;
-    let none = crate::reconcile::evidence_keys_batch(&[]);
+    let none = crate::reconcile::filter_batch(&[]);
     queries::register_batches(ctx, "evidence_keys", none.schema(), vec![none])?;
     let df = queries::plan(ctx, "evidence", params).await?;
     let schema: SchemaRef = Arc::new(df.schema().as_arrow().clone());
-    // One top-k per pair.
-    let mut all = Vec::new();
-    for key in keys {
-        let k = crate::reconcile::evidence_keys_batch(std::slice::from_ref(key));
+    // One top-k per filter.
+    let mut out = Vec::new();
+    for f in filters {
+        let k = crate::reconcile::filter_batch(std::slice::from_ref(f));
         queries::register_batches(ctx, "evidence_keys", k.schema(), vec![k])?;
         let (_, batches) =
             step(ctx, "evidence", "evidence", Use::Result, params, spill_dir).await?;
-        all.extend(batches);
+        out.push(
+            arrow::compute::concat_batches(&schema, &batches)
+                .map_err(|e| Error::Internal(format!("evidence: {e}")))?,
+        );
     }
-    arrow::compute::concat_batches(&schema, &all)
-        .map_err(|e| Error::Internal(format!("evidence: {e}")))
+    Ok((schema, out))
 }
 
 fn df_error(name: &str, source: datafusion::error::DataFusionError) -> Error {
@@ -1361,13 +1367,14 @@ pub async fn check_queries() -> Result<()> {
         |_| Ok(()),
     )
     .await?;
-    let key = crate::reconcile::EvidenceKey {
-        provider: "p".into(),
-        model: "m".into(),
-        line_model: String::new(),
-        status: crate::reconcile::Status::Mismatch,
-    };
-    evidence(&ctx, &params, Rows::Empty, &[key], spill.path()).await?;
+    let filter = [
+        None,
+        None,
+        Some("t".to_string()),
+        Some("p".into()),
+        Some("m".into()),
+    ];
+    evidence(&ctx, &params, Rows::Empty, &[filter], spill.path()).await?;
     Ok(())
 }
 

@@ -1039,24 +1039,35 @@ pub fn evidence_keys(r: &Reconciliation, usage: &DayUsage, rules: &ModelRules) -
     out
 }
 
-/// The schema of `evidence_keys` (the table sql/evidence.sql joins).
-pub fn evidence_keys_batch(keys: &[EvidenceKey]) -> RecordBatch {
-    let schema = Arc::new(Schema::new(vec![
-        Field::new("provider", DataType::Utf8View, false),
-        Field::new("model", DataType::Utf8View, false),
-    ]));
-    RecordBatch::try_new(
-        schema,
-        vec![
-            Arc::new(arrow::array::StringViewArray::from_iter_values(
-                keys.iter().map(|k| k.provider.as_str()),
-            )),
-            Arc::new(arrow::array::StringViewArray::from_iter_values(
-                keys.iter().map(|k| k.model.as_str()),
-            )),
-        ],
-    )
-    .expect("columns match schema")
+/// The `evidence_keys` table sql/evidence.sql filters by: one row per
+/// filter of (dept, project, task, provider, model); `None` matches anything.
+pub fn filter_batch(filters: &[[Option<String>; 5]]) -> RecordBatch {
+    let names = ["dept", "project", "task", "provider", "model"];
+    let schema = Arc::new(Schema::new(
+        names
+            .iter()
+            .map(|n| Field::new(*n, DataType::Utf8View, true))
+            .collect::<Vec<_>>(),
+    ));
+    let cols: Vec<ArrayRef> = (0..5)
+        .map(|i| {
+            Arc::new(arrow::array::StringViewArray::from_iter(
+                filters.iter().map(|f| f[i].as_deref()),
+            )) as ArrayRef
+        })
+        .collect();
+    RecordBatch::try_new(schema, cols).expect("columns match schema")
+}
+
+/// The filter of one evidence pair.
+pub fn pair_filter(k: &EvidenceKey) -> [Option<String>; 5] {
+    [
+        None,
+        None,
+        None,
+        Some(k.provider.clone()),
+        Some(k.model.clone()),
+    ]
 }
 
 /// `reconciliation_evidence.csv` from sql/evidence.sql's rows (each pair's
