@@ -71,6 +71,10 @@ pub struct RawAnomaly {
     pub min_change_impact_usd: Option<f64>,
     pub high_impact_usd: Option<f64>,
     pub high_change: Option<f64>,
+    /// Where each new incident is POSTed as JSON (none: no webhook).
+    pub webhook_url: Option<String>,
+    pub webhook_timeout_secs: Option<u64>,
+    pub webhook_attempts: Option<u32>,
 }
 
 /// `[reconcile]`: tolerances, invoice sources and model-name rules.
@@ -222,6 +226,7 @@ pub struct RawInputs {
 pub struct RawOutputs {
     pub reports: Option<String>,
     pub rollups: Option<String>,
+    pub incidents: Option<String>,
 }
 
 #[derive(Debug, Default, Deserialize, Serialize)]
@@ -377,6 +382,9 @@ pub struct Config {
     pub invoices: Location,
     pub reports: Location,
     pub rollups: Location,
+    /// `incidents/date=D/<id>.json` (high-severity anomalies).
+    pub incidents: Location,
+    pub webhook: Option<Webhook>,
     pub timezone: chrono_tz::Tz,
     pub late_days: u32,
     pub threads: usize,
@@ -544,6 +552,15 @@ fn validate_anomaly(raw: &RawAnomaly, p: &mut Problems) -> crate::anomaly::Setti
         high_impact_usd: positive("high_impact_usd", raw.high_impact_usd, d.high_impact_usd, p),
         high_change: positive("high_change", raw.high_change, d.high_change, p),
     }
+}
+
+/// Where incidents are POSTed.
+#[derive(Debug, Clone)]
+pub struct Webhook {
+    pub url: url::Url,
+    pub timeout: std::time::Duration,
+    /// Tries for a temporary failure (connection, 429, 5xx).
+    pub attempts: u32,
 }
 
 /// The validated `[reconcile]` section.
@@ -878,6 +895,7 @@ impl RawConfig {
         let invoices = loc("inputs.invoices", &self.inputs.invoices, "invoices");
         let reports = loc("outputs.reports", &self.outputs.reports, "reports");
         let rollups = loc("outputs.rollups", &self.outputs.rollups, "rollups");
+        let incidents = loc("outputs.incidents", &self.outputs.incidents, "incidents");
 
         let tz_text = overrides
             .timezone
@@ -1040,6 +1058,30 @@ impl RawConfig {
             None => ReconcileConfig::default(),
         };
         let anomaly = validate_anomaly(&self.anomaly, &mut p);
+        let webhook = self
+            .anomaly
+            .webhook_url
+            .as_deref()
+            .and_then(|u| match url::Url::parse(u) {
+                Ok(url) if matches!(url.scheme(), "http" | "https") => Some(Webhook {
+                    url,
+                    timeout: std::time::Duration::from_secs(
+                        self.anomaly.webhook_timeout_secs.unwrap_or(10).max(1),
+                    ),
+                    attempts: self.anomaly.webhook_attempts.unwrap_or(3).clamp(1, 10),
+                }),
+                Ok(url) => {
+                    p.push(format!(
+                        "anomaly.webhook_url: `{}` is not http or https",
+                        url.scheme()
+                    ));
+                    None
+                }
+                Err(e) => {
+                    p.push(format!("anomaly.webhook_url: {e}"));
+                    None
+                }
+            });
         let mail = match &lake {
             Some(lake) => crate::deliver::mail::MailConfig::validate(&self.mail, lake, &mut p),
             None => Default::default(),
@@ -1083,6 +1125,8 @@ impl RawConfig {
             mail,
             reconcile,
             anomaly,
+            incidents: incidents.expect("the lake parsed, so did its paths"),
+            webhook,
             digest: String::new(),
         };
         config.digest = config.compute_digest(&self.pricing, &self.reconcile);

@@ -15,6 +15,8 @@
 //! errors/retries, model mix, cache-hit change, tokens per request, price
 //! change): exact, order-free, and each cause in dollars. No I/O here.
 
+pub mod incident;
+
 use std::collections::{BTreeMap, BTreeSet};
 use std::sync::Arc;
 
@@ -144,6 +146,19 @@ pub enum Level {
 }
 
 impl Level {
+    /// The group of a grain row as a filter (dept, project, task, provider, model).
+    pub fn filter(self, g: &Grain) -> [Option<String>; 5] {
+        let keep = match self {
+            Level::Total => [false; 5],
+            Level::Provider => [false, false, false, true, false],
+            Level::Model => [false, false, false, true, true],
+            Level::Dept => [true, false, false, false, false],
+            Level::DeptProject => [true, true, false, false, false],
+            Level::DeptProjectTask => [true, true, true, false, false],
+        };
+        std::array::from_fn(|i| keep[i].then(|| g[i].clone()))
+    }
+
     pub const ALL: [Level; 6] = [
         Level::Total,
         Level::Provider,
@@ -330,6 +345,14 @@ pub struct Anomaly {
     pub causes: Vec<(Cause, i128)>,
     /// Baseline days used.
     pub baseline_days: usize,
+    /// The group as a filter of (dept, project, task, provider, model).
+    #[serde(skip)]
+    pub filter: [Option<String>; 5],
+    /// The group's models: the mean baseline day, and today.
+    #[serde(skip)]
+    pub models_before: BTreeMap<String, Cell>,
+    #[serde(skip)]
+    pub models_after: BTreeMap<String, Cell>,
 }
 
 fn median(v: &mut [f64]) -> f64 {
@@ -583,7 +606,14 @@ pub fn detect(
                         .map(|(m, c)| (m, scale_cell(&c, n)))
                         .collect()
                 };
-                let causes = decompose(&before, &models(today.iter(), level, key));
+                let after = models(today.iter(), level, key);
+                let causes = decompose(&before, &after);
+                let filter = today
+                    .iter()
+                    .chain(days.iter().flat_map(|d| history[d].iter()))
+                    .find(|(g, _)| level.key(g) == *key)
+                    .map(|(g, _)| level.filter(g))
+                    .unwrap_or_default();
                 let likely = match metric {
                     Metric::ErrorRate => Cause::ErrorsRetries,
                     Metric::CacheHitRate => Cause::CacheHitChange,
@@ -613,6 +643,9 @@ pub fn detect(
                     likely_cause: likely,
                     causes: causes.iter().map(|(c, v)| (*c, usd6(*v))).collect(),
                     baseline_days: days.len(),
+                    filter,
+                    models_before: before,
+                    models_after: after,
                 });
             }
         }

@@ -8,6 +8,7 @@
 //! it is given; it computes nothing.
 
 pub mod mail;
+pub mod webhook;
 
 use bytes::Bytes;
 

@@ -130,6 +130,8 @@ pub struct Computed {
     pub gate_problems: Vec<String>,
     pub results: DayResults,
     pub csvs: Vec<dashboards::Csv>,
+    /// Incidents for the day's high-severity anomalies.
+    pub incidents: Vec<crate::anomaly::incident::Incident>,
 }
 
 /// The rendered results of one day, before publishing.
@@ -409,12 +411,14 @@ pub async fn run_with(
         gate_problems,
         results,
         csvs,
+        incidents,
     } = c;
     publish(&stores, &outputs, &manifest_out).await?;
     info!(requests = kept, cost_usd = %cost_usd, unpriced, alerts = dashboards.report.alerts.len(), reports = %reports, "published");
     let days = dashboards::publish_index(&stores, &config.reports).await?;
     info!(days, index = %config.reports.join("index.html"), "report index written");
     let rollup = &results.get("rollup_daily")?.1;
+    let webhook_failed = file_incidents(&stores, config, day.date, &incidents).await?;
     let mut outcome = if (options.fail_on_mismatch || config.reconcile.fail_on_mismatch)
         && reconciliation.not_ok() > 0
     {
@@ -424,6 +428,10 @@ pub async fn run_with(
     } else {
         ExitKind::DataQuality
     };
+    if webhook_failed {
+        // Like a mail: published, the webhook call missing; a rerun sends it.
+        outcome = ExitKind::Delivery;
+    }
     let deliveries = if config.mail.enabled() {
         let (fbd_schema, fbd) = results.get("finance_by_dimension")?;
         let letters = dashboards.letters(
@@ -848,6 +856,17 @@ pub async fn compute(config: &Config, date: NaiveDate, sel: &Selection) -> Resul
             .count(),
         "anomalies"
     );
+    let incidents = incidents(
+        &ctx,
+        &params,
+        Rows::Lake(&input),
+        &anomalies,
+        &day,
+        &prices,
+        &resolutions,
+        spill.path(),
+    )
+    .await?;
     let batch = crate::anomaly::batch(date, &anomalies);
     results
         .results
@@ -1014,6 +1033,7 @@ pub async fn compute(config: &Config, date: NaiveDate, sel: &Selection) -> Resul
         gate_problems,
         results,
         csvs,
+        incidents,
     })
 }
 
@@ -1299,6 +1319,153 @@ async fn flow(
         chosen_rates,
         timings,
     })
+}
+
+/// The incidents of the day's high-severity anomalies: each with its
+/// group's costliest traces (sql/evidence.sql with the group as filter), the
+/// price rows in force for its models, and a suggestion.
+#[allow(clippy::too_many_arguments)]
+async fn incidents(
+    ctx: &SessionContext,
+    params: &Params,
+    rows: Rows<'_>,
+    anomalies: &[crate::anomaly::Anomaly],
+    day: &Day,
+    prices: &PriceTable,
+    resolutions: &[crate::pricing::Resolution],
+    spill_dir: &std::path::Path,
+) -> Result<Vec<crate::anomaly::incident::Incident>> {
+    use crate::anomaly::incident::{self, PriceRowView, Trace};
+    let opening: Vec<&crate::anomaly::Anomaly> =
+        anomalies.iter().filter(|a| incident::opens(a)).collect();
+    if opening.is_empty() {
+        return Ok(Vec::new());
+    }
+    let filters: Vec<[Option<String>; 5]> = opening.iter().map(|a| a.filter.clone()).collect();
+    let (_, batches) = evidence(ctx, params, rows, &filters, spill_dir).await?;
+    let opened_at = Utc::now();
+    let mut out = Vec::new();
+    for (a, b) in opening.iter().zip(&batches) {
+        let text = |name: &str| -> Result<Vec<String>> {
+            let c = b
+                .column_by_name(name)
+                .ok_or_else(|| Error::Internal(format!("evidence.sql: no column {name}")))?;
+            crate::report::csv_cells(c.as_ref())
+        };
+        let (ids, ts, prov, model, cost) = (
+            text("trace_id")?,
+            text("ts")?,
+            text("provider")?,
+            text("model")?,
+            text("cost_usd")?,
+        );
+        let mut seen = std::collections::BTreeSet::new();
+        let traces: Vec<Trace> = (0..b.num_rows())
+            .filter(|&i| seen.insert(ids[i].clone()))
+            .take(20)
+            .map(|i| Trace {
+                trace_id: ids[i].clone(),
+                ts: ts[i].clone(),
+                provider: prov[i].clone(),
+                model: model[i].clone(),
+                cost_usd: cost[i].clone(),
+            })
+            .collect();
+        // The price rows in force today for the group's models.
+        let group_models: std::collections::BTreeSet<&String> = a
+            .models_before
+            .keys()
+            .chain(a.models_after.keys())
+            .collect();
+        let mut rows_in_force = Vec::new();
+        let mut price_keys = Vec::new();
+        for r in resolutions
+            .iter()
+            .filter(|r| group_models.contains(&format!("{}/{}", r.provider, r.model)))
+        {
+            price_keys.push((r.price_provider.clone(), r.price_model.clone()));
+            for p in prices.versions(&r.price_provider, &r.price_model) {
+                if r.price_ids.contains(&p.price_id) {
+                    rows_in_force.push(PriceRowView {
+                        provider: p.provider.clone(),
+                        model: p.model.clone(),
+                        price_id: p.price_id.clone(),
+                        input_usd_per_1k: p.input_usd_per_1k.map(|d| d.normalize().to_string()),
+                        output_usd_per_1k: p.output_usd_per_1k.map(|d| d.normalize().to_string()),
+                        valid_from: p.valid_from.to_rfc3339(),
+                        valid_to: p.valid_to.map(|t| t.to_rfc3339()),
+                    });
+                }
+            }
+        }
+        let cheaper = price_keys.first().and_then(|(provider, _)| {
+            let current: Vec<String> = price_keys
+                .iter()
+                .filter(|(p, _)| p == provider)
+                .map(|(_, m)| m.clone())
+                .collect();
+            incident::cheapest(prices, provider, &current, day.start)
+        });
+        out.push(incident::record(
+            day.date,
+            a,
+            opened_at,
+            (day.start, day.end),
+            rows_in_force,
+            traces,
+            incident::suggestion(a, cheaper),
+        ));
+    }
+    Ok(out)
+}
+
+/// Write each incident record unless one exists (a rerun never files it
+/// twice), then POST those not yet delivered to the webhook and record each
+/// delivery. Returns whether a webhook call failed.
+async fn file_incidents(
+    stores: &Stores,
+    config: &Config,
+    date: NaiveDate,
+    incidents: &[crate::anomaly::incident::Incident],
+) -> Result<bool> {
+    let dir = config.incidents.join(&partition_dir(date));
+    let mut failed = false;
+    for inc in incidents {
+        let record = dir.join(&format!("{}.json", inc.id));
+        if !stores.exists(&record).await? {
+            let json = serde_json::to_vec_pretty(inc)
+                .map_err(|e| Error::Internal(format!("incident: {e}")))?;
+            stores.put(&record, bytes::Bytes::from(json)).await?;
+            info!(id = %inc.id, key = %inc.key, metric = %inc.metric, "incident opened");
+        }
+        let Some(hook) = &config.webhook else {
+            continue;
+        };
+        let sent = dir.join(&format!("{}.webhook.json", inc.id));
+        if stores.exists(&sent).await? {
+            continue;
+        }
+        // The stored record is what is sent (a rerun sends the first version).
+        let (_, body) = stores.get(&record).await?;
+        match crate::deliver::webhook::post(hook, &inc.id, body.to_vec()).await {
+            Ok(status) => {
+                let note = serde_json::json!({
+                    "id": inc.id,
+                    "status": status,
+                    "sent_at": Utc::now().to_rfc3339_opts(SecondsFormat::Secs, true),
+                    "sha256": sha256(&body),
+                });
+                stores
+                    .put(&sent, bytes::Bytes::from(note.to_string()))
+                    .await?;
+            }
+            Err(e) => {
+                tracing::warn!(id = %inc.id, error = %e, "incident webhook failed; a rerun sends it");
+                failed = true;
+            }
+        }
+    }
+    Ok(failed)
 }
 
 /// sql/evidence.sql over every row of the day, once per filter (see

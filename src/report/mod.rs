@@ -90,6 +90,11 @@ fn format_timestamp(nanos: i64) -> String {
     t.to_rfc3339_opts(chrono::SecondsFormat::AutoSi, true)
 }
 
+/// Every cell of a column as the CSV outputs write it.
+pub fn csv_cells(col: &dyn Array) -> Result<Vec<String>> {
+    (0..col.len()).map(|i| cell(col, i)).collect()
+}
+
 /// The text of one cell.
 fn cell(col: &dyn Array, row: usize) -> Result<String> {
     if col.is_null(row) {

@@ -8,6 +8,7 @@ mod bad_input;
 mod cli;
 mod dashboards;
 mod fixture;
+mod incidents;
 mod mail;
 mod metrics;
 mod otel;

@@ -1,0 +1,261 @@
+//! Incidents end to end: a day whose spend jumps far above its history opens
+//! one incident per high-severity anomaly, each POSTed to a real HTTP server
+//! on loopback (which fails the first call: the webhook retries); a rerun
+//! files no second record and makes no second call; a webhook that is down
+//! exits 5 with everything else published, and the next run sends it.
+
+use std::convert::Infallible;
+use std::net::SocketAddr;
+use std::sync::{Arc, Mutex};
+
+use http_body_util::{BodyExt, Full};
+use hyper::body::{Bytes, Incoming};
+use hyper::{Request, Response, StatusCode};
+use hyper_util::rt::TokioIo;
+use tokenledger::config::{Config, Overrides};
+use tokenledger::error::ExitKind;
+use tokenledger::pipeline;
+
+use crate::fixture;
+
+/// What the webhook server saw: (idempotency key, body).
+type Seen = Arc<Mutex<Vec<(String, String)>>>;
+
+/// A webhook receiver on loopback; answers 503 to the first `fail` calls.
+async fn receiver(fail: usize) -> (SocketAddr, Seen) {
+    let listener = tokio::net::TcpListener::bind("127.0.0.1:0").await.unwrap();
+    let addr = listener.local_addr().unwrap();
+    let seen: Seen = Arc::default();
+    let calls = Arc::new(Mutex::new(0usize));
+    let s = Arc::clone(&seen);
+    tokio::spawn(async move {
+        loop {
+            let (stream, _) = listener.accept().await.unwrap();
+            let (s, calls) = (Arc::clone(&s), Arc::clone(&calls));
+            tokio::spawn(async move {
+                let service = hyper::service::service_fn(move |req: Request<Incoming>| {
+                    let (s, calls) = (Arc::clone(&s), Arc::clone(&calls));
+                    async move {
+                        let key = req
+                            .headers()
+                            .get("idempotency-key")
+                            .map(|v| v.to_str().unwrap().to_string())
+                            .unwrap_or_default();
+                        let body = req.into_body().collect().await.unwrap().to_bytes();
+                        let n = {
+                            let mut c = calls.lock().unwrap();
+                            *c += 1;
+                            *c
+                        };
+                        let status = if n <= fail {
+                            StatusCode::SERVICE_UNAVAILABLE
+                        } else {
+                            s.lock()
+                                .unwrap()
+                                .push((key, String::from_utf8(body.to_vec()).unwrap()));
+                            StatusCode::OK
+                        };
+                        Ok::<_, Infallible>(
+                            Response::builder()
+                                .status(status)
+                                .body(Full::new(Bytes::from("ok")))
+                                .unwrap(),
+                        )
+                    }
+                });
+                let _ = hyper::server::conn::http1::Builder::new()
+                    .serve_connection(TokioIo::new(stream), service)
+                    .await;
+            });
+        }
+    });
+    (addr, seen)
+}
+
+fn config(lake: &std::path::Path, hook: &str) -> Config {
+    let toml = format!(
+        "[anomaly]\nmin_requests = 1\nmin_impact_usd = 0.001\nmin_change_impact_usd = 0.0\nwebhook_url = \"{hook}\"\nwebhook_attempts = 3\nwebhook_timeout_secs = 5\n"
+    );
+    Config::from_sources(
+        &toml,
+        "test",
+        &[],
+        &Overrides {
+            lake: Some(lake.to_string_lossy().to_string()),
+            ..Overrides::default()
+        },
+    )
+    .unwrap()
+}
+
+/// The fixture lake, with three Sundays of history whose spend was that of
+/// part-b alone (three requests, about $0.0021): the fixture's Sunday
+/// ($0.0779, 13 requests) is a jump of some 3,600%.
+async fn lake_with_history() -> tempfile::TempDir {
+    let small = tempfile::tempdir().unwrap();
+    for (key, bytes) in fixture::objects() {
+        if key.contains("part-a")
+            || key.contains("late")
+            || key.contains("old")
+            || key.starts_with("invoices")
+        {
+            continue;
+        }
+        let path = small.path().join(&key);
+        std::fs::create_dir_all(path.parent().unwrap()).unwrap();
+        std::fs::write(path, bytes).unwrap();
+    }
+    crate::metrics::run_fixture(small.path(), None).await;
+    let lake = fixture::lake();
+    for day in ["2026-02-15", "2026-02-22", "2026-03-01"] {
+        for kind in ["daily", "latency"] {
+            let from = small
+                .path()
+                .join(format!("rollups/{kind}/date=2026-03-08/part-0.parquet"));
+            let to = lake
+                .path()
+                .join(format!("rollups/{kind}/date={day}/part-0.parquet"));
+            std::fs::create_dir_all(to.parent().unwrap()).unwrap();
+            std::fs::copy(from, to).unwrap();
+        }
+    }
+    lake
+}
+
+fn records(lake: &std::path::Path, suffix: &str) -> Vec<String> {
+    let dir = lake.join("incidents/date=2026-03-08");
+    let mut names: Vec<String> = std::fs::read_dir(dir)
+        .map(|d| {
+            d.map(|e| e.unwrap().file_name().to_string_lossy().to_string())
+                .collect()
+        })
+        .unwrap_or_default();
+    names.retain(|n| n.ends_with(suffix) && (suffix != ".json" || !n.ends_with(".webhook.json")));
+    names.sort();
+    names
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn high_anomalies_open_incidents_posted_once() {
+    let lake = lake_with_history().await;
+    let (addr, seen) = receiver(1).await;
+    let cfg = config(lake.path(), &format!("http://{addr}/hooks/llm-cost"));
+    let s = pipeline::run(&cfg, fixture::date()).await.unwrap();
+    assert_eq!(s.outcome, ExitKind::Ok);
+
+    let anomalies = fixture::report(lake.path(), "anomalies.csv");
+    let high = anomalies.lines().filter(|l| l.contains(",high,")).count();
+    assert!(high >= 3, "{anomalies}");
+    let filed = records(lake.path(), ".json");
+    assert_eq!(
+        filed.len(),
+        high,
+        "one incident per high anomaly: {filed:?}"
+    );
+    assert_eq!(records(lake.path(), ".webhook.json").len(), high);
+    // The first POST got a 503 and was retried: each incident arrived once.
+    let calls = seen.lock().unwrap().clone();
+    assert_eq!(calls.len(), high);
+    let keys: std::collections::BTreeSet<&str> = calls.iter().map(|(k, _)| k.as_str()).collect();
+    assert_eq!(keys.len(), high);
+
+    // The total's incident: the whole day's costliest traces, the prices in
+    // force, the causes, a suggestion and the RCA due a day later.
+    let total = calls
+        .iter()
+        .map(|(_, b)| serde_json::from_str::<serde_json::Value>(b).unwrap())
+        .find(|v| v["dimension"] == "total" && v["metric"] == "cost_usd")
+        .expect("the total cost opened an incident");
+    assert_eq!(total["key"], "all");
+    assert_eq!(total["severity"], "high");
+    assert_eq!(total["window_start"], "2026-03-08T00:00:00Z");
+    let opened =
+        chrono::DateTime::parse_from_rfc3339(total["opened_at"].as_str().unwrap()).unwrap();
+    let due = chrono::DateTime::parse_from_rfc3339(total["rca_due"].as_str().unwrap()).unwrap();
+    assert_eq!(due - opened, chrono::Duration::hours(24));
+    // r4 (0.0507) then t3 (0.010), t1 (0.0075), t2 (0.00475): fixture.rs.
+    let traces: Vec<(&str, &str)> = total["top_traces"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .map(|t| {
+            (
+                t["trace_id"].as_str().unwrap(),
+                t["cost_usd"].as_str().unwrap(),
+            )
+        })
+        .collect();
+    assert_eq!(
+        &traces[..4],
+        &[
+            ("t4", "0.050700"),
+            ("t3", "0.010000"),
+            ("t1", "0.007500"),
+            ("t2", "0.004750")
+        ]
+    );
+    let price_ids: Vec<&str> = total["price_rows"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .map(|p| p["price_id"].as_str().unwrap())
+        .collect();
+    assert_eq!(
+        price_ids.len(),
+        3,
+        "both gpt-4o rows and claude-sonnet's: {price_ids:?}"
+    );
+    assert!(!total["suggested_action"].as_str().unwrap().is_empty());
+    assert!(total["causes"].as_str().unwrap().contains("volume"));
+    assert_eq!(total["models_before"].as_array().unwrap().len(), 2);
+
+    // A rerun: no new record, no new call, the records unchanged.
+    let before: Vec<Vec<u8>> = filed
+        .iter()
+        .map(|n| std::fs::read(lake.path().join("incidents/date=2026-03-08").join(n)).unwrap())
+        .collect();
+    let s = pipeline::run(&cfg, fixture::date()).await.unwrap();
+    assert_eq!(s.outcome, ExitKind::Ok);
+    assert_eq!(seen.lock().unwrap().len(), high);
+    let after: Vec<Vec<u8>> = filed
+        .iter()
+        .map(|n| std::fs::read(lake.path().join("incidents/date=2026-03-08").join(n)).unwrap())
+        .collect();
+    assert_eq!(before, after);
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_webhook_that_is_down_exits_5_and_the_next_run_sends() {
+    let lake = lake_with_history().await;
+    // A port with nothing listening.
+    let dead = std::net::TcpListener::bind("127.0.0.1:0")
+        .unwrap()
+        .local_addr()
+        .unwrap();
+    let s = pipeline::run(
+        &config(lake.path(), &format!("http://{dead}/hook")),
+        fixture::date(),
+    )
+    .await
+    .unwrap();
+    assert_eq!(s.outcome, ExitKind::Delivery);
+    let filed = records(lake.path(), ".json");
+    assert!(!filed.is_empty());
+    assert!(records(lake.path(), ".webhook.json").is_empty());
+    assert!(
+        lake.path()
+            .join("reports/date=2026-03-08/manifest.json")
+            .exists()
+    );
+
+    let (addr, seen) = receiver(0).await;
+    let s = pipeline::run(
+        &config(lake.path(), &format!("http://{addr}/hook")),
+        fixture::date(),
+    )
+    .await
+    .unwrap();
+    assert_eq!(s.outcome, ExitKind::Ok);
+    assert_eq!(seen.lock().unwrap().len(), filed.len());
+    assert_eq!(records(lake.path(), ".webhook.json").len(), filed.len());
+}
