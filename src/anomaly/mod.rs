@@ -16,6 +16,7 @@
 //! change): exact, order-free, and each cause in dollars. No I/O here.
 
 pub mod incident;
+pub mod quality;
 
 use std::collections::{BTreeMap, BTreeSet};
 use std::sync::Arc;
@@ -315,7 +316,7 @@ impl Default for Settings {
     fn default() -> Self {
         Settings {
             window_days: 28,
-            min_score: 4.0,
+            min_score: 6.0,
             min_requests: 50,
             min_impact_usd: 10.0,
             min_change: 0.3,
@@ -376,6 +377,28 @@ pub fn robust(values: &[f64], metric: Metric) -> (f64, f64) {
 
 fn weekend(d: NaiveDate) -> bool {
     d.weekday().number_from_monday() >= 6
+}
+
+/// The spread of a series around its weekly pattern, from every day of the
+/// window: the differences between consecutive values of the same weekday
+/// (week over week) have twice the variance of one value, so the spread is
+/// 1.4826 * median(|difference|) / sqrt(2): robust, and free of the weekly
+/// pattern. Four same-weekday values alone say too little about the spread.
+/// `None` with fewer than eight differences.
+pub fn pooled_scale(values: impl Iterator<Item = (NaiveDate, f64)>) -> Option<f64> {
+    let mut by_day: BTreeMap<u32, Vec<(NaiveDate, f64)>> = BTreeMap::new();
+    for (d, v) in values {
+        by_day
+            .entry(d.weekday().num_days_from_monday())
+            .or_default()
+            .push((d, v));
+    }
+    let mut diffs = Vec::new();
+    for vals in by_day.values_mut() {
+        vals.sort_by_key(|(d, _)| *d);
+        diffs.extend(vals.windows(2).map(|w| (w[1].1 - w[0].1).abs()));
+    }
+    (diffs.len() >= 8).then(|| 1.4826 * median(&mut diffs) / std::f64::consts::SQRT_2)
 }
 
 /// The baseline days for `date`: the same weekday in the window when at
@@ -524,6 +547,12 @@ pub fn detect(
             .iter()
             .map(|d| group(history[d].iter(), level))
             .collect();
+        // Every day of the window, for the scale (see `pooled_scale`).
+        let from = date - chrono::Days::new(u64::from(settings.window_days));
+        let window: Vec<(NaiveDate, BTreeMap<String, Cell>)> = history
+            .range(from..date)
+            .map(|(d, rows)| (*d, group(rows.iter(), level)))
+            .collect();
         let keys: BTreeSet<&String> = now
             .keys()
             .chain(past.iter().flat_map(|p| p.keys()))
@@ -555,7 +584,13 @@ pub fn detect(
                 if series.len() < 3 {
                     continue;
                 }
-                let (med, scale) = robust(&series, metric);
+                let (med, own) = robust(&series, metric);
+                let pooled = pooled_scale(window.iter().filter_map(|(d, g)| {
+                    metric
+                        .of(&g.get(key).copied().unwrap_or_default())
+                        .map(|v| (*d, v))
+                }));
+                let scale = own.max(pooled.unwrap_or(0.0));
                 let score = (v - med) / scale;
                 if score.abs() < settings.min_score {
                     continue;

@@ -244,3 +244,33 @@ fn a_spike_is_flagged_with_its_cause_and_a_quiet_day_is_not() {
     let dims: BTreeSet<&str> = found.iter().map(|a| a.level).collect();
     assert!(dims.contains("dept+project+task"), "{dims:?}");
 }
+
+/// The quality goals on a seeded synthetic history (20 groups, 90 days, an
+/// anomaly on 1 group-day in 15 after a 30-day warm-up): recall >= 0.9 per
+/// kind for anomalies of >= $50 or >= 30%, and at most one false alarm per
+/// 30 clean days per 100 (group, metric) series. `benches/anomaly_quality.rs`
+/// prints the same figures at 100 groups and several seeds.
+#[test]
+fn detection_meets_its_quality_goals_on_a_synthetic_history() {
+    use super::quality::{Kind, generate, measure};
+    let start = NaiveDate::from_ymd_opt(2026, 1, 1).unwrap();
+    let (lake, injected) = generate(7, 20, start, 90, 30, 1.0 / 15.0);
+    assert!(injected.len() > 40, "{}", injected.len());
+    let q = measure(&lake, &injected, 30, &Settings::default());
+    for kind in Kind::ALL {
+        let (n, hit) = q.recall.get(&kind).copied().unwrap_or_default();
+        assert!(n > 0, "no {} injected", kind.name());
+        assert!(
+            hit as f64 >= 0.9 * n as f64,
+            "{}: {hit} of {n}",
+            kind.name()
+        );
+    }
+    assert!(
+        q.false_alarm_rate() <= 1.0,
+        "{} false alarms in {} series-days: {:?}",
+        q.false_alarms,
+        q.clean_series_days,
+        q.false_by_metric
+    );
+}
