@@ -7,6 +7,7 @@ mod audit;
 mod bad_input;
 mod cli;
 mod dashboards;
+mod deploy;
 mod fixture;
 mod incidents;
 mod mail;
