@@ -344,6 +344,10 @@ pub struct Anomaly {
     pub likely_cause: Cause,
     /// The group's cost change split by cause, USD at 6 decimals, largest first.
     pub causes: Vec<(Cause, i128)>,
+    /// For `cost_usd`: today's cost and the baseline median, exact USD at
+    /// the rollups' scale (what the CSV and pages show).
+    #[serde(skip)]
+    pub exact: Option<(i128, i128)>,
     /// Baseline days used.
     pub baseline_days: usize,
     /// The group as a filter of (dept, project, task, provider, model).
@@ -363,6 +367,18 @@ fn median(v: &mut [f64]) -> f64 {
         v[n / 2]
     } else {
         (v[n / 2 - 1] + v[n / 2]) / 2.0
+    }
+}
+
+/// The exact median of money at [`PRICE_SCALE`] (two middles: their mean,
+/// half to even).
+fn median_exact(mut v: Vec<i128>) -> i128 {
+    v.sort_unstable();
+    let n = v.len();
+    if n % 2 == 1 {
+        v[n / 2]
+    } else {
+        crate::money::div_half_even(v[n / 2 - 1] + v[n / 2], 2)
     }
 }
 
@@ -596,6 +612,13 @@ pub fn detect(
                     continue;
                 }
                 let change = (med != 0.0).then(|| (v - med) / med.abs());
+                // Money stays exact: today's cost and the median of the baseline days'.
+                let exact = (metric == Metric::CostUsd).then(|| {
+                    (
+                        c1.cost,
+                        median_exact(cells.iter().map(|c| c.cost).collect()),
+                    )
+                });
                 let impact = match metric {
                     Metric::CostUsd => v - med,
                     Metric::Requests => {
@@ -673,7 +696,11 @@ pub fn detect(
                     baseline: med,
                     score,
                     change,
-                    impact_usd: usd6(impact),
+                    impact_usd: match exact {
+                        Some((now, base)) => rescale(now - base, PRICE_SCALE, OUT_SCALE),
+                        None => usd6(impact),
+                    },
+                    exact,
                     severity,
                     likely_cause: likely,
                     causes: causes.iter().map(|(c, v)| (*c, usd6(*v))).collect(),
@@ -722,8 +749,9 @@ pub fn schema() -> SchemaRef {
         Field::new("dimension", DataType::Utf8, false),
         Field::new("key", DataType::Utf8, false),
         Field::new("metric", DataType::Utf8, false),
-        Field::new("value", DataType::Float64, false),
-        Field::new("baseline", DataType::Float64, false),
+        // Text: money (cost_usd) exact to 6 decimals, other metrics as reals.
+        Field::new("value", DataType::Utf8, false),
+        Field::new("baseline", DataType::Utf8, false),
         Field::new("score", DataType::Float64, false),
         Field::new("severity", DataType::Utf8, false),
         Field::new("likely_cause", DataType::Utf8, false),
@@ -748,7 +776,13 @@ pub fn causes_text(causes: &[(Cause, i128)]) -> String {
 pub fn batch(date: NaiveDate, anomalies: &[Anomaly]) -> RecordBatch {
     let epoch = NaiveDate::from_ymd_opt(1970, 1, 1).expect("valid date");
     let day = (date - epoch).num_days() as i32;
-    let round = |v: f64| (v * 1e9).round() / 1e9;
+    let show = |a: &Anomaly, baseline: bool| match a.exact {
+        Some((v, b)) => format_scaled(
+            rescale(if baseline { b } else { v }, PRICE_SCALE, OUT_SCALE),
+            OUT_SCALE,
+        ),
+        None => crate::report::format_real(if baseline { a.baseline } else { a.value }),
+    };
     let cols: Vec<ArrayRef> = vec![
         Arc::new(Date32Array::from(vec![day; anomalies.len()])),
         Arc::new(StringArray::from_iter_values(
@@ -760,11 +794,11 @@ pub fn batch(date: NaiveDate, anomalies: &[Anomaly]) -> RecordBatch {
         Arc::new(StringArray::from_iter_values(
             anomalies.iter().map(|a| a.metric.name()),
         )),
-        Arc::new(Float64Array::from_iter_values(
-            anomalies.iter().map(|a| round(a.value)),
+        Arc::new(StringArray::from_iter_values(
+            anomalies.iter().map(|a| show(a, false)),
         )),
-        Arc::new(Float64Array::from_iter_values(
-            anomalies.iter().map(|a| round(a.baseline)),
+        Arc::new(StringArray::from_iter_values(
+            anomalies.iter().map(|a| show(a, true)),
         )),
         Arc::new(Float64Array::from_iter_values(
             anomalies.iter().map(|a| (a.score * 100.0).round() / 100.0),

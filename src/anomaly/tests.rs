@@ -218,12 +218,23 @@ fn a_spike_is_flagged_with_its_cause_and_a_quiet_day_is_not() {
         .iter()
         .find(|a| a.level == "total" && a.metric == Metric::CostUsd)
         .expect("total cost flagged");
-    // The Wednesdays had 1000+{0..12} requests: baseline cost median 50.xx.
+    // The Wednesdays (days 0, 7, 14, 21) had 1000, 1006, 1012, 1003 requests
+    // at $0.05: 50.00, 50.30, 50.60, 50.15; the median is 50.225, exactly.
+    assert_eq!(total.exact, Some((usd(275.0), usd(50.225))));
+    let csv =
+        String::from_utf8(crate::report::csv_bytes(&schema(), &[batch(date, &found)]).unwrap())
+            .unwrap();
+    let row = csv
+        .lines()
+        .find(|l| l.starts_with("2026-03-25,total,all,cost_usd,"))
+        .unwrap();
     assert!(
-        total.baseline > 50.0 && total.baseline < 50.7,
-        "{}",
-        total.baseline
+        row.starts_with("2026-03-25,total,all,cost_usd,275.000000,50.225000,"),
+        "{row}"
     );
+    // impact: 275 - 50.225, exact; the causes are estimates to the cent.
+    assert!(row.contains(",high,model mix,"), "{row}");
+    assert!(row.contains(",224.775000,"), "{row}");
     close(total.value, 275.0);
     assert_eq!(total.severity, Severity::High);
     assert_eq!(total.likely_cause, Cause::ModelMix);

@@ -321,19 +321,20 @@ pub const ANOMALIES_SHOWN: usize = 25;
 
 fn anomaly_line(a: &crate::anomaly::Anomaly) -> AnomalyLine {
     use crate::anomaly::Metric;
-    let show = |v: f64| match a.metric {
-        Metric::CostUsd => format::usd((v * 1e6).round() as i128, 6),
-        Metric::CostPer1kUsd => format!("${v:.4}"),
-        Metric::Requests => format::int(v.round() as i64),
-        Metric::TokensPerRequest => format!("{v:.0}"),
-        Metric::ErrorRate | Metric::CacheHitRate => format::percent(v, 2),
+    let show = |v: f64, exact: Option<i128>| match (a.metric, exact) {
+        (Metric::CostUsd, Some(usd)) => format::usd(usd, crate::money::PRICE_SCALE),
+        (Metric::CostUsd, None) => format::usd((v * 1e6).round() as i128, 6),
+        (Metric::CostPer1kUsd, _) => format!("${v:.4}"),
+        (Metric::Requests, _) => format::int(v.round() as i64),
+        (Metric::TokensPerRequest, _) => format!("{v:.0}"),
+        (Metric::ErrorRate | Metric::CacheHitRate, _) => format::percent(v, 2),
     };
     AnomalyLine {
         dimension: a.level.to_string(),
         key: a.key.clone(),
         metric: a.metric.name().to_string(),
-        value: show(a.value),
-        baseline: show(a.baseline),
+        value: show(a.value, a.exact.map(|e| e.0)),
+        baseline: show(a.baseline, a.exact.map(|e| e.1)),
         change: a
             .change
             .map_or("—".into(), |c| format!("{:+.0}%", c * 100.0)),
