@@ -142,14 +142,13 @@ pub fn plan(table: &TextTable, json: &[u8], file: &str) -> Result<Plan, Problems
                 if a.is_zero() {
                     continue;
                 }
-                let ten = Decimal::from(10);
                 if b.is_zero() {
                     plan.refused.push(format!(
                         "{provider}/{name}: {} price would go to 0 (was {} per 1K)",
                         KINDS[k],
                         text(Some(a))
                     ));
-                } else if b >= a * ten || a >= b * ten {
+                } else if crate::pricing::tenfold(a, b) {
                     plan.refused.push(format!(
                         "{provider}/{name}: {} price would change 10x or more ({} -> {} per 1K)",
                         KINDS[k],

@@ -68,6 +68,13 @@ impl PriceRow {
     }
 }
 
+/// Whether a price moving from `a` to `b` moves 10x or more either way
+/// (a zero on either side is no such move: free tiers exist).
+pub fn tenfold(a: Decimal, b: Decimal) -> bool {
+    let ten = Decimal::from(10);
+    !a.is_zero() && !b.is_zero() && (b >= a * ten || a >= b * ten)
+}
+
 /// A 10x move between consecutive versions of a model's price.
 #[derive(Clone, Debug, PartialEq, Eq, Serialize)]
 pub struct Jump {
@@ -288,7 +295,6 @@ impl PriceTable {
     pub fn jumps(&self) -> Vec<Jump> {
         let mut keys: Vec<&(String, String)> = self.by_key.keys().collect();
         keys.sort();
-        let ten = Decimal::from(10);
         let mut out = Vec::new();
         for key in keys {
             let versions = &self.by_key[key];
@@ -299,10 +305,7 @@ impl PriceTable {
                     ("output", a.output_usd_per_1k, b.output_usd_per_1k),
                 ] {
                     let (Some(x), Some(y)) = (x, y) else { continue };
-                    if x.is_zero() || y.is_zero() {
-                        continue;
-                    }
-                    if y >= x * ten || x >= y * ten {
+                    if tenfold(x, y) {
                         out.push(Jump {
                             provider: key.0.clone(),
                             model: key.1.clone(),

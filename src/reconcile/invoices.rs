@@ -113,6 +113,21 @@ pub struct Parsed {
     pub skipped: BTreeMap<String, u64>,
 }
 
+impl Parsed {
+    fn skip(&mut self, reason: String) {
+        *self.skipped.entry(reason).or_default() += 1;
+    }
+}
+
+/// The lines, or every problem found.
+fn done(parsed: Parsed, problems: Problems) -> Result<Parsed, Problems> {
+    if problems.is_empty() {
+        Ok(parsed)
+    } else {
+        Err(problems)
+    }
+}
+
 /// Parse one object's bytes. `key` names the object in every problem.
 pub fn parse(adapter: &Adapter, key: &str, bytes: Bytes) -> Result<Parsed, Problems> {
     match adapter.format {
@@ -237,14 +252,13 @@ fn normalized(key: &str, bytes: &[u8]) -> Result<Parsed, Problems> {
             });
         }
     }
-    if problems.is_empty() {
-        Ok(Parsed {
+    done(
+        Parsed {
             lines,
             skipped: BTreeMap::new(),
-        })
-    } else {
-        Err(problems)
-    }
+        },
+        problems,
+    )
 }
 
 /// JSON pages: one page object, an array of pages, or one page per line.
@@ -360,14 +374,13 @@ fn openai(adapter: &Adapter, key: &str, bytes: &[u8]) -> Result<Parsed, Problems
             });
         }
     }
-    if problems.is_empty() {
-        Ok(Parsed {
+    done(
+        Parsed {
             lines,
             skipped: BTreeMap::new(),
-        })
-    } else {
-        Err(problems)
-    }
+        },
+        problems,
+    )
 }
 
 /// Anthropic cost report: `amount` is a decimal string in **cents**
@@ -445,14 +458,13 @@ fn anthropic(adapter: &Adapter, key: &str, bytes: &[u8]) -> Result<Parsed, Probl
             });
         }
     }
-    if problems.is_empty() {
-        Ok(Parsed {
+    done(
+        Parsed {
             lines,
             skipped: BTreeMap::new(),
-        })
-    } else {
-        Err(problems)
-    }
+        },
+        problems,
+    )
 }
 
 /// A Bedrock usage type (`USE1-Claude3.5Sonnet-cache-read-input-token-count`)
@@ -517,7 +529,7 @@ fn cur(adapter: &Adapter, key: &str, bytes: Bytes) -> Result<Parsed, Problems> {
         if let Some(p) = cell(cells, c_product)
             && p != product
         {
-            *parsed.skipped.entry(format!("product {p}")).or_default() += 1;
+            parsed.skip(format!("product {p}"));
             continue;
         }
         let kind = cell(cells, c_kind).unwrap_or("Usage");
@@ -526,10 +538,7 @@ fn cur(adapter: &Adapter, key: &str, bytes: Bytes) -> Result<Parsed, Problems> {
             "Credit" | "Refund" => Charge::Credit,
             k if k.contains("Discount") => Charge::Adjustment,
             k => {
-                *parsed
-                    .skipped
-                    .entry(format!("line item type {k}"))
-                    .or_default() += 1;
+                parsed.skip(format!("line item type {k}"));
                 continue;
             }
         };
@@ -556,11 +565,7 @@ fn cur(adapter: &Adapter, key: &str, bytes: Bytes) -> Result<Parsed, Problems> {
             source: at,
         });
     }
-    if problems.is_empty() {
-        Ok(parsed)
-    } else {
-        Err(problems)
-    }
+    done(parsed, problems)
 }
 
 /// FOCUS 1.x: `BilledCost` in `BillingCurrency` per `ChargePeriodStart`;
@@ -607,10 +612,7 @@ fn focus(adapter: &Adapter, key: &str, bytes: &[u8]) -> Result<Parsed, Problems>
             .as_deref()
             .is_some_and(|p| p != provider_name)
         {
-            *parsed
-                .skipped
-                .entry(format!("ProviderName {provider_name}"))
-                .or_default() += 1;
+            parsed.skip(format!("ProviderName {provider_name}"));
             continue;
         }
         let service = cell(cells, c_service).unwrap_or_default();
@@ -619,10 +621,7 @@ fn focus(adapter: &Adapter, key: &str, bytes: &[u8]) -> Result<Parsed, Problems>
             .as_deref()
             .is_some_and(|s| s != service)
         {
-            *parsed
-                .skipped
-                .entry(format!("ServiceName {service}"))
-                .or_default() += 1;
+            parsed.skip(format!("ServiceName {service}"));
             continue;
         }
         let category = cell(cells, Some(cols[3])).unwrap_or_default();
@@ -631,10 +630,7 @@ fn focus(adapter: &Adapter, key: &str, bytes: &[u8]) -> Result<Parsed, Problems>
             "Credit" => Charge::Credit,
             "Adjustment" => Charge::Adjustment,
             other => {
-                *parsed
-                    .skipped
-                    .entry(format!("ChargeCategory {other}"))
-                    .or_default() += 1;
+                parsed.skip(format!("ChargeCategory {other}"));
                 continue;
             }
         };
@@ -668,11 +664,7 @@ fn focus(adapter: &Adapter, key: &str, bytes: &[u8]) -> Result<Parsed, Problems>
             source: at,
         });
     }
-    if problems.is_empty() {
-        Ok(parsed)
-    } else {
-        Err(problems)
-    }
+    done(parsed, problems)
 }
 
 #[cfg(test)]
