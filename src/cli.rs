@@ -203,7 +203,12 @@ fn init_logging(format: LogFormat) {
         .with_env_filter(filter)
         .with_writer(std::io::stderr);
     let _ = if json {
-        builder.json().flatten_event(true).try_init()
+        builder
+            .json()
+            .flatten_event(true)
+            .with_current_span(true)
+            .with_span_list(false)
+            .try_init()
     } else {
         builder.with_target(false).try_init()
     };
@@ -234,16 +239,48 @@ pub fn main() -> ExitCode {
             return ExitKind::Runtime.into();
         }
     };
-    match runtime.block_on(run(cli.command)) {
-        Ok(kind) => kind.into(),
+    let run_id = crate::pipeline::new_run_id();
+    let command = cli.command.name();
+    let span = tracing::info_span!("tokenledger", run_id = %run_id, command);
+    let _entered = span.enter();
+    let started = std::time::Instant::now();
+    let outcome = runtime.block_on(tracing::Instrument::instrument(
+        run(cli.command, &run_id),
+        span.clone(),
+    ));
+    let seconds = (started.elapsed().as_secs_f64() * 1000.0).round() / 1000.0;
+    // The final line of every command: what happened and its exit code.
+    match outcome {
+        Ok(kind) => {
+            tracing::info!(exit_code = kind.code(), outcome = ?kind, seconds, "finished");
+            kind.into()
+        }
         Err(e) => {
-            eprintln!("error: {}", render_chain(&e));
-            e.kind().into()
+            let chain = render_chain(&e);
+            eprintln!("error: {chain}");
+            let kind = e.kind();
+            tracing::error!(exit_code = kind.code(), outcome = ?kind, seconds, error = %chain, "finished");
+            kind.into()
         }
     }
 }
 
-async fn run(command: Command) -> Result<ExitKind> {
+impl Command {
+    fn name(&self) -> &'static str {
+        match self {
+            Command::Run(_) => "run",
+            Command::Check(_) => "check",
+            Command::Demo { .. } => "demo",
+            Command::Replay { .. } => "replay",
+            Command::Reprice { .. } => "reprice",
+            Command::Backfill { .. } => "backfill",
+            Command::Prices { .. } => "prices",
+            Command::Gen { .. } => "gen",
+        }
+    }
+}
+
+async fn run(command: Command, run_id: &str) -> Result<ExitKind> {
     match command {
         Command::Run(args) => {
             let config = args.config.load()?;
@@ -251,11 +288,18 @@ async fn run(command: Command) -> Result<ExitKind> {
                 .date
                 .unwrap_or_else(|| crate::calendar::yesterday(Utc::now(), config.timezone));
             let options = crate::pipeline::RunOptions {
+                run_id: Some(run_id.to_string()),
                 resend: args.resend,
                 fail_on_mismatch: args.fail_on_mismatch,
             };
             let summary = crate::pipeline::run_with(&config, date, &options).await?;
             print_summary(&summary);
+            tracing::info!(
+                requests = summary.requests,
+                cost_usd = %summary.cost_usd,
+                stages = %summary.stages.render(),
+                "run summary"
+            );
             Ok(summary.outcome)
         }
         Command::Check(args) => {

@@ -57,6 +57,8 @@ pub struct RawConfig {
     pub reconcile: RawReconcile,
     #[serde(default)]
     pub anomaly: RawAnomaly,
+    #[serde(default)]
+    pub lease: RawLease,
 }
 
 /// `[anomaly]`: the seasonal baseline and the noise guards.
@@ -238,13 +240,38 @@ pub struct RawRun {
     pub late_days: Option<i64>,
     /// Worker threads and query partitions (default: available cores).
     pub threads: Option<i64>,
+    /// Memory for query operators: `auto` (60% of the container's cgroup
+    /// limit, unbounded without one), `off`, or a size such as `400MiB`.
+    pub memory_limit: Option<String>,
+    /// Where sorts, joins and the duplicate pass spill (default: the
+    /// system temporary directory, `TMPDIR`).
+    pub spill_dir: Option<PathBuf>,
 }
 
 #[derive(Debug, Default, Deserialize, Serialize)]
 #[serde(deny_unknown_fields)]
 pub struct RawStorage {
+    /// Seconds one request to object storage may take (default 30).
+    pub timeout_secs: Option<u64>,
+    /// Seconds to wait for a connection (default 5).
+    pub connect_timeout_secs: Option<u64>,
+    /// Retries of a failed request (5xx, 429, resets, timeouts; default 10).
+    pub max_retries: Option<u32>,
+    /// Seconds after which a request is not retried any more (default 120).
+    pub retry_timeout_secs: Option<u64>,
     #[serde(default)]
     pub s3: RawS3,
+}
+
+/// The day lease: one run per day at a time.
+#[derive(Debug, Default, Deserialize, Serialize)]
+#[serde(deny_unknown_fields)]
+pub struct RawLease {
+    /// Seconds without renewal after which a lease's holder is taken for
+    /// dead and its lease taken over (default 120; renewed every quarter).
+    pub stale_after_secs: Option<u64>,
+    /// Seconds to wait for a held lease before giving up (default 0: exit at once).
+    pub wait_secs: Option<u64>,
 }
 
 #[derive(Debug, Default, Deserialize, Serialize)]
@@ -388,6 +415,11 @@ pub struct Config {
     pub timezone: chrono_tz::Tz,
     pub late_days: u32,
     pub threads: usize,
+    /// Bytes of memory for query operators (`None`: unbounded).
+    pub memory_limit: Option<u64>,
+    /// Spill directory (`None`: the system temporary directory).
+    pub spill_dir: Option<PathBuf>,
+    pub lease: LeaseSettings,
     pub s3: S3Options,
     pub columns: ColumnMapping,
     pub aliases: AliasRules,
@@ -400,6 +432,22 @@ pub struct Config {
     pub anomaly: crate::anomaly::Settings,
     /// Digest of the effective configuration (no secrets), for the manifest.
     pub digest: String,
+}
+
+/// How the day lease behaves (see `lease`).
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct LeaseSettings {
+    pub stale_after: std::time::Duration,
+    pub wait: std::time::Duration,
+}
+
+impl Default for LeaseSettings {
+    fn default() -> Self {
+        LeaseSettings {
+            stale_after: std::time::Duration::from_secs(120),
+            wait: std::time::Duration::ZERO,
+        }
+    }
 }
 
 #[derive(Debug, Clone, Copy, PartialEq, Serialize)]
@@ -823,6 +871,40 @@ fn validate_alerts(raw: &RawAlerts, p: &mut Problems) -> crate::report::model::A
 
 /// Set `path` (sections then key) in `table`; `Err(part)` names a path part
 /// that exists but is not a section.
+/// A size such as `512MiB`, `1.5GiB`, `400MB` or a number of bytes.
+pub fn parse_size(text: &str) -> Option<u64> {
+    let text = text.trim();
+    let split = text
+        .find(|c: char| !(c.is_ascii_digit() || c == '.'))
+        .unwrap_or(text.len());
+    let (number, unit) = text.split_at(split);
+    let number: f64 = number.parse().ok()?;
+    let factor: f64 = match unit.trim().to_ascii_lowercase().as_str() {
+        "" | "b" => 1.0,
+        "k" | "kb" => 1e3,
+        "m" | "mb" => 1e6,
+        "g" | "gb" => 1e9,
+        "ki" | "kib" => 1024.0,
+        "mi" | "mib" => 1024.0 * 1024.0,
+        "gi" | "gib" => 1024.0 * 1024.0 * 1024.0,
+        _ => return None,
+    };
+    let bytes = number * factor;
+    (bytes.is_finite() && bytes >= 1.0).then_some(bytes as u64)
+}
+
+/// The memory limit of this process's cgroup (v2 `memory.max`, else v1
+/// `memory.limit_in_bytes`), when there is one.
+pub fn cgroup_memory_limit() -> Option<u64> {
+    let read = |p: &str| std::fs::read_to_string(p).ok();
+    let v2 = read("/sys/fs/cgroup/memory.max");
+    let v1 = || read("/sys/fs/cgroup/memory/memory.limit_in_bytes");
+    let text = v2.or_else(v1)?;
+    let limit: u64 = text.trim().parse().ok()?; // "max" means none
+    // cgroup v1 reports "no limit" as a number near i64::MAX.
+    (limit < (1 << 50)).then_some(limit)
+}
+
 fn set_path(table: &mut toml::Table, path: &[String], value: toml::Value) -> Result<(), String> {
     let (key, sections) = path.split_last().expect("path has a key");
     let mut cur = table;
@@ -963,12 +1045,75 @@ impl RawConfig {
                 "storage.s3.endpoint: `{ep}` is not a URL (e.g. http://minio:9000)"
             ));
         }
+        let st = &self.storage;
+        let secs = |v: Option<u64>, default: u64, field: &str, p: &mut Problems| match v {
+            Some(0) => {
+                p.push(format!("storage.{field}: must be at least 1 second"));
+                std::time::Duration::from_secs(default)
+            }
+            v => std::time::Duration::from_secs(v.unwrap_or(default)),
+        };
+        let retry = crate::lake::RetryPolicy {
+            timeout: secs(st.timeout_secs, 30, "timeout_secs", &mut p),
+            connect_timeout: secs(st.connect_timeout_secs, 5, "connect_timeout_secs", &mut p),
+            max_retries: st.max_retries.unwrap_or(10),
+            retry_timeout: secs(st.retry_timeout_secs, 120, "retry_timeout_secs", &mut p),
+        };
+        if retry.max_retries > 100 {
+            p.push(format!(
+                "storage.max_retries: {} is out of range 0..=100",
+                retry.max_retries
+            ));
+        }
         let s3 = S3Options {
             endpoint: s3raw.endpoint.clone(),
             region: s3raw.region.clone(),
             allow_http: s3raw.allow_http.unwrap_or(false),
             virtual_hosted_style: s3raw.virtual_hosted_style.unwrap_or(false),
             credentials,
+            retry,
+        };
+
+        let memory_limit = match self.run.memory_limit.as_deref().map(str::trim) {
+            None | Some("auto") => cgroup_memory_limit().map(|limit| limit / 10 * 6),
+            Some("off") => None,
+            Some(text) => match parse_size(text) {
+                Some(n) if n >= 32 << 20 => Some(n),
+                Some(_) => {
+                    p.push(format!(
+                        "run.memory_limit: `{text}` is below the 32MiB a day's queries need"
+                    ));
+                    None
+                }
+                None => {
+                    p.push(format!(
+                        "run.memory_limit: `{text}` is not `auto`, `off` or a size such as `400MiB`"
+                    ));
+                    None
+                }
+            },
+        };
+        let spill_dir = self.run.spill_dir.clone();
+        if let Some(dir) = &spill_dir
+            && !dir.is_dir()
+        {
+            p.push(format!(
+                "run.spill_dir: {} is not a directory",
+                dir.display()
+            ));
+        }
+        let lease = LeaseSettings {
+            stale_after: match self.lease.stale_after_secs {
+                Some(s) if s < 8 => {
+                    p.push(format!(
+                        "lease.stale_after_secs: {s} is below 8 (a live run could lose its lease)"
+                    ));
+                    LeaseSettings::default().stale_after
+                }
+                Some(s) => std::time::Duration::from_secs(s),
+                None => LeaseSettings::default().stale_after,
+            },
+            wait: std::time::Duration::from_secs(self.lease.wait_secs.unwrap_or(0)),
         };
 
         let preset_name = self.columns.preset.as_deref().unwrap_or("default");
@@ -1116,6 +1261,9 @@ impl RawConfig {
             timezone,
             late_days,
             threads,
+            memory_limit,
+            spill_dir,
+            lease,
             s3,
             columns,
             aliases: AliasRules(rules),

@@ -33,6 +33,9 @@ pub enum ExitKind {
     /// 7: `replay` found an output that is not byte-identical to what the
     /// manifest recorded.
     Differs,
+    /// 8: another run holds the day's lease (a concurrent or overlapping
+    /// run); this run did nothing. Rerun later, or set `lease.wait_secs`.
+    Busy,
 }
 
 impl ExitKind {
@@ -47,6 +50,7 @@ impl ExitKind {
             ExitKind::Delivery => 5,
             ExitKind::Mismatch => 6,
             ExitKind::Differs => 7,
+            ExitKind::Busy => 8,
         }
     }
 }
@@ -159,6 +163,25 @@ pub enum Error {
     #[error("data-quality gate failed:\n{problems}")]
     DataQuality { problems: Problems },
 
+    #[error(
+        "day {date} is leased to run {holder} (since {since}, {location}); \
+         it is taken over when {stale_after_secs} s old"
+    )]
+    LeaseHeld {
+        date: String,
+        holder: String,
+        since: String,
+        location: String,
+        stale_after_secs: u64,
+    },
+
+    #[error("run {run_id} lost the lease of {location} to run {holder}; nothing was published")]
+    LeaseLost {
+        run_id: String,
+        holder: String,
+        location: String,
+    },
+
     #[error("internal error: {0}")]
     Internal(String),
 }
@@ -179,6 +202,7 @@ impl Error {
             | Error::Invoices { .. }
             | Error::Replay { .. } => ExitKind::InputData,
             Error::DataQuality { .. } => ExitKind::DataQuality,
+            Error::LeaseHeld { .. } | Error::LeaseLost { .. } => ExitKind::Busy,
             Error::Storage { .. } | Error::Io { .. } | Error::Internal(_) => ExitKind::Runtime,
             Error::Query { source, .. } => query_error_kind(source),
         }
@@ -244,6 +268,7 @@ mod tests {
         assert_eq!(ExitKind::Delivery.code(), 5);
         assert_eq!(ExitKind::Mismatch.code(), 6);
         assert_eq!(ExitKind::Differs.code(), 7);
+        assert_eq!(ExitKind::Busy.code(), 8);
     }
 
     #[test]

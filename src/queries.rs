@@ -158,15 +158,35 @@ impl Params {
 }
 
 /// A DataFusion session for one run, with the money functions registered.
-pub fn session(threads: usize) -> SessionContext {
+///
+/// With `memory_limit`, operators share a fair spill pool of that many bytes
+/// (sorts, aggregations and joins spill to `spill_dir` instead of growing);
+/// without it memory is unbounded.
+pub fn session(
+    threads: usize,
+    memory_limit: Option<u64>,
+    spill_dir: &std::path::Path,
+) -> Result<SessionContext> {
+    use datafusion::execution::memory_pool::{FairSpillPool, TrackConsumersPool};
+    use datafusion::execution::runtime_env::RuntimeEnvBuilder;
     let config = SessionConfig::new()
         .with_target_partitions(threads.max(1))
         .with_batch_size(8192);
-    let ctx = SessionContext::new_with_config(config);
+    let mut runtime = RuntimeEnvBuilder::new().with_temp_file_path(spill_dir);
+    if let Some(limit) = memory_limit {
+        runtime = runtime.with_memory_pool(Arc::new(TrackConsumersPool::new(
+            FairSpillPool::new(limit as usize),
+            std::num::NonZeroUsize::new(5).expect("5 is not zero"),
+        )));
+    }
+    let runtime = runtime
+        .build_arc()
+        .map_err(|e| Error::Internal(format!("building the query runtime: {e}")))?;
+    let ctx = SessionContext::new_with_config_rt(config, runtime);
     for udf in crate::money::udfs() {
         ctx.register_udf(udf);
     }
-    ctx
+    Ok(ctx)
 }
 
 fn query_error(name: &str, source: datafusion::error::DataFusionError) -> Error {

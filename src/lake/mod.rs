@@ -11,6 +11,7 @@
 //! about prices, metrics or reports. Credentials are held in [`Secret`]s that
 //! never print.
 
+pub mod lease;
 pub mod scan;
 pub mod schema;
 
@@ -99,6 +100,16 @@ impl Location {
             }
         }
         Location { url }
+    }
+
+    /// The enclosing location (`None` at the root).
+    pub fn parent(&self) -> Option<Location> {
+        let mut url = self.url.clone();
+        {
+            let mut segs = url.path_segments_mut().ok()?;
+            segs.pop_if_empty().pop();
+        }
+        (url != self.url).then_some(Location { url })
     }
 
     /// The local filesystem path, for `file://` locations.
@@ -232,6 +243,30 @@ pub struct S3Options {
     /// `bucket.host/key` instead of `host/bucket/key` (path style, the default).
     pub virtual_hosted_style: bool,
     pub credentials: Option<S3Credentials>,
+    pub retry: RetryPolicy,
+}
+
+/// Bounds on every request to object storage. Failed requests (5xx such as
+/// 503 SlowDown, 429, connection resets, timeouts) are retried with
+/// exponential backoff until `max_retries` or `retry_timeout`; every write
+/// replaces an object whole, so repeating one is safe.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub struct RetryPolicy {
+    pub timeout: std::time::Duration,
+    pub connect_timeout: std::time::Duration,
+    pub max_retries: u32,
+    pub retry_timeout: std::time::Duration,
+}
+
+impl Default for RetryPolicy {
+    fn default() -> Self {
+        RetryPolicy {
+            timeout: std::time::Duration::from_secs(30),
+            connect_timeout: std::time::Duration::from_secs(5),
+            max_retries: 10,
+            retry_timeout: std::time::Duration::from_secs(120),
+        }
+    }
 }
 
 /// Metadata of an object read, as recorded in the manifest.
@@ -272,6 +307,22 @@ impl Stores {
             let bucket = loc.url.host_str().unwrap_or_default();
             let mut b = AmazonS3Builder::from_env().with_bucket_name(bucket);
             let o = &self.s3;
+            // Client options first: `with_allow_http` below amends them.
+            b = b
+                .with_client_options(
+                    object_store::ClientOptions::new()
+                        .with_timeout(o.retry.timeout)
+                        .with_connect_timeout(o.retry.connect_timeout),
+                )
+                .with_retry(object_store::RetryConfig {
+                    backoff: object_store::BackoffConfig {
+                        init_backoff: std::time::Duration::from_millis(50),
+                        max_backoff: std::time::Duration::from_secs(10),
+                        base: 2.0,
+                    },
+                    max_retries: o.retry.max_retries as usize,
+                    retry_timeout: o.retry.retry_timeout,
+                });
             if let Some(endpoint) = &o.endpoint {
                 b = b.with_endpoint(endpoint);
             }
@@ -410,6 +461,45 @@ impl Stores {
             .await
             .map_err(|e| Error::storage(loc.to_string(), e))?;
         Ok(())
+    }
+
+    /// Create an object only if there is none (a conditional put: S3
+    /// `If-None-Match: *`, a hard link locally). `false`: one exists.
+    pub async fn put_if_absent(&self, loc: &Location, bytes: Bytes) -> Result<bool> {
+        let store = self.store(loc)?;
+        let opts = object_store::PutOptions {
+            mode: object_store::PutMode::Create,
+            ..Default::default()
+        };
+        match store
+            .put_opts(&loc.path(), PutPayload::from_bytes(bytes), opts)
+            .await
+        {
+            Ok(_) => Ok(true),
+            Err(object_store::Error::AlreadyExists { .. }) => Ok(false),
+            Err(e) => Err(Error::storage(loc.to_string(), e)),
+        }
+    }
+
+    /// Copy an object within its store (server-side on S3), replacing `to`.
+    pub async fn copy(&self, from: &Location, to: &Location) -> Result<()> {
+        let store = self.store(to)?;
+        if from.store_key() != to.store_key() {
+            let (_, bytes) = self.get(from).await?;
+            return self.put(to, bytes).await;
+        }
+        store
+            .copy(&from.path(), &to.path())
+            .await
+            .map_err(|e| Error::storage(format!("{from} -> {to}"), e))
+    }
+
+    /// Remove the directory of a local location if it is empty (object
+    /// stores have no directories; nothing to do there).
+    pub fn remove_empty_dir(&self, loc: &Location) {
+        if let Some(dir) = loc.local_path() {
+            let _ = std::fs::remove_dir(dir);
+        }
     }
 
     /// Delete an object; an absent object is not an error.

@@ -262,6 +262,7 @@ pub async fn replay(config: &Config, manifest: &Location) -> Result<ReplayReport
             invoices: Some(invoices),
             history,
             prices,
+            run_id: None,
         },
     )
     .await?;

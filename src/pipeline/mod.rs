@@ -84,11 +84,16 @@ pub struct RunSummary {
     /// The model the dashboards and mails were rendered from.
     pub report: crate::report::model::Report,
     pub reconciliation: Reconciliation,
+    pub run_id: String,
+    /// Seconds per stage.
+    pub stages: Stages,
 }
 
 /// How to run a day.
 #[derive(Debug, Clone, Default)]
 pub struct RunOptions {
+    /// The run's id in logs, lease and manifest (default: a new one).
+    pub run_id: Option<String>,
     /// Mail every audience again, even those already mailed for the day.
     pub resend: bool,
     /// Exit with [`ExitKind::Mismatch`] when a reconciliation line is not
@@ -110,6 +115,57 @@ pub struct Selection {
     pub history: Option<Vec<NaiveDate>>,
     /// Another price table (`reprice`).
     pub prices: Option<Location>,
+    /// The run's id (default: a new one).
+    pub run_id: Option<String>,
+}
+
+/// A new run id: UTC start time and 32 random bits (`20261128T020000Z-1a2b3c4d`).
+pub fn new_run_id() -> String {
+    format!(
+        "{}-{:08x}",
+        Utc::now().format("%Y%m%dT%H%M%SZ"),
+        rand::random::<u32>()
+    )
+}
+
+/// Wall-clock time per stage of a run, each logged as it ends.
+#[derive(Debug, Clone)]
+pub struct Stages {
+    last: std::time::Instant,
+    pub done: Vec<(String, f64)>,
+}
+
+impl Default for Stages {
+    fn default() -> Self {
+        Stages {
+            last: std::time::Instant::now(),
+            done: Vec::new(),
+        }
+    }
+}
+
+impl Stages {
+    /// End the current stage: log and record its time.
+    pub fn lap(&mut self, stage: &str) {
+        let now = std::time::Instant::now();
+        let seconds = now.duration_since(self.last).as_secs_f64();
+        self.last = now;
+        info!(
+            stage,
+            seconds = (seconds * 1000.0).round() / 1000.0,
+            "stage done"
+        );
+        self.done.push((stage.to_string(), seconds));
+    }
+
+    /// `name=1.234s name=0.5s ...`
+    pub fn render(&self) -> String {
+        self.done
+            .iter()
+            .map(|(n, t)| format!("{n}={t:.3}s"))
+            .collect::<Vec<_>>()
+            .join(" ")
+    }
 }
 
 /// A day computed and rendered, nothing written yet.
@@ -132,6 +188,8 @@ pub struct Computed {
     pub csvs: Vec<dashboards::Csv>,
     /// Incidents for the day's high-severity anomalies.
     pub incidents: Vec<crate::anomaly::incident::Incident>,
+    pub run_id: String,
+    pub stages: Stages,
 }
 
 /// The rendered results of one day, before publishing.
@@ -389,13 +447,57 @@ pub async fn run(config: &Config, date: NaiveDate) -> Result<RunSummary> {
     run_with(config, date, &RunOptions::default()).await
 }
 
-/// Run the job for one day: compute, render, gate, publish, mail.
+/// Run the job for one day: take the day's lease, finish what a killed run
+/// left, compute, render, gate, publish, mail, release the lease.
 pub async fn run_with(
     config: &Config,
     date: NaiveDate,
     options: &RunOptions,
 ) -> Result<RunSummary> {
-    let c = compute(config, date, &Selection::default()).await?;
+    let run_id = options.run_id.clone().unwrap_or_else(new_run_id);
+    let stores = Arc::new(Stores::new(config.s3.clone()));
+    let day_dir = config.reports.join(&partition_dir(date));
+    let lease = crate::lake::lease::Lease::acquire(
+        &stores,
+        &day_dir,
+        &date.to_string(),
+        &run_id,
+        config.lease,
+    )
+    .await?;
+    let result = run_leased(config, date, options, &run_id, &stores, &day_dir, &lease).await;
+    match lease.release(&stores).await {
+        Ok(()) => result,
+        // The run's own outcome matters more than a lease left to go stale.
+        Err(e) if result.is_err() => {
+            tracing::warn!(error = %e, "the lease was not released; it goes stale");
+            result
+        }
+        Err(e) => Err(e),
+    }
+}
+
+async fn run_leased(
+    config: &Config,
+    date: NaiveDate,
+    options: &RunOptions,
+    run_id: &str,
+    stores: &Stores,
+    day_dir: &Location,
+    lease: &crate::lake::lease::Lease,
+) -> Result<RunSummary> {
+    let (installed, discarded) = crate::deliver::recover(stores, day_dir).await?;
+    if installed + discarded > 0 {
+        info!(
+            installed,
+            discarded, "recovered what earlier killed runs left in staging"
+        );
+    }
+    let sel = Selection {
+        run_id: Some(run_id.to_string()),
+        ..Selection::default()
+    };
+    let c = compute(config, date, &sel).await?;
     let Computed {
         stores,
         day,
@@ -412,13 +514,22 @@ pub async fn run_with(
         results,
         csvs,
         incidents,
+        run_id,
+        mut stages,
     } = c;
-    publish(&stores, &outputs, &manifest_out).await?;
+    publish(&stores, &reports, &run_id, &outputs, &manifest_out, || {
+        lease.verify(&stores)
+    })
+    .await?;
     info!(requests = kept, cost_usd = %cost_usd, unpriced, alerts = dashboards.report.alerts.len(), reports = %reports, "published");
     let days = dashboards::publish_index(&stores, &config.reports).await?;
     info!(days, index = %config.reports.join("index.html"), "report index written");
+    stages.lap("publish");
     let rollup = &results.get("rollup_daily")?.1;
     let webhook_failed = file_incidents(&stores, config, day.date, &incidents).await?;
+    if !incidents.is_empty() {
+        stages.lap("incidents");
+    }
     let mut outcome = if (options.fail_on_mismatch || config.reconcile.fail_on_mismatch)
         && reconciliation.not_ok() > 0
     {
@@ -460,6 +571,7 @@ pub async fn run_with(
             failed = d.failed.len(),
             "mail"
         );
+        stages.lap("mail");
         if !d.failed.is_empty() {
             // The reports are published; only the mail is missing, and a
             // rerun sends just that.
@@ -480,6 +592,8 @@ pub async fn run_with(
         deliveries,
         report: dashboards.report,
         reconciliation,
+        run_id,
+        stages,
     })
 }
 
@@ -556,11 +670,8 @@ pub async fn compute(config: &Config, date: NaiveDate, sel: &Selection) -> Resul
         None => config,
     };
     let started = Utc::now();
-    let run_id = format!(
-        "{}-{:08x}",
-        started.format("%Y%m%dT%H%M%SZ"),
-        rand::random::<u32>()
-    );
+    let mut stages = Stages::default();
+    let run_id = sel.run_id.clone().unwrap_or_else(new_run_id);
     let day = Day::new(date, config.timezone);
     info!(date = %date, zone = %config.timezone, start = %day.start, end = %day.end, "report day");
     queries::parse_all()?;
@@ -609,6 +720,7 @@ pub async fn compute(config: &Config, date: NaiveDate, sel: &Selection) -> Resul
     });
     let partition_names: Vec<String> = partitions.iter().map(|d| partition_dir(*d)).collect();
     info!(objects = input.files().len(), rows = input.rows_listed(), partitions = ?partition_names, "inputs listed");
+    stages.lap("inputs");
     if input.rows_listed() == 0 {
         return Err(Error::EmptyDay {
             date: date.to_string(),
@@ -622,14 +734,14 @@ pub async fn compute(config: &Config, date: NaiveDate, sel: &Selection) -> Resul
         });
     }
 
-    let ctx = queries::session(config.threads);
+    let spill = spill_dir(config.spill_dir.as_deref())?;
+    let ctx = queries::session(config.threads, config.memory_limit, spill.path())?;
     let params = Params {
         date,
         seconds: day.seconds() as f64,
         day_start_ns: day.window().start_ns,
         day_end_ns: day.window().end_ns,
     };
-    let spill = spill_dir()?;
     let empty_day = |in_day: u64| {
         if in_day > 0 {
             return Ok(());
@@ -667,11 +779,12 @@ pub async fn compute(config: &Config, date: NaiveDate, sel: &Selection) -> Resul
     )
     .await?;
 
-    let stages: Vec<String> = timings
+    let stages_q: Vec<String> = timings
         .iter()
         .map(|(n, t)| format!("{n}={t:.3}s"))
         .collect();
-    info!(stages = %stages.join(" "), "queries done");
+    info!(stages = %stages_q.join(" "), "queries done");
+    stages.lap("queries");
 
     // Price rows of the day that jumped 10x from or to a neighbour.
     let used: std::collections::BTreeSet<&str> = resolutions
@@ -938,7 +1051,7 @@ pub async fn compute(config: &Config, date: NaiveDate, sel: &Selection) -> Resul
     let manifest = Manifest {
         manifest_version: 1,
         program: format!("tokenledger {}", env!("CARGO_PKG_VERSION")),
-        run_id,
+        run_id: run_id.clone(),
         date: date.to_string(),
         timezone: config.timezone.to_string(),
         window_start: day.start.to_rfc3339_opts(SecondsFormat::Secs, true),
@@ -1018,6 +1131,7 @@ pub async fn compute(config: &Config, date: NaiveDate, sel: &Selection) -> Resul
         outputs: outputs.iter().map(|o| o.describe(&config.lake)).collect(),
     };
     let manifest_out = Output::new(reports.join("manifest.json"), manifest.to_json());
+    stages.lap("report");
     Ok(Computed {
         stores,
         day,
@@ -1034,6 +1148,8 @@ pub async fn compute(config: &Config, date: NaiveDate, sel: &Selection) -> Resul
         results,
         csvs,
         incidents,
+        run_id,
+        stages,
     })
 }
 
@@ -1518,7 +1634,8 @@ fn df_error(name: &str, source: datafusion::error::DataFusionError) -> Error {
 /// unknown columns, type errors and bad function calls without any data.
 pub async fn check_queries() -> Result<()> {
     queries::parse_all()?;
-    let ctx = queries::session(1);
+    let spill = spill_dir(None)?;
+    let ctx = queries::session(1, None, spill.path())?;
     let date = NaiveDate::from_ymd_opt(2026, 1, 1).expect("valid date");
     let day = Day::new(date, chrono_tz::UTC);
     let params = Params {
@@ -1528,7 +1645,6 @@ pub async fn check_queries() -> Result<()> {
         day_end_ns: day.window().end_ns,
     };
     let config = Config::for_lake("/").expect("a bare lake is a valid config");
-    let spill = spill_dir()?;
     flow(
         &ctx,
         &params,
@@ -1552,14 +1668,19 @@ pub async fn check_queries() -> Result<()> {
     Ok(())
 }
 
-fn spill_dir() -> Result<tempfile::TempDir> {
-    tempfile::Builder::new()
-        .prefix("tokenledger-")
-        .tempdir()
-        .map_err(|e| Error::Io {
-            what: "creating a spill directory".into(),
-            source: e,
-        })
+/// The run's own spill directory (removed when dropped), under `parent` or
+/// the system temporary directory.
+fn spill_dir(parent: Option<&std::path::Path>) -> Result<tempfile::TempDir> {
+    let mut b = tempfile::Builder::new();
+    b.prefix("tokenledger-");
+    match parent {
+        Some(dir) => b.tempdir_in(dir),
+        None => b.tempdir(),
+    }
+    .map_err(|e| Error::Io {
+        what: "creating a spill directory".into(),
+        source: e,
+    })
 }
 
 #[cfg(test)]

@@ -166,6 +166,11 @@ async fn wrong_credentials_are_a_storage_error_naming_the_object() {
         .unwrap_err();
     assert_eq!(err.kind(), tokenledger::error::ExitKind::Runtime);
     let text = tokenledger::error::render_chain(&err);
-    assert!(text.contains("s3://finance-lake/lake/prices.csv"), "{text}");
+    // The first object touched is the day's lease: the error names it.
+    assert!(
+        text.contains("s3://finance-lake/lake/reports/date=2026-03-08/_lease.json"),
+        "{text}"
+    );
+    assert!(text.contains("403 Forbidden"), "{text}");
     assert!(!text.contains("wrong-secret"), "{text}");
 }
