@@ -49,12 +49,19 @@ impl LeaseRecord {
     }
 }
 
+enum Taken {
+    Yes { claim: Option<Location> },
+    No(LeaseRecord),
+}
+
 /// A lease held by this run.
 #[derive(Debug)]
 pub struct Lease {
     location: Location,
     record: LeaseRecord,
     renewer: tokio::task::JoinHandle<()>,
+    /// The takeover claim this run created, deleted on release.
+    claim: Option<Location>,
 }
 
 /// The lease object of a day's report directory.
@@ -101,7 +108,7 @@ impl Lease {
         let started = std::time::Instant::now();
         loop {
             let held = match Self::try_take(stores, day_dir, &record, settings).await? {
-                None => {
+                Taken::Yes { claim } => {
                     info!(lease = %location, run_id, "lease taken");
                     let renewer = tokio::spawn(renew(
                         std::sync::Arc::clone(stores),
@@ -113,9 +120,10 @@ impl Lease {
                         location,
                         record,
                         renewer,
+                        claim,
                     });
                 }
-                Some(holder) => holder,
+                Taken::No(holder) => holder,
             };
             let waited = started.elapsed();
             if waited >= settings.wait {
@@ -133,17 +141,17 @@ impl Lease {
         }
     }
 
-    /// One attempt: `None` if taken, else the live holder.
+    /// One attempt: taken (maybe over a dead holder), or the live holder.
     async fn try_take(
         stores: &Stores,
         day_dir: &Location,
         ours: &LeaseRecord,
         settings: LeaseSettings,
-    ) -> Result<Option<LeaseRecord>> {
+    ) -> Result<Taken> {
         let location = &location(day_dir);
         let bytes = Bytes::from(serde_json::to_vec_pretty(ours).expect("a lease serializes"));
         if stores.put_if_absent(location, bytes.clone()).await? {
-            return Ok(None);
+            return Ok(Taken::Yes { claim: None });
         }
         let Some(current) = read(stores, location).await? else {
             // Released between our put and our read: try again at once.
@@ -151,22 +159,22 @@ impl Lease {
         };
         if current.run_id == ours.run_id {
             // Our own create, retried after its response was lost.
-            return Ok(None);
+            return Ok(Taken::Yes { claim: None });
         }
         let now = Utc::now();
         if !current.stale(settings.stale_after, now) {
-            return Ok(Some(current));
+            return Ok(Taken::No(current));
         }
         // Only one run may take over a given dead holder's lease.
-        if !stores
-            .put_if_absent(&claim(day_dir, &current.run_id), bytes.clone())
-            .await?
-        {
-            return Ok(Some(current));
+        let claim = claim(day_dir, &current.run_id);
+        if !stores.put_if_absent(&claim, bytes.clone()).await? {
+            return Ok(Taken::No(current));
         }
         if read(stores, location).await?.as_ref() != Some(&current) {
             // The dead holder's lease went away (released or replaced) while
-            // we claimed it: start over.
+            // we claimed it: start over. (This re-read is also what makes
+            // deleting claims on release safe.)
+            stores.delete(&claim).await?;
             return Box::pin(Self::try_take(stores, day_dir, ours, settings)).await;
         }
         stores.put(location, bytes).await?;
@@ -177,7 +185,7 @@ impl Lease {
             silent_s = now.signed_duration_since(current.renewed_at).num_seconds(),
             "took over a stale lease (its run died without releasing it)"
         );
-        Ok(None)
+        Ok(Taken::Yes { claim: Some(claim) })
     }
 
     pub fn run_id(&self) -> &str {
@@ -201,6 +209,9 @@ impl Lease {
         self.renewer.abort();
         if self.verify(stores).await.is_ok() {
             stores.delete(&self.location).await?;
+            if let Some(claim) = &self.claim {
+                stores.delete(claim).await?;
+            }
             // Locally, leave no empty directories behind a run that
             // published nothing.
             let day_dir = self.location.parent();

@@ -465,19 +465,37 @@ impl Stores {
 
     /// Create an object only if there is none (a conditional put: S3
     /// `If-None-Match: *`, a hard link locally). `false`: one exists.
+    ///
+    /// The client does not repeat a conditional put that may have reached
+    /// the server, so transport failures are retried here; a retry that
+    /// finds the object created by its own lost attempt answers `false`, and
+    /// the caller tells by the content (the lease holds the run id).
     pub async fn put_if_absent(&self, loc: &Location, bytes: Bytes) -> Result<bool> {
         let store = self.store(loc)?;
-        let opts = object_store::PutOptions {
-            mode: object_store::PutMode::Create,
-            ..Default::default()
-        };
-        match store
-            .put_opts(&loc.path(), PutPayload::from_bytes(bytes), opts)
-            .await
-        {
-            Ok(_) => Ok(true),
-            Err(object_store::Error::AlreadyExists { .. }) => Ok(false),
-            Err(e) => Err(Error::storage(loc.to_string(), e)),
+        let started = std::time::Instant::now();
+        let mut attempt = 0u32;
+        loop {
+            let opts = object_store::PutOptions {
+                mode: object_store::PutMode::Create,
+                ..Default::default()
+            };
+            match store
+                .put_opts(&loc.path(), PutPayload::from_bytes(bytes.clone()), opts)
+                .await
+            {
+                Ok(_) => return Ok(true),
+                Err(object_store::Error::AlreadyExists { .. }) => return Ok(false),
+                Err(e @ object_store::Error::Generic { .. })
+                    if attempt < self.s3.retry.max_retries
+                        && started.elapsed() < self.s3.retry.retry_timeout =>
+                {
+                    attempt += 1;
+                    let pause = std::time::Duration::from_millis(50 << attempt.min(7));
+                    tracing::debug!(object = %loc, error = %e, attempt, "conditional put failed; retrying");
+                    tokio::time::sleep(pause).await;
+                }
+                Err(e) => return Err(Error::storage(loc.to_string(), e)),
+            }
         }
     }
 

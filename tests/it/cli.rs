@@ -184,10 +184,15 @@ fn check_reports_every_problem_at_once() {
     }
 }
 
+/// Every configured secret (S3 keys, SMTP password) is grepped for in all
+/// output: stdout and stderr at trace level (every crate's logs, retries
+/// included) and every object the runs wrote, for a run that succeeds
+/// through storage faults and one that fails on a wrong password.
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn secrets_never_reach_any_output() {
     use object_store::{ObjectStoreExt, PutPayload};
-    let server = crate::s3::S3Server::start().await;
+    const SMTP_PASSWORD: &str = "smtp-pw-never-in-logs-31f4";
+    let server = crate::s3::S3Server::start_seeded(5).await;
     let store = server.client();
     for (key, bytes) in fixture::objects() {
         store
@@ -198,47 +203,99 @@ async fn secrets_never_reach_any_output() {
             .await
             .unwrap();
     }
+    let smtp = crate::smtp::SmtpServer::start_with(Some(("ledger", SMTP_PASSWORD)), &[]);
     let secrets = tempfile::tempdir().unwrap();
-    let _ = server.config("lake", secrets.path());
+    std::fs::write(secrets.path().join("smtp"), SMTP_PASSWORD).unwrap();
+    let mail = crate::mail::mail_toml(
+        smtp.port,
+        &format!(
+            "security = \"plain\"\nusername = \"ledger\"\npassword_file = \"{}\"",
+            secrets.path().join("smtp").display()
+        ),
+    );
     let cfg = secrets.path().join("tokenledger.toml");
+    std::fs::write(&cfg, server.toml("lake", secrets.path(), &mail)).unwrap();
+    let cfg = cfg.to_string_lossy().to_string();
+    let run = |cfg: String| {
+        tokio::task::spawn_blocking(move || {
+            tokenledger(
+                &[
+                    "run",
+                    "--config",
+                    &cfg,
+                    "--date",
+                    DATE,
+                    "--log-format",
+                    "json",
+                    "--resend",
+                ],
+                &[("TOKENLEDGER_LOG", "trace")],
+            )
+        })
+    };
+    server
+        .faults
+        .fail_per_mille
+        .store(100, std::sync::atomic::Ordering::SeqCst);
+    let ok = run(cfg.clone()).await.unwrap();
+    server
+        .faults
+        .fail_per_mille
+        .store(0, std::sync::atomic::Ordering::SeqCst);
+    let (stdout, stderr) = text(&ok);
+    assert_eq!(code(&ok), 0, "{stdout}\n{stderr}");
+    assert!(stdout.contains("13 requests"), "{stdout}");
+    assert_eq!(smtp.received().len(), 3);
+    assert!(stderr.contains("\"message\":\"finished\""), "{stderr}");
+
+    // A wrong SMTP password (the relay refuses it: exit 5), then a wrong
+    // S3 secret (storage refuses it: exit 1).
+    std::fs::write(secrets.path().join("smtp"), "wrong-smtp-secret-77").unwrap();
+    let refused = run(cfg.clone()).await.unwrap();
+    assert_eq!(code(&refused), 5, "{}", text(&refused).1);
     std::fs::write(
-        &cfg,
-        format!(
-            "[lake]\nroot = \"s3://{}/lake\"\n[storage.s3]\nendpoint = \"{}\"\nregion = \"us-east-1\"\nallow_http = true\n\
-             access_key_id_file = \"access_key_id\"\nsecret_access_key_file = \"secret_access_key\"\n",
-            crate::s3::BUCKET,
-            server.endpoint()
-        )
-        .replace("\"access_key_id\"", &format!("\"{}\"", secrets.path().join("access_key_id").display()))
-        .replace("\"secret_access_key\"", &format!("\"{}\"", secrets.path().join("secret_access_key").display())),
+        secrets.path().join("secret_access_key"),
+        "wrong-s3-secret-88",
     )
     .unwrap();
-    let cfg = cfg.to_string_lossy().to_string();
-    let out = tokio::task::spawn_blocking(move || {
-        tokenledger(
-            &[
-                "run",
-                "--config",
-                &cfg,
-                "--date",
-                DATE,
-                "--log-format",
-                "json",
-            ],
-            &[("TOKENLEDGER_LOG", "debug")],
-        )
-    })
-    .await
-    .unwrap();
-    let (stdout, stderr) = text(&out);
-    assert_eq!(code(&out), 0, "{stdout}\n{stderr}");
-    assert!(stdout.contains("13 requests"), "{stdout}");
-    for secret in [crate::s3::SECRET_KEY, crate::s3::ACCESS_KEY] {
-        assert!(
-            !stdout.contains(secret) && !stderr.contains(secret),
-            "{secret} leaked"
-        );
+    let failed = run(cfg).await.unwrap();
+    assert_eq!(code(&failed), 1, "{}", text(&failed).1);
+
+    let mut all = vec![stdout, stderr];
+    for o in [&refused, &failed] {
+        all.extend([text(o).0, text(o).1]);
     }
+    let mut objects = 0;
+    for entry in walk(server.root()) {
+        all.push(String::from_utf8_lossy(&std::fs::read(entry).unwrap()).into_owned());
+        objects += 1;
+    }
+    assert!(objects > 40, "{objects} objects");
+    for secret in [
+        crate::s3::SECRET_KEY,
+        crate::s3::ACCESS_KEY,
+        SMTP_PASSWORD,
+        "wrong-smtp-secret-77",
+        "wrong-s3-secret-88",
+    ] {
+        for (i, text) in all.iter().enumerate() {
+            assert!(!text.contains(secret), "{secret} leaked into output {i}");
+        }
+    }
+}
+
+/// Every file under `dir`, recursively.
+fn walk(dir: &Path) -> Vec<std::path::PathBuf> {
+    let mut out = Vec::new();
+    for e in std::fs::read_dir(dir).unwrap() {
+        let p = e.unwrap().path();
+        if p.is_dir() {
+            out.extend(walk(&p));
+        } else {
+            out.push(p);
+        }
+    }
+    out
 }
 
 #[test]

@@ -15,5 +15,6 @@ mod metrics;
 mod otel;
 mod pricing;
 mod reconcile;
+mod reliability;
 mod s3;
 mod smtp;
