@@ -21,7 +21,7 @@ use crate::error::{Error, ExitKind, Result, render_chain};
                   3 input data unusable (nothing published); 4 data-quality gate failed (published, flagged); \
                   5 published but a mail was not sent (a rerun sends it); 6 a reconciliation line is not ok \
                   (only with --fail-on-mismatch or reconcile.fail_on_mismatch; published); \
-                  7 replay: an output is not byte-identical."
+                  7 replay: an output is not byte-identical; 8 another run holds the day's lease (nothing done)."
 )]
 pub struct Cli {
     #[command(subcommand)]

@@ -467,7 +467,7 @@ impl Config {
                 .filter(|p| !p.as_os_str().is_empty())
                 .unwrap_or(Path::new("."));
             overrides.config_dir = Some(std::path::absolute(dir).map_err(|e| Error::Io {
-                what: format!("config file {}", path.display()),
+                what: format!("reading config file {}", path.display()),
                 source: e,
             })?);
         }
@@ -475,7 +475,7 @@ impl Config {
         let (text, name) = match file {
             Some(path) => (
                 std::fs::read_to_string(path).map_err(|e| Error::Io {
-                    what: format!("config file {}", path.display()),
+                    what: format!("reading config file {}", path.display()),
                     source: e,
                 })?,
                 path.display().to_string(),
@@ -893,16 +893,53 @@ pub fn parse_size(text: &str) -> Option<u64> {
     (bytes.is_finite() && bytes >= 1.0).then_some(bytes as u64)
 }
 
-/// The memory limit of this process's cgroup (v2 `memory.max`, else v1
-/// `memory.limit_in_bytes`), when there is one.
+/// The memory limit of this process's cgroup: the smallest limit on its
+/// cgroup and the cgroup's ancestors, v2 (`memory.max`) or v1
+/// (`memory.limit_in_bytes`), found through `/proc/self/cgroup`.
 pub fn cgroup_memory_limit() -> Option<u64> {
-    let read = |p: &str| std::fs::read_to_string(p).ok();
-    let v2 = read("/sys/fs/cgroup/memory.max");
-    let v1 = || read("/sys/fs/cgroup/memory/memory.limit_in_bytes");
-    let text = v2.or_else(v1)?;
-    let limit: u64 = text.trim().parse().ok()?; // "max" means none
-    // cgroup v1 reports "no limit" as a number near i64::MAX.
-    (limit < (1 << 50)).then_some(limit)
+    let table = std::fs::read_to_string("/proc/self/cgroup").unwrap_or_default();
+    cgroup_limit_in(&table, |p| std::fs::read_to_string(p).ok())
+}
+
+/// [`cgroup_memory_limit`] over a `/proc/self/cgroup` text and a file reader.
+fn cgroup_limit_in(table: &str, read: impl Fn(&str) -> Option<String>) -> Option<u64> {
+    let mut candidates: Vec<(String, &str)> = Vec::new();
+    for line in table.lines() {
+        let mut parts = line.splitn(3, ':');
+        let (_, controllers, path) = (parts.next(), parts.next(), parts.next());
+        let (Some(controllers), Some(path)) = (controllers, path) else {
+            continue;
+        };
+        let path = path.trim_end_matches('/');
+        if controllers.is_empty() {
+            candidates.push((format!("/sys/fs/cgroup{path}"), "memory.max"));
+        } else if controllers.split(',').any(|c| c == "memory") {
+            candidates.push((
+                format!("/sys/fs/cgroup/memory{path}"),
+                "memory.limit_in_bytes",
+            ));
+        }
+    }
+    // Inside a container's cgroup namespace the root is the container's own.
+    candidates.push(("/sys/fs/cgroup".into(), "memory.max"));
+    candidates.push(("/sys/fs/cgroup/memory".into(), "memory.limit_in_bytes"));
+    let mut best: Option<u64> = None;
+    for (mut dir, file) in candidates {
+        loop {
+            if let Some(text) = read(&format!("{dir}/{file}"))
+                && let Ok(limit) = text.trim().parse::<u64>() // "max": none
+                && limit < (1 << 50)
+            // v1 reports "none" as a huge number
+            {
+                best = Some(best.map_or(limit, |b| b.min(limit)));
+            }
+            match dir.rfind('/') {
+                Some(i) if dir[..i].len() >= "/sys/fs/cgroup".len() => dir.truncate(i),
+                _ => break,
+            }
+        }
+    }
+    best
 }
 
 fn set_path(table: &mut toml::Table, path: &[String], value: toml::Value) -> Result<(), String> {
@@ -1093,15 +1130,9 @@ impl RawConfig {
                 }
             },
         };
+        // Checked when a run creates its spill directory there (the path may
+        // exist only in the container that runs the job).
         let spill_dir = self.run.spill_dir.clone();
-        if let Some(dir) = &spill_dir
-            && !dir.is_dir()
-        {
-            p.push(format!(
-                "run.spill_dir: {} is not a directory",
-                dir.display()
-            ));
-        }
         let lease = LeaseSettings {
             stale_after: match self.lease.stale_after_secs {
                 Some(s) if s < 8 => {
@@ -1319,6 +1350,55 @@ impl Config {
 
 #[cfg(test)]
 mod tests {
+    #[test]
+    fn cgroup_limits_are_found_for_v1_and_v2_and_the_smallest_wins() {
+        use super::cgroup_limit_in;
+        let files = |pairs: &'static [(&'static str, &'static str)]| {
+            move |p: &str| {
+                pairs
+                    .iter()
+                    .find(|(k, _)| *k == p)
+                    .map(|(_, v)| v.to_string())
+            }
+        };
+        // v2: the pod's limit on a parent is smaller than the container's.
+        let v2 = "0::/kubepods/pod1/ctr\n";
+        let read = files(&[
+            (
+                "/sys/fs/cgroup/kubepods/pod1/ctr/memory.max",
+                "1073741824\n",
+            ),
+            ("/sys/fs/cgroup/kubepods/pod1/memory.max", "536870912\n"),
+            ("/sys/fs/cgroup/kubepods/memory.max", "max\n"),
+        ]);
+        assert_eq!(cgroup_limit_in(v2, read), Some(536870912));
+        // v1 with the memory controller among others; no limit is "none".
+        let v1 = "4:memory:/process_api/abc\n3:cpuset:/\n";
+        let read = files(&[
+            (
+                "/sys/fs/cgroup/memory/process_api/abc/memory.limit_in_bytes",
+                "536870912",
+            ),
+            (
+                "/sys/fs/cgroup/memory/memory.limit_in_bytes",
+                "9223372036854771712",
+            ),
+        ]);
+        assert_eq!(cgroup_limit_in(v1, read), Some(536870912));
+        assert_eq!(cgroup_limit_in("0::/\n", files(&[])), None);
+    }
+
+    #[test]
+    fn sizes_parse_with_binary_and_decimal_units() {
+        use super::parse_size;
+        assert_eq!(parse_size("400MiB"), Some(400 << 20));
+        assert_eq!(parse_size("1.5GiB"), Some(3 << 29));
+        assert_eq!(parse_size("512 MB"), Some(512_000_000));
+        assert_eq!(parse_size("1048576"), Some(1 << 20));
+        assert_eq!(parse_size("lots"), None);
+        assert_eq!(parse_size("12XB"), None);
+    }
+
     use super::*;
 
     fn load(toml: &str, env: &[(&str, &str)]) -> Result<Config> {

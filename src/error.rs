@@ -146,7 +146,7 @@ pub enum Error {
         source: object_store::Error,
     },
 
-    #[error("reading {what}: {source}")]
+    #[error("{what}: {source}")]
     Io {
         what: String,
         #[source]

@@ -360,9 +360,8 @@ impl Stores {
             }
         }
         let path = prefix.path();
-        let metas: Vec<_> = store
-            .list(Some(&path))
-            .try_collect()
+        let metas: Vec<_> = self
+            .retrying(prefix, || store.list(Some(&path)).try_collect::<Vec<_>>())
             .await
             .map_err(|e| Error::storage(prefix.to_string(), e))?;
         let mut out: Vec<ObjectInfo> = metas
@@ -378,16 +377,50 @@ impl Stores {
         Ok(out)
     }
 
+    /// Run an object-store operation, repeating it on transport and server
+    /// failures that the client gave up on or does not repeat itself (it
+    /// repeats only requests it knows are idempotent: a timed-out DELETE or
+    /// COPY is not). Every operation here is idempotent: reads, whole-object
+    /// writes, copies and deletes. Bounded by `storage.max_retries` and
+    /// `storage.retry_timeout_secs`; S3 only (local I/O errors are final).
+    async fn retrying<T, F, Fut>(
+        &self,
+        loc: &Location,
+        mut op: F,
+    ) -> std::result::Result<T, object_store::Error>
+    where
+        F: FnMut() -> Fut,
+        Fut: std::future::Future<Output = std::result::Result<T, object_store::Error>>,
+    {
+        let started = std::time::Instant::now();
+        let mut attempt = 0u32;
+        loop {
+            match op().await {
+                Err(e @ object_store::Error::Generic { .. })
+                    if loc.is_s3()
+                        && attempt < self.s3.retry.max_retries
+                        && started.elapsed() < self.s3.retry.retry_timeout =>
+                {
+                    attempt += 1;
+                    let pause = std::time::Duration::from_millis(50 << attempt.min(7));
+                    tracing::debug!(object = %loc, error = %e, attempt, "storage request failed; retrying");
+                    tokio::time::sleep(pause).await;
+                }
+                other => return other,
+            }
+        }
+    }
+
     /// Read a whole (small) object: price tables, FX tables, configs.
     pub async fn get(&self, loc: &Location) -> Result<(ObjectInfo, Bytes)> {
         let store = self.store(loc)?;
-        let res = store
-            .get(&loc.path())
-            .await
-            .map_err(|e| Error::storage(loc.to_string(), e))?;
-        let meta = res.meta.clone();
-        let bytes = res
-            .bytes()
+        let path = loc.path();
+        let (meta, bytes) = self
+            .retrying(loc, || async {
+                let res = store.get(&path).await?;
+                let meta = res.meta.clone();
+                Ok((meta, res.bytes().await?))
+            })
             .await
             .map_err(|e| Error::storage(loc.to_string(), e))?;
         Ok((
@@ -403,23 +436,14 @@ impl Stores {
 
     /// Read a whole (small) object, or `None` if there is none.
     pub async fn get_opt(&self, loc: &Location) -> Result<Option<Bytes>> {
-        let store = self.store(loc)?;
-        let res = match store.get(&loc.path()).await {
-            Ok(res) => res,
-            Err(object_store::Error::NotFound { .. }) => return Ok(None),
-            Err(e) => return Err(Error::storage(loc.to_string(), e)),
-        };
-        let bytes = res
-            .bytes()
-            .await
-            .map_err(|e| Error::storage(loc.to_string(), e))?;
-        Ok(Some(bytes))
+        Ok(self.get_opt_info(loc).await?.map(|(_, bytes)| bytes))
     }
 
     /// The size, etag and version of an object, or `None` if there is none.
     pub async fn head(&self, loc: &Location) -> Result<Option<ObjectInfo>> {
         let store = self.store(loc)?;
-        match store.head(&loc.path()).await {
+        let path = loc.path();
+        match self.retrying(loc, || store.head(&path)).await {
             Ok(m) => Ok(Some(ObjectInfo {
                 location: loc.clone(),
                 size: m.size,
@@ -445,57 +469,41 @@ impl Stores {
 
     /// Whether an object exists.
     pub async fn exists(&self, loc: &Location) -> Result<bool> {
-        let store = self.store(loc)?;
-        match store.head(&loc.path()).await {
-            Ok(_) => Ok(true),
-            Err(object_store::Error::NotFound { .. }) => Ok(false),
-            Err(e) => Err(Error::storage(loc.to_string(), e)),
-        }
+        Ok(self.head(loc).await?.is_some())
     }
 
     /// Write an object whole (replacing any previous version).
     pub async fn put(&self, loc: &Location, bytes: Bytes) -> Result<()> {
         let store = self.store(loc)?;
-        store
-            .put(&loc.path(), PutPayload::from_bytes(bytes))
-            .await
-            .map_err(|e| Error::storage(loc.to_string(), e))?;
+        let path = loc.path();
+        self.retrying(loc, || {
+            store.put(&path, PutPayload::from_bytes(bytes.clone()))
+        })
+        .await
+        .map_err(|e| Error::storage(loc.to_string(), e))?;
         Ok(())
     }
 
     /// Create an object only if there is none (a conditional put: S3
     /// `If-None-Match: *`, a hard link locally). `false`: one exists.
     ///
-    /// The client does not repeat a conditional put that may have reached
-    /// the server, so transport failures are retried here; a retry that
-    /// finds the object created by its own lost attempt answers `false`, and
+    /// Repeated on transport failures like every request; a repeat that
+    /// finds the object its own lost attempt created answers `false`, and
     /// the caller tells by the content (the lease holds the run id).
     pub async fn put_if_absent(&self, loc: &Location, bytes: Bytes) -> Result<bool> {
         let store = self.store(loc)?;
-        let started = std::time::Instant::now();
-        let mut attempt = 0u32;
-        loop {
+        let path = loc.path();
+        let put = || {
             let opts = object_store::PutOptions {
                 mode: object_store::PutMode::Create,
                 ..Default::default()
             };
-            match store
-                .put_opts(&loc.path(), PutPayload::from_bytes(bytes.clone()), opts)
-                .await
-            {
-                Ok(_) => return Ok(true),
-                Err(object_store::Error::AlreadyExists { .. }) => return Ok(false),
-                Err(e @ object_store::Error::Generic { .. })
-                    if attempt < self.s3.retry.max_retries
-                        && started.elapsed() < self.s3.retry.retry_timeout =>
-                {
-                    attempt += 1;
-                    let pause = std::time::Duration::from_millis(50 << attempt.min(7));
-                    tracing::debug!(object = %loc, error = %e, attempt, "conditional put failed; retrying");
-                    tokio::time::sleep(pause).await;
-                }
-                Err(e) => return Err(Error::storage(loc.to_string(), e)),
-            }
+            store.put_opts(&path, PutPayload::from_bytes(bytes.clone()), opts)
+        };
+        match self.retrying(loc, put).await {
+            Ok(_) => Ok(true),
+            Err(object_store::Error::AlreadyExists { .. }) => Ok(false),
+            Err(e) => Err(Error::storage(loc.to_string(), e)),
         }
     }
 
@@ -506,8 +514,8 @@ impl Stores {
             let (_, bytes) = self.get(from).await?;
             return self.put(to, bytes).await;
         }
-        store
-            .copy(&from.path(), &to.path())
+        let (src, dst) = (from.path(), to.path());
+        self.retrying(to, || store.copy(&src, &dst))
             .await
             .map_err(|e| Error::storage(format!("{from} -> {to}"), e))
     }
@@ -523,7 +531,8 @@ impl Stores {
     /// Delete an object; an absent object is not an error.
     pub async fn delete(&self, loc: &Location) -> Result<()> {
         let store = self.store(loc)?;
-        match store.delete(&loc.path()).await {
+        let path = loc.path();
+        match self.retrying(loc, || store.delete(&path)).await {
             Ok(()) | Err(object_store::Error::NotFound { .. }) => Ok(()),
             Err(e) => Err(Error::storage(loc.to_string(), e)),
         }

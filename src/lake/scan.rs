@@ -11,7 +11,9 @@
 //!   Parquet row filter evaluated on `ts` alone, so other columns are decoded
 //!   only for rows of the day;
 //! - rows with a null in a required column rejected (and counted), checked only
-//!   where column statistics admit nulls;
+//!   where column statistics admit nulls; likewise rows with a token count
+//!   above [`MAX_TOKENS`] (no model reads or writes that much in one request:
+//!   such a value is a logging bug, and summing it would overflow);
 //! - virtual columns `_pos` (object key order, row number) and `_trace_key`
 //!   (64-bit hash of `trace_id`), and an optional key filter that decodes wide
 //!   columns only for rows whose key is in a given set.
@@ -753,6 +755,34 @@ fn ts_stats(file: &InputFile, rg: usize) -> Option<(i64, i64, u64)> {
 }
 
 /// Whether the statistics of a row group promise no nulls in `col`.
+/// The largest token count a request may log (per token column): 10^9, a
+/// thousand times today's largest context windows.
+pub const MAX_TOKENS: i64 = 1_000_000_000;
+
+/// The token columns checked against [`MAX_TOKENS`].
+const TOKEN_COLS: [Col; 6] = [
+    Col::InputTokens,
+    Col::OutputTokens,
+    Col::TotalTokens,
+    Col::CacheReadInputTokens,
+    Col::CacheCreationInputTokens,
+    Col::ReasoningOutputTokens,
+];
+
+/// Whether the statistics of a row group prove `col` at most `limit`.
+fn max_at_most(file: &InputFile, rg: usize, col: Col, limit: i64) -> bool {
+    use parquet::file::statistics::Statistics;
+    let Some(resolved) = file.cols.get(col) else {
+        return true;
+    };
+    let chunk = file.metadata.metadata().row_group(rg).column(resolved.leaf);
+    match chunk.statistics() {
+        Some(Statistics::Int64(s)) => s.max_opt().is_some_and(|m| *m <= limit),
+        Some(Statistics::Int32(s)) => s.max_opt().is_some_and(|m| i64::from(*m) <= limit),
+        _ => false,
+    }
+}
+
 fn no_nulls(file: &InputFile, rg: usize, col: Col) -> bool {
     let Some(resolved) = file.cols.get(col) else {
         return false;
@@ -883,6 +913,49 @@ async fn open_unit(
                             if let Some(c) = &counters {
                                 c.reject(col.name(), || {
                                     format!("{key} (null `{}` in a row of the day)", col.name())
+                                });
+                            }
+                        }
+                    }
+                }
+                Ok(BooleanArray::from(keep))
+            },
+        )));
+    }
+
+    // Predicate 3: token counts within MAX_TOKENS, where statistics allow more.
+    let unbounded: Vec<(Col, super::schema::Resolved)> = TOKEN_COLS
+        .iter()
+        .copied()
+        .filter(|&c| {
+            !row_groups
+                .iter()
+                .all(|&rg| max_at_most(&file, rg, c, MAX_TOKENS))
+        })
+        .filter_map(|c| cols.get(c).map(|r| (c, r.clone())))
+        .collect();
+    if !unbounded.is_empty() {
+        let counters = counters.clone();
+        let leaves: Vec<usize> = unbounded.iter().map(|(_, r)| r.leaf).collect();
+        let key = file.info.location.to_string();
+        predicates.push(Box::new(ArrowPredicateFn::new(
+            ProjectionMask::leaves(&parquet_schema, leaves),
+            move |batch: RecordBatch| {
+                let mut keep = vec![true; batch.num_rows()];
+                for (col, resolved) in &unbounded {
+                    let arr = normalize(&batch, *col, Some(resolved), ts_unit)
+                        .map_err(ArrowError::ComputeError)?;
+                    let arr = arr.as_primitive::<arrow::datatypes::Int64Type>();
+                    for (i, k) in keep.iter_mut().enumerate() {
+                        if *k && arr.is_valid(i) && arr.value(i) > MAX_TOKENS {
+                            *k = false;
+                            if let Some(c) = &counters {
+                                let v = arr.value(i);
+                                c.reject(col.name(), || {
+                                    format!(
+                                        "{key} (`{}` = {v} in a row of the day; at most {MAX_TOKENS})",
+                                        col.name()
+                                    )
                                 });
                             }
                         }

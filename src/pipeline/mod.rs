@@ -1674,13 +1674,18 @@ fn spill_dir(parent: Option<&std::path::Path>) -> Result<tempfile::TempDir> {
     let mut b = tempfile::Builder::new();
     b.prefix("tokenledger-");
     match parent {
-        Some(dir) => b.tempdir_in(dir),
-        None => b.tempdir(),
+        Some(dir) => b.tempdir_in(dir).map_err(|e| Error::Io {
+            what: format!(
+                "creating a spill directory in {} (run.spill_dir)",
+                dir.display()
+            ),
+            source: e,
+        }),
+        None => b.tempdir().map_err(|e| Error::Io {
+            what: "creating a spill directory in the system temporary directory (TMPDIR)".into(),
+            source: e,
+        }),
     }
-    .map_err(|e| Error::Io {
-        what: "creating a spill directory".into(),
-        source: e,
-    })
 }
 
 #[cfg(test)]

@@ -637,12 +637,36 @@ fn focus(adapter: &Adapter, key: &str, bytes: &[u8]) -> Result<Parsed, Problems>
         let value = cell(cells, Some(cols[0])).map(amount);
         let cur = cell(cells, Some(cols[1])).map(currency);
         let start = cell(cells, Some(cols[2])).map(parse_instant);
-        let (Some(Ok(value)), Some(Ok(cur)), Some(Ok(start))) = (value, cur, start) else {
-            problems.push(format!(
-                "{at}: expected a decimal BilledCost, an ISO 4217 BillingCurrency and a ChargePeriodStart timestamp"
-            ));
+        let (Some(Ok(value)), Some(Ok(cur)), Some(Ok(start))) = (&value, &cur, &start) else {
+            // Name each bad cell with what it holds.
+            let show = |i: usize, name: &str, ok: bool, expected: &str| {
+                (!ok).then(|| {
+                    let text = cell(cells, Some(cols[i])).unwrap_or("");
+                    format!("{name} `{text}` is not {expected}")
+                })
+            };
+            let bad: Vec<String> = [
+                show(0, "BilledCost", matches!(value, Some(Ok(_))), "a decimal"),
+                show(
+                    1,
+                    "BillingCurrency",
+                    matches!(cur, Some(Ok(_))),
+                    "an ISO 4217 code",
+                ),
+                show(
+                    2,
+                    "ChargePeriodStart",
+                    matches!(start, Some(Ok(_))),
+                    "a timestamp",
+                ),
+            ]
+            .into_iter()
+            .flatten()
+            .collect();
+            problems.push(format!("{at}: {}", bad.join("; ")));
             continue;
         };
+        let (value, cur, start) = (*value, cur.clone(), *start);
         let provider = match (&adapter.provider, provider_name) {
             (Some(p), _) => p.clone(),
             (None, "") => {

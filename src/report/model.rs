@@ -423,14 +423,30 @@ fn col<'b>(b: &'b RecordBatch, name: &str) -> Result<&'b dyn Array> {
         .ok_or_else(|| Error::Internal(format!("report: result column `{name}` missing")))
 }
 
+/// Longest text (in characters) shown whole on dashboards and in mail.
+pub const MAX_LABEL_CHARS: usize = 200;
+
+/// A logged value for display: whole when short; else its first
+/// [`MAX_LABEL_CHARS`] characters, its length and a digest, so that two long
+/// values stay apart. The CSVs hold every value whole.
+pub fn shorten(value: &str) -> String {
+    let chars = value.chars().count();
+    if chars <= MAX_LABEL_CHARS {
+        return value.to_string();
+    }
+    let head: String = value.chars().take(MAX_LABEL_CHARS).collect();
+    let digest = &crate::manifest::sha256(value.as_bytes())[..8];
+    format!("{head}… ({chars} characters, #{digest})")
+}
+
 fn text(b: &RecordBatch, i: usize, name: &str) -> Result<String> {
     let c = col(b, name)?;
     if c.is_null(i) {
         return Ok(String::new());
     }
     Ok(match c.data_type() {
-        DataType::Utf8View => c.as_string_view().value(i).to_string(),
-        DataType::Utf8 => c.as_string::<i32>().value(i).to_string(),
+        DataType::Utf8View => shorten(c.as_string_view().value(i)),
+        DataType::Utf8 => shorten(c.as_string::<i32>().value(i)),
         other => {
             return Err(Error::Internal(format!(
                 "report: `{name}` is {other}, not text"

@@ -271,3 +271,617 @@ async fn null_required_values_reject_the_row_and_fail_the_gate_but_publish() {
         "a failed gate still publishes"
     );
 }
+
+/// What a corpus case must produce.
+enum Want {
+    /// Refused with this exit kind and these texts in the error (which name
+    /// the object, line, column or field); nothing published.
+    Refused(ExitKind, &'static [&'static str]),
+    /// Published, the bad rows flagged: the check reads the outputs.
+    Flagged(fn(&Path, &tokenledger::pipeline::RunSummary) -> Result<(), String>),
+}
+
+struct Case {
+    name: &'static str,
+    /// Damages the fixture lake; may return config TOML (`[lake]` is added).
+    setup: fn(&Path) -> Option<String>,
+    want: Want,
+}
+
+fn rows_with(change: impl Fn(&mut LogRow)) -> Vec<u8> {
+    let mut rows = fixture::part_a();
+    for r in rows.iter_mut().take(1) {
+        change(r);
+    }
+    to_parquet(&rows, 4).unwrap()
+}
+
+fn csv_rows(dir: &Path, name: &str) -> Vec<csv::StringRecord> {
+    let text = std::fs::read_to_string(reports_dir(dir).join(name)).unwrap();
+    csv::Reader::from_reader(text.as_bytes())
+        .records()
+        .map(|r| r.unwrap())
+        .collect()
+}
+
+fn dq_sum(dir: &Path, column: &str) -> i64 {
+    let text = std::fs::read_to_string(reports_dir(dir).join("data_quality.csv")).unwrap();
+    let mut r = csv::Reader::from_reader(text.as_bytes());
+    let i = r
+        .headers()
+        .unwrap()
+        .iter()
+        .position(|h| h == column)
+        .unwrap();
+    r.records()
+        .map(|rec| rec.unwrap()[i].parse::<i64>().unwrap())
+        .sum()
+}
+
+fn ensure(ok: bool, what: impl FnOnce() -> String) -> Result<(), String> {
+    if ok { Ok(()) } else { Err(what()) }
+}
+
+const HOSTILE: [&str; 3] = [
+    "<script>alert('x')</script>",
+    "=HYPERLINK(\"http://evil\")",
+    "a,\"b\"\nc\u{202e}",
+];
+
+fn corpus() -> Vec<Case> {
+    use ExitKind::*;
+    let cases = vec![
+        // --- request logs: files ---
+        Case {
+            name: "text instead of Parquet",
+            setup: |d| {
+                write(d, PART_A, b"not parquet");
+                None
+            },
+            want: Want::Refused(InputData, &["part-a.parquet: not a readable Parquet file"]),
+        },
+        Case {
+            name: "truncated Parquet",
+            setup: |d| {
+                let g = to_parquet(&fixture::part_a(), 4).unwrap();
+                write(d, PART_A, &g[..g.len() - 9]);
+                None
+            },
+            want: Want::Refused(InputData, &["part-a.parquet: not a readable Parquet file"]),
+        },
+        Case {
+            name: "zero-byte Parquet",
+            setup: |d| {
+                write(d, PART_A, b"");
+                None
+            },
+            want: Want::Refused(InputData, &["part-a.parquet: not a readable Parquet file"]),
+        },
+        Case {
+            name: "Parquet magic with a garbage footer",
+            setup: |d| {
+                let mut g = to_parquet(&fixture::part_a(), 4).unwrap();
+                let n = g.len();
+                for b in &mut g[n - 40..n - 8] {
+                    *b = 0x7f;
+                }
+                write(d, PART_A, &g);
+                None
+            },
+            want: Want::Refused(InputData, &["part-a.parquet"]),
+        },
+        // --- request logs: schema ---
+        Case {
+            name: "missing required column",
+            setup: |d| {
+                write(d, PART_A, &part_a_with(|s, c| drop_col(s, c, "model")));
+                None
+            },
+            want: Want::Refused(
+                InputData,
+                &["part-a.parquet: required column `model` (read from `model`) is missing"],
+            ),
+        },
+        Case {
+            name: "tokens as text",
+            setup: |d| {
+                write(
+                    d,
+                    PART_A,
+                    &part_a_with(|s, c| text_col(s, c, "output_tokens", "12")),
+                );
+                None
+            },
+            want: Want::Refused(
+                InputData,
+                &[
+                    "part-a.parquet: column `output_tokens` (for `output_tokens`) has type Utf8; expected an integer",
+                ],
+            ),
+        },
+        Case {
+            name: "timestamp as text",
+            setup: |d| {
+                write(
+                    d,
+                    PART_A,
+                    &part_a_with(|s, c| text_col(s, c, "ts", "2026-03-08T10:00:00Z")),
+                );
+                None
+            },
+            want: Want::Refused(
+                InputData,
+                &["part-a.parquet: column `ts` (for `ts`) has type Utf8; expected a timestamp"],
+            ),
+        },
+        // --- request logs: values ---
+        Case {
+            name: "negative token counts",
+            setup: |d| {
+                write(d, PART_A, &rows_with(|r| r.output_tokens = -50));
+                None
+            },
+            want: Want::Flagged(|d, s| {
+                // The fixture has one violation already (metrics.rs).
+                ensure(dq_sum(d, "token_violations") == 2, || {
+                    format!("token_violations {}", dq_sum(d, "token_violations"))
+                })?;
+                ensure(
+                    s.manifest.data_quality.token_invariant_violations == 2,
+                    || "manifest".into(),
+                )
+            }),
+        },
+        Case {
+            name: "absurd token count",
+            setup: |d| {
+                write(
+                    d,
+                    PART_A,
+                    &rows_with(|r| r.input_tokens = 5_000_000_000_000),
+                );
+                None
+            },
+            want: Want::Flagged(|_, s| {
+                let m = &s.manifest;
+                ensure(m.rows.rejected.get("input_tokens") == Some(&1), || {
+                    format!("{:?}", m.rows.rejected)
+                })?;
+                ensure(s.requests == 12, || format!("{} requests", s.requests))?;
+                let ex = format!("{:?}", m.data_quality.rejected_examples);
+                ensure(
+                    ex.contains("`input_tokens` = 5000000000000") && ex.contains("part-a.parquet"),
+                    || ex,
+                )
+            }),
+        },
+        Case {
+            name: "timestamp in the future",
+            setup: |d| {
+                write(
+                    d,
+                    PART_A,
+                    &rows_with(|r| r.ts_us = fixture::us("2099-01-01T00:00:00Z")),
+                );
+                None
+            },
+            want: Want::Flagged(|_, s| {
+                // Four rows of the fixture lie outside the day already.
+                ensure(
+                    s.manifest.rows.outside_window == 5 && s.requests == 12,
+                    || format!("{:?}", s.manifest.rows),
+                )
+            }),
+        },
+        Case {
+            name: "null in a required column",
+            setup: |d| {
+                write(d, PART_A, &part_a_with(|s, c| null_first(s, c, "provider")));
+                None
+            },
+            want: Want::Flagged(|_, s| {
+                ensure(
+                    s.manifest.rows.rejected.get("provider") == Some(&1)
+                        && s.outcome == ExitKind::DataQuality,
+                    || format!("{:?} {:?}", s.manifest.rows.rejected, s.outcome),
+                )
+            }),
+        },
+        Case {
+            name: "unknown currency of a logged cost",
+            setup: |d| {
+                write(
+                    d,
+                    PART_A,
+                    &rows_with(|r| {
+                        r.cost_actual = Some(1.5);
+                        r.currency = Some("XTS".into());
+                    }),
+                );
+                None
+            },
+            // r3's GBP (no FX rate) is the fixture's one unconverted cost.
+            want: Want::Flagged(|d, _| {
+                ensure(dq_sum(d, "logged_cost_unconverted") == 2, || {
+                    format!("{}", dq_sum(d, "logged_cost_unconverted"))
+                })
+            }),
+        },
+        Case {
+            name: "empty day: no objects",
+            setup: |d| {
+                for f in ["part-a.parquet", "part-b.parquet"] {
+                    std::fs::remove_file(d.join("requests/date=2026-03-08").join(f)).unwrap();
+                }
+                std::fs::remove_file(d.join("requests/date=2026-03-09/late.parquet")).unwrap();
+                std::fs::remove_file(d.join("requests/date=2026-03-07/old.parquet")).unwrap();
+                None
+            },
+            want: Want::Refused(InputData, &["no request rows for 2026-03-08 in UTC"]),
+        },
+        Case {
+            name: "hostile tag values",
+            setup: |d| {
+                let mut rows = fixture::part_a();
+                for (r, v) in rows.iter_mut().zip(HOSTILE) {
+                    r.dept = Some(v.into());
+                    r.project = Some(v.into());
+                }
+                write(d, PART_A, &to_parquet(&rows, 4).unwrap());
+                None
+            },
+            want: Want::Flagged(|d, _| {
+                // CSV: every value back exactly (formulas defused with a quote).
+                let rows = csv_rows(d, "finance_by_dimension.csv");
+                for v in HOSTILE {
+                    let want = tokenledger::report::guard_formula(v).into_owned();
+                    ensure(rows.iter().any(|r| r[1] == want), || {
+                        format!("{v:?} not in finance_by_dimension.csv")
+                    })?;
+                }
+                // HTML: text, never markup.
+                for page in ["finance.html", "ops.html"] {
+                    let html = std::fs::read_to_string(reports_dir(d).join(page)).unwrap();
+                    ensure(!html.contains("<script>alert"), || {
+                        format!("{page} has the script")
+                    })?;
+                }
+                let finance = std::fs::read_to_string(reports_dir(d).join("finance.html")).unwrap();
+                ensure(finance.contains("&lt;script&gt;alert("), || {
+                    "finance.html does not show the value".into()
+                })?;
+                // FOCUS Tags: valid JSON holding the value.
+                let focus = csv_rows(d, "focus_costs.csv");
+                let text = std::fs::read_to_string(reports_dir(d).join("focus_costs.csv")).unwrap();
+                let tags = csv::Reader::from_reader(text.as_bytes())
+                    .headers()
+                    .unwrap()
+                    .iter()
+                    .position(|h| h == "Tags")
+                    .unwrap();
+                let found = focus.iter().any(|r| {
+                    serde_json::from_str::<serde_json::Value>(&r[tags])
+                        .ok()
+                        .and_then(|j| {
+                            j.get("dept")
+                                .and_then(|v| v.as_str())
+                                .map(|s| s == HOSTILE[2])
+                        })
+                        .unwrap_or(false)
+                });
+                ensure(found, || {
+                    "focus_costs.csv Tags do not hold the value as JSON".into()
+                })
+            }),
+        },
+        Case {
+            name: "huge tag string",
+            setup: |d| {
+                write(
+                    d,
+                    PART_A,
+                    &rows_with(|r| r.project = Some("x".repeat(1 << 20))),
+                );
+                None
+            },
+            want: Want::Flagged(|d, _| {
+                let rows = csv_rows(d, "finance_by_dimension.csv");
+                ensure(rows.iter().any(|r| r[2].len() == 1 << 20), || {
+                    "the 1 MiB value is not in the CSV".into()
+                })?;
+                let html = std::fs::read_to_string(reports_dir(d).join("finance.html")).unwrap();
+                ensure(html.len() < 400_000, || {
+                    format!(
+                        "finance.html is {} bytes: long values must be shortened for display",
+                        html.len()
+                    )
+                })?;
+                ensure(html.contains("… (1048576 characters, #"), || {
+                    "the shortened value is not shown with its length".into()
+                })
+            }),
+        },
+        // --- price table ---
+        Case {
+            name: "overlapping prices",
+            setup: |d| {
+                write(
+                    d,
+                    "prices.csv",
+                    format!(
+                        "{}openai,gpt-4o,0.003,0.012,,,2026-03-01,2026-03-09\n",
+                        fixture::PRICES
+                    )
+                    .as_bytes(),
+                );
+                None
+            },
+            want: Want::Refused(Usage, &["prices.csv", "prices of openai/gpt-4o overlap"]),
+        },
+        Case {
+            name: "price not a number",
+            setup: |d| {
+                write(
+                    d,
+                    "prices.csv",
+                    format!(
+                        "{}mistral,mistral-large,abc,0.006,,,2024-01-01,\n",
+                        fixture::PRICES
+                    )
+                    .as_bytes(),
+                );
+                None
+            },
+            want: Want::Refused(Usage, &["prices.csv", "line 5", "abc"]),
+        },
+        Case {
+            name: "negative price",
+            setup: |d| {
+                write(
+                    d,
+                    "prices.csv",
+                    format!(
+                        "{}mistral,mistral-large,-0.002,0.006,,,2024-01-01,\n",
+                        fixture::PRICES
+                    )
+                    .as_bytes(),
+                );
+                None
+            },
+            want: Want::Refused(Usage, &["prices.csv", "line 5", "-0.002"]),
+        },
+        Case {
+            name: "price table without a column",
+            setup: |d| {
+                write(d, "prices.csv", b"provider,model,input_usd_per_1k,valid_from,valid_to\nopenai,gpt-4o,0.0025,2024-01-01,\n");
+                None
+            },
+            want: Want::Refused(Usage, &["prices.csv", "output_usd_per_1k"]),
+        },
+        // --- FX ---
+        Case {
+            name: "FX rate not a number",
+            setup: |d| {
+                write(
+                    d,
+                    "fx.csv",
+                    format!("{}2026-03-07,EUR,one\n", fixture::FX).as_bytes(),
+                );
+                None
+            },
+            want: Want::Refused(Usage, &["fx.csv", "line 5", "one"]),
+        },
+        Case {
+            name: "FX unknown currency code",
+            setup: |d| {
+                write(
+                    d,
+                    "fx.csv",
+                    format!("{}2026-03-07,EURO,1.1\n", fixture::FX).as_bytes(),
+                );
+                None
+            },
+            want: Want::Refused(
+                Usage,
+                &["fx.csv", "line 5", "`EURO` is not a 3-letter ISO 4217 code"],
+            ),
+        },
+        Case {
+            name: "FX date malformed",
+            setup: |d| {
+                write(
+                    d,
+                    "fx.csv",
+                    format!("{}07/03/2026,EUR,1.1\n", fixture::FX).as_bytes(),
+                );
+                None
+            },
+            want: Want::Refused(Usage, &["fx.csv", "line 5", "07/03/2026"]),
+        },
+        // --- invoices, one per adapter ---
+        Case {
+            name: "normalized invoice: amount not a number",
+            setup: |d| {
+                write(
+                    d,
+                    "invoices/normalized/2026-03.csv",
+                    b"provider,date,model,amount,currency\nmistral,2026-03-08,,twenty,EUR\n",
+                );
+                None
+            },
+            want: Want::Refused(
+                InputData,
+                &["invoices/normalized/2026-03.csv line 2", "twenty"],
+            ),
+        },
+        Case {
+            name: "OpenAI costs: truncated JSON",
+            setup: |d| {
+                write(
+                    d,
+                    "invoices/openai/costs-2026-03.json",
+                    &fixture::INVOICES_OPENAI.as_bytes()[..60],
+                );
+                None
+            },
+            want: Want::Refused(InputData, &["invoices/openai/costs-2026-03.json"]),
+        },
+        Case {
+            name: "Anthropic cost report: amount as a number",
+            setup: |d| {
+                write(
+                    d,
+                    "invoices/anthropic/cost_report-2026-03-08.json",
+                    fixture::INVOICES_ANTHROPIC
+                        .replacen("\"amount\": \"1.32\"", "\"amount\": 1.32", 1)
+                        .as_bytes(),
+                );
+                None
+            },
+            want: Want::Refused(
+                InputData,
+                &["invoices/anthropic/cost_report-2026-03-08.json", "1.32"],
+            ),
+        },
+        Case {
+            name: "AWS CUR: missing column",
+            setup: |d| {
+                write(d, "invoices/aws_cur/2026-03.csv", b"line_item_usage_start_date,line_item_unblended_cost\n2026-03-08T00:00:00Z,1.0\n");
+                None
+            },
+            want: Want::Refused(InputData, &["invoices/aws_cur/2026-03.csv"]),
+        },
+        Case {
+            name: "FOCUS: BilledCost not a number",
+            setup: |d| {
+                write(d, "invoices/focus/2026-03.csv", b"ChargePeriodStart,ChargePeriodEnd,BilledCost,BillingCurrency,ProviderName,ChargeCategory\n2026-03-08T00:00:00Z,2026-03-09T00:00:00Z,lots,USD,OpenAI,Usage\n");
+                None
+            },
+            want: Want::Refused(
+                InputData,
+                &["invoices/focus/2026-03.csv line 2: BilledCost `lots` is not a decimal"],
+            ),
+        },
+        // --- configuration ---
+        Case {
+            name: "config key typo",
+            setup: |_| Some("[run]\ntimezon = \"UTC\"\n".into()),
+            want: Want::Refused(Usage, &["unknown field `timezon`"]),
+        },
+        Case {
+            name: "config section typo",
+            setup: |_| Some("[anomalies]\nwindow_days = 28\n".into()),
+            want: Want::Refused(Usage, &["unknown field `anomalies`"]),
+        },
+        Case {
+            name: "config values wrong, every problem at once",
+            setup: |_| {
+                Some("[run]\ntimezone = \"Mars/Olympus\"\nlate_days = 99\nmemory_limit = \"lots\"\n[lease]\nstale_after_secs = 1\n".into())
+            },
+            want: Want::Refused(
+                Usage,
+                &[
+                    "Mars/Olympus",
+                    "run.late_days: 99",
+                    "run.memory_limit: `lots`",
+                    "lease.stale_after_secs: 1",
+                ],
+            ),
+        },
+    ];
+    cases
+}
+
+fn drop_col(s: &Schema, cols: Vec<ArrayRef>, name: &str) -> (Vec<Field>, Vec<ArrayRef>) {
+    let keep: Vec<usize> = (0..cols.len())
+        .filter(|&i| s.field(i).name() != name)
+        .collect();
+    (
+        keep.iter().map(|&i| s.field(i).clone()).collect(),
+        keep.iter().map(|&i| Arc::clone(&cols[i])).collect(),
+    )
+}
+
+fn text_col(
+    s: &Schema,
+    mut cols: Vec<ArrayRef>,
+    name: &str,
+    value: &str,
+) -> (Vec<Field>, Vec<ArrayRef>) {
+    let i = s.index_of(name).unwrap();
+    let mut fields: Vec<Field> = s.fields().iter().map(|f| f.as_ref().clone()).collect();
+    fields[i] = Field::new(name, DataType::Utf8, false);
+    cols[i] = Arc::new(StringArray::from(vec![value; cols[i].len()]));
+    (fields, cols)
+}
+
+fn null_first(s: &Schema, mut cols: Vec<ArrayRef>, name: &str) -> (Vec<Field>, Vec<ArrayRef>) {
+    let i = s.index_of(name).unwrap();
+    let mut fields: Vec<Field> = s.fields().iter().map(|f| f.as_ref().clone()).collect();
+    fields[i] = Field::new(name, DataType::Utf8, true);
+    let old = cols[i].as_any().downcast_ref::<StringArray>().unwrap();
+    let nulled: StringArray = old
+        .iter()
+        .enumerate()
+        .map(|(j, v)| if j == 0 { None } else { v })
+        .collect();
+    cols[i] = Arc::new(nulled);
+    (fields, cols)
+}
+
+/// The bad-input corpus: each case on a fresh copy of the fixture lake.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn bad_input_corpus() {
+    let cases = corpus();
+    assert!(cases.len() >= 25, "{} cases", cases.len());
+    let mut failures = Vec::new();
+    for case in &cases {
+        let lake = fixture::lake();
+        let dir = lake.path();
+        let extra = (case.setup)(dir);
+        let config = match &extra {
+            None => Ok(config(dir)),
+            Some(toml) => Config::from_sources(
+                &format!("[lake]\nroot = \"{}\"\n{toml}", dir.display()),
+                "corpus",
+                &[],
+                &tokenledger::config::Overrides::default(),
+            ),
+        };
+        let result = match config {
+            Ok(c) => tokenledger::pipeline::run(&c, fixture::date()).await,
+            Err(e) => Err(e),
+        };
+        let problem = match (&case.want, result) {
+            (Want::Refused(kind, needles), Err(e)) => {
+                let text = render_chain(&e);
+                let missing: Vec<&&str> = needles.iter().filter(|n| !text.contains(**n)).collect();
+                if e.kind() != *kind {
+                    Some(format!("exit {:?}, expected {kind:?}: {text}", e.kind()))
+                } else if !missing.is_empty() {
+                    Some(format!("{missing:?} not in: {text}"))
+                } else if reports_dir(dir).exists() || dir.join("rollups").exists() {
+                    Some("something was published".into())
+                } else {
+                    None
+                }
+            }
+            (Want::Refused(kind, _), Ok(s)) => {
+                Some(format!("expected {kind:?}, ran: {:?}", s.outcome))
+            }
+            (Want::Flagged(check), Ok(s)) => check(dir, &s).err(),
+            (Want::Flagged(_), Err(e)) => {
+                Some(format!("expected a flagged run: {}", render_chain(&e)))
+            }
+        };
+        eprintln!(
+            "{:<48} {}",
+            case.name,
+            if problem.is_none() { "ok" } else { "FAILED" }
+        );
+        if let Some(p) = problem {
+            failures.push(format!("{}: {p}", case.name));
+        }
+    }
+    assert!(failures.is_empty(), "{}", failures.join("\n\n"));
+}
