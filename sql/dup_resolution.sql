@@ -5,8 +5,8 @@
 -- input+output tokens, then the greatest object key and row position (_pos).
 -- For every candidate row: whether it is dropped, and on each kept row the
 -- number of rows dropped for it and whether they differed from it in any
--- column the job reads (a conflict; route, region, cost_per_1k and
--- reasoning_output_tokens feed no metric and are not read). Rows of
+-- column that feeds a metric (a conflict; route, read for the route mix
+-- only, region, cost_per_1k and reasoning_output_tokens are not compared). Rows of
 -- different trace_ids that share a _trace_key (hash collisions) are separate
 -- groups here.
 WITH ranked AS (

@@ -1,9 +1,10 @@
 -- Request and error counts of the rows in `requests` (every row of the day;
 -- later the duplicates dropped, to subtract: sql/ops_merge.sql) in three
 -- grouping sets, over the few columns they need:
---   'latency': (provider, model, latency_q): an exact histogram of latency
---              rounded to 4 significant digits (<= 0.05% off), from which
---              percentiles are computed exactly and deterministically;
+--   'latency': (provider, model, route, latency_q): an exact histogram of
+--              latency rounded to 4 significant digits (<= 0.05% off), from
+--              which percentiles are computed exactly and deterministically,
+--              by route (the route mix of each model comes from its sums);
 --   'minute':  (provider, model, minute), for qps_peak (UTC minutes are the
 --              local calendar minutes: every zone offset is whole minutes);
 --   'hour':    (hour, latency_q), hour = whole hours since the local day's
@@ -13,6 +14,7 @@ WITH r AS (
     SELECT
         provider,
         model,
+        route,
         date_trunc('minute', ts) AS minute,
         CAST((CAST(ts AS BIGINT) - $day_start_ns) / 3600000000000 AS INT) AS hour,
         error,
@@ -40,10 +42,11 @@ SELECT
     END AS grouping_set,
     provider,
     model,
+    route,
     latency_q,
     minute,
     hour,
     count(*) AS requests,
     count(*) FILTER (WHERE error) AS errors
 FROM r
-GROUP BY GROUPING SETS ((provider, model, latency_q), (provider, model, minute), (hour, latency_q))
+GROUP BY GROUPING SETS ((provider, model, route, latency_q), (provider, model, minute), (hour, latency_q))

@@ -2,13 +2,13 @@
 -- before duplicates were resolved) less the counts of the duplicate rows
 -- dropped (`ops_losers`). Counts subtract exactly; groups left empty go.
 SELECT
-    grouping_set, provider, model, latency_q, minute, hour,
+    grouping_set, provider, model, route, latency_q, minute, hour,
     sum(requests) AS requests,
     sum(errors) AS errors
 FROM (
-    SELECT grouping_set, provider, model, latency_q, minute, hour, requests, errors FROM ops_all
+    SELECT grouping_set, provider, model, route, latency_q, minute, hour, requests, errors FROM ops_all
     UNION ALL
-    SELECT grouping_set, provider, model, latency_q, minute, hour, -requests, -errors FROM ops_losers
+    SELECT grouping_set, provider, model, route, latency_q, minute, hour, -requests, -errors FROM ops_losers
 ) AS parts
-GROUP BY grouping_set, provider, model, latency_q, minute, hour
+GROUP BY grouping_set, provider, model, route, latency_q, minute, hour
 HAVING sum(requests) > 0

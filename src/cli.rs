@@ -428,6 +428,7 @@ async fn run(command: Command, run_id: &str) -> Result<ExitKind> {
                 n += 1;
                 let what = match outcome {
                     Backfilled::Present => "present".to_string(),
+                    Backfilled::NoLogs => "no logs".to_string(),
                     Backfilled::Built { requests } => format!("built ({requests} requests)"),
                     Backfilled::Failed(e) => format!("FAILED: {}", e.to_string().lines().next().unwrap_or_default()),
                 };
@@ -452,9 +453,10 @@ async fn run(command: Command, run_id: &str) -> Result<ExitKind> {
                 days.iter().filter(|(_, o)| f(o)).count()
             };
             println!(
-                "backfill {from}..{to}: {} built, {} present, {} failed",
+                "backfill {from}..{to}: {} built, {} present, {} without logs, {} failed",
                 count(|o| matches!(o, crate::pipeline::Backfilled::Built { .. })),
                 count(|o| matches!(o, crate::pipeline::Backfilled::Present)),
+                count(|o| matches!(o, crate::pipeline::Backfilled::NoLogs)),
                 count(|o| matches!(o, crate::pipeline::Backfilled::Failed(_)))
             );
             let mut kind = ExitKind::Ok;

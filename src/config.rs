@@ -77,6 +77,10 @@ pub struct RawAnomaly {
     pub webhook_url: Option<String>,
     pub webhook_timeout_secs: Option<u64>,
     pub webhook_attempts: Option<u32>,
+    /// Build the rollups missing from the baseline window before a run
+    /// (default true): a first run on a lake with history flags anomalies
+    /// without a separate `backfill`.
+    pub backfill_missing: Option<bool>,
 }
 
 /// `[reconcile]`: tolerances, invoice sources and model-name rules.
@@ -430,6 +434,8 @@ pub struct Config {
     pub mail: crate::deliver::mail::MailConfig,
     pub reconcile: ReconcileConfig,
     pub anomaly: crate::anomaly::Settings,
+    /// Build missing rollups of the anomaly window before a run.
+    pub backfill_missing: bool,
     /// Digest of the effective configuration (no secrets), for the manifest.
     pub digest: String,
 }
@@ -1304,6 +1310,7 @@ impl RawConfig {
             mail,
             reconcile,
             anomaly,
+            backfill_missing: self.anomaly.backfill_missing.unwrap_or(true),
             incidents: incidents.expect("the lake parsed, so did its paths"),
             webhook,
             digest: String::new(),

@@ -189,6 +189,9 @@ pub struct History {
     pub usage: BTreeMap<NaiveDate, crate::reconcile::DayUsage>,
     /// The rollup rows (finest grain) of each day, for anomaly baselines.
     pub rows: BTreeMap<NaiveDate, crate::anomaly::DayRows>,
+    /// Requests by route of each `provider/model`, from the latency rollups
+    /// (days rolled up before routes were kept are absent).
+    pub routes: BTreeMap<NaiveDate, RouteCounts>,
     /// Every rollup object read, with its SHA-256 (for the manifest).
     pub read: Vec<(ObjectInfo, String)>,
 }
@@ -198,6 +201,25 @@ impl History {
     pub fn total(&self, from: NaiveDate, to: NaiveDate) -> (DayTotals, usize) {
         let days: Vec<&DayTotals> = self.days.range(from..=to).map(|(_, t)| t).collect();
         (DayTotals::sum(days.iter().copied()), days.len())
+    }
+
+    /// Requests by route of each `provider/model` over the days of
+    /// `from..=to` that have them, and the number of such days.
+    pub fn routes(&self, from: NaiveDate, to: NaiveDate) -> (RouteCounts, usize) {
+        let mut out = RouteCounts::new();
+        let mut days = 0;
+        for (_, day) in self.routes.range(from..=to) {
+            days += 1;
+            for (model, routes) in day {
+                for (route, n) in routes {
+                    *out.entry(model.clone())
+                        .or_default()
+                        .entry(route.clone())
+                        .or_default() += n;
+                }
+            }
+        }
+        (out, days)
     }
 
     /// The merged latency histogram of `from..=to`.
@@ -235,6 +257,45 @@ async fn read_parquet(
         .collect::<std::result::Result<Vec<_>, _>>()
         .map_err(|e| corrupt(e.into()))?;
     Ok(Some(batches))
+}
+
+/// Requests by route (`""` for none) of each `provider/model`.
+pub type RouteCounts = BTreeMap<String, BTreeMap<String, i64>>;
+
+/// The route counts in `rollup_latency` batches, or `None` for a rollup
+/// written before it had a `route` column.
+pub fn routes_of(batches: &[RecordBatch]) -> Result<Option<RouteCounts>> {
+    let mut out = RouteCounts::new();
+    for b in batches {
+        let (Some(p), Some(m), Some(r), Some(n)) = (
+            b.column_by_name("provider"),
+            b.column_by_name("model"),
+            b.column_by_name("route"),
+            b.column_by_name("requests"),
+        ) else {
+            return Ok(None);
+        };
+        let text = |c: &arrow::array::ArrayRef| -> Result<arrow::array::ArrayRef> {
+            arrow::compute::cast(c, &DataType::Utf8).map_err(|e| Error::Internal(e.to_string()))
+        };
+        let (p, m, r) = (text(p)?, text(m)?, text(r)?);
+        let (p, m, r) = (
+            p.as_string::<i32>(),
+            m.as_string::<i32>(),
+            r.as_string::<i32>(),
+        );
+        let n = arrow::compute::cast(n, &DataType::Int64)
+            .map_err(|e| Error::Internal(e.to_string()))?;
+        let n = n.as_primitive::<arrow::datatypes::Int64Type>();
+        for i in 0..b.num_rows() {
+            let route = if r.is_null(i) { "" } else { r.value(i) };
+            *out.entry(format!("{}/{}", p.value(i), m.value(i)))
+                .or_default()
+                .entry(route.to_string())
+                .or_default() += n.value(i);
+        }
+    }
+    Ok(Some(out))
 }
 
 /// Day-level histogram from `rollup_latency` batches.
@@ -297,6 +358,9 @@ pub async fn load(stores: &Stores, rollups: &Location, days: &[NaiveDate]) -> Re
         }
         if let Some(b) = latency {
             history.latency.insert(date, histogram_of(&b)?);
+            if let Some(routes) = routes_of(&b)? {
+                history.routes.insert(date, routes);
+            }
         }
         history.read.extend(read);
     }

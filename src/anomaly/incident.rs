@@ -42,6 +42,44 @@ pub struct ModelShare {
     pub cost_usd: String,
 }
 
+/// One route of one of the group's models, before (the anomaly window's
+/// days, requests per day) or after (today). Routes are rolled up per
+/// provider and model, so a department's group shows its models' routing.
+#[derive(Clone, Debug, PartialEq, Serialize)]
+pub struct RouteShare {
+    pub model: String,
+    /// `""` for requests logged without a route.
+    pub route: String,
+    pub requests: i64,
+    /// Share of the model's requests.
+    pub share: f64,
+}
+
+/// The route mix of `models` in `counts`, requests divided by `days`.
+pub fn route_shares(
+    counts: &crate::history::RouteCounts,
+    models: &std::collections::BTreeSet<&String>,
+    days: usize,
+) -> Vec<RouteShare> {
+    let mut out = Vec::new();
+    for (model, routes) in counts.iter().filter(|(m, _)| models.contains(m)) {
+        let total: i64 = routes.values().sum();
+        for (route, n) in routes {
+            out.push(RouteShare {
+                model: model.clone(),
+                route: route.clone(),
+                requests: (*n as f64 / days.max(1) as f64).round() as i64,
+                share: if total > 0 {
+                    *n as f64 / total as f64
+                } else {
+                    0.0
+                },
+            });
+        }
+    }
+    out
+}
+
 /// A price row in force for one of the group's models.
 #[derive(Clone, Debug, PartialEq, Eq, Serialize)]
 pub struct PriceRowView {
@@ -90,6 +128,8 @@ pub struct Incident {
     pub models_after: Vec<ModelShare>,
     pub cache_hit_rate_before: Option<f64>,
     pub cache_hit_rate_after: Option<f64>,
+    pub routes_before: Vec<RouteShare>,
+    pub routes_after: Vec<RouteShare>,
     pub price_rows: Vec<PriceRowView>,
     pub top_traces: Vec<Trace>,
     pub suggested_action: String,
@@ -182,6 +222,7 @@ pub fn record(
     a: &Anomaly,
     opened_at: DateTime<Utc>,
     window: (DateTime<Utc>, DateTime<Utc>),
+    routes: (Vec<RouteShare>, Vec<RouteShare>),
     price_rows: Vec<PriceRowView>,
     top_traces: Vec<Trace>,
     suggested_action: String,
@@ -212,6 +253,8 @@ pub fn record(
         models_after: after,
         cache_hit_rate_before: hit_before,
         cache_hit_rate_after: hit_after,
+        routes_before: routes.0,
+        routes_after: routes.1,
         price_rows,
         top_traces,
         suggested_action,

@@ -285,3 +285,26 @@ fn detection_meets_its_quality_goals_on_a_synthetic_history() {
         q.false_by_metric
     );
 }
+
+#[test]
+fn route_shares_are_per_model_and_per_day() {
+    use crate::anomaly::incident::route_shares;
+    let mut counts = crate::history::RouteCounts::new();
+    counts
+        .entry("openai/gpt-4o".into())
+        .or_default()
+        .extend([("/v1/chat".to_string(), 30), ("/v1/batch".to_string(), 10)]);
+    counts
+        .entry("anthropic/claude".into())
+        .or_default()
+        .insert(String::new(), 8);
+    let m = "openai/gpt-4o".to_string();
+    let models: std::collections::BTreeSet<&String> = [&m].into_iter().collect();
+    // Over 4 days: 40 requests of gpt-4o, 10 a day; anthropic is not in the group.
+    let shares = route_shares(&counts, &models, 4);
+    let got: Vec<(&str, i64, f64)> = shares
+        .iter()
+        .map(|r| (r.route.as_str(), r.requests, r.share))
+        .collect();
+    assert_eq!(got, [("/v1/batch", 3, 0.25), ("/v1/chat", 8, 0.75)]);
+}

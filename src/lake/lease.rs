@@ -255,6 +255,13 @@ async fn renew(
     }
 }
 
+impl Drop for Lease {
+    /// A lease dropped without `release` stops renewing and goes stale.
+    fn drop(&mut self) {
+        self.renewer.abort();
+    }
+}
+
 async fn read(stores: &Stores, location: &Location) -> Result<Option<LeaseRecord>> {
     let Some(bytes) = stores.get_opt(location).await? else {
         return Ok(None);

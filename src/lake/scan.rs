@@ -244,7 +244,9 @@ fn dup_rows_indices() -> Vec<usize> {
     let mut idx: Vec<usize> = Col::ALL
         .iter()
         .enumerate()
-        .filter(|(_, c)| c.read_by_metrics() || **c == Col::TraceId)
+        // route feeds the route mix (ops counts of the dropped rows), not a
+        // conflict: sql/dup_resolution.sql compares the metric columns only
+        .filter(|(_, c)| c.read_by_metrics() || matches!(**c, Col::TraceId | Col::Route))
         .map(|(i, _)| i)
         .collect();
     idx.push(POS_INDEX);

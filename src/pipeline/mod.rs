@@ -493,6 +493,9 @@ async fn run_leased(
             discarded, "recovered what earlier killed runs left in staging"
         );
     }
+    if config.backfill_missing {
+        history_for(config, date).await?;
+    }
     let sel = Selection {
         run_id: Some(run_id.to_string()),
         ..Selection::default()
@@ -597,11 +600,46 @@ async fn run_leased(
     })
 }
 
+/// Build the rollups missing from the anomaly baseline window of `date`
+/// (days with request logs only): a one-time scan of each such day, after
+/// which runs read rollups alone. Days that cannot be built are skipped with
+/// a warning; the baseline is then shorter.
+async fn history_for(config: &Config, date: NaiveDate) -> Result<()> {
+    let days = i64::from(config.anomaly.window_days);
+    let from = date - chrono::Duration::days(days);
+    let to = date - chrono::Duration::days(1);
+    let started = std::time::Instant::now();
+    let done = backfill(config, from, to, false, |d, outcome| match outcome {
+        Backfilled::Built { requests } => {
+            info!(date = %d, requests, "history: built the missing rollup")
+        }
+        Backfilled::Failed(e) => {
+            tracing::warn!(date = %d, error = %e, "history: rollup not built; the baseline skips the day")
+        }
+        Backfilled::Present | Backfilled::NoLogs => {}
+    })
+    .await?;
+    let built = done
+        .iter()
+        .filter(|(_, o)| matches!(o, Backfilled::Built { .. }))
+        .count();
+    if built > 0 {
+        info!(
+            built,
+            seconds = started.elapsed().as_secs_f64(),
+            "history: rollups built for the anomaly baseline"
+        );
+    }
+    Ok(())
+}
+
 /// What `backfill` did with one day.
 #[derive(Debug)]
 pub enum Backfilled {
     /// The rollup was there already.
     Present,
+    /// No request-log objects in the day's partitions: nothing to build.
+    NoLogs,
     /// Built: the day's kept requests.
     Built { requests: u64 },
     /// Could not be built (e.g. no logs that day).
@@ -629,6 +667,8 @@ pub async fn backfill(
             .join("part-0.parquet");
         let outcome = if !force && stores.exists(&daily).await? {
             Backfilled::Present
+        } else if !has_logs(&stores, config, date).await? {
+            Backfilled::NoLogs
         } else {
             match compute(config, date, &Selection::default()).await {
                 Ok(c) => {
@@ -654,6 +694,23 @@ pub async fn backfill(
         out.push((date, outcome));
     }
     Ok(out)
+}
+
+/// Whether any partition that can hold rows of `date` has a data object.
+async fn has_logs(stores: &Stores, config: &Config, date: NaiveDate) -> Result<bool> {
+    let day = Day::new(date, config.timezone);
+    for p in day.partitions(config.late_days) {
+        let listed = stores
+            .list(&config.requests.join(&partition_dir(p)))
+            .await?;
+        if listed
+            .iter()
+            .any(|o| crate::lake::is_data_file(&o.location))
+        {
+            return Ok(true);
+        }
+    }
+    Ok(false)
 }
 
 /// Compute and render one day (every output in memory); write nothing.
@@ -736,6 +793,14 @@ pub async fn compute(config: &Config, date: NaiveDate, sel: &Selection) -> Resul
 
     let spill = spill_dir(config.spill_dir.as_deref())?;
     let ctx = queries::session(config.threads, config.memory_limit, spill.path())?;
+    match config.memory_limit {
+        Some(bytes) => {
+            info!(memory_limit_bytes = bytes, spill_dir = %spill.path().display(), "query memory pool")
+        }
+        None => {
+            info!(spill_dir = %spill.path().display(), "query memory unbounded (no run.memory_limit, no cgroup limit)")
+        }
+    }
     let params = Params {
         date,
         seconds: day.seconds() as f64,
@@ -969,6 +1034,12 @@ pub async fn compute(config: &Config, date: NaiveDate, sel: &Selection) -> Resul
             .count(),
         "anomalies"
     );
+    // Route mix: the anomaly window's days and today, from the latency rollups.
+    let window_from = date - chrono::Duration::days(i64::from(config.anomaly.window_days));
+    let routes = (
+        history.routes(window_from, date - chrono::Duration::days(1)),
+        crate::history::routes_of(&results.get("rollup_latency")?.1)?.unwrap_or_default(),
+    );
     let incidents = incidents(
         &ctx,
         &params,
@@ -977,6 +1048,7 @@ pub async fn compute(config: &Config, date: NaiveDate, sel: &Selection) -> Resul
         &day,
         &prices,
         &resolutions,
+        &routes,
         spill.path(),
     )
     .await?;
@@ -1449,6 +1521,10 @@ async fn incidents(
     day: &Day,
     prices: &PriceTable,
     resolutions: &[crate::pricing::Resolution],
+    routes: &(
+        (crate::history::RouteCounts, usize),
+        crate::history::RouteCounts,
+    ),
     spill_dir: &std::path::Path,
 ) -> Result<Vec<crate::anomaly::incident::Incident>> {
     use crate::anomaly::incident::{self, PriceRowView, Trace};
@@ -1534,6 +1610,10 @@ async fn incidents(
             a,
             opened_at,
             (day.start, day.end),
+            (
+                incident::route_shares(&routes.0.0, &group_models, routes.0.1),
+                incident::route_shares(&routes.1, &group_models, 1),
+            ),
             rows_in_force,
             traces,
             incident::suggestion(a, cheaper),

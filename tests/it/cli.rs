@@ -441,7 +441,8 @@ fn a_failed_mail_exits_5_and_resend_mails_again() {
 
 /// `backfill` builds only the missing rollups, from the logs, and writes
 /// nothing else. In the fixture lake: 6 March has no row (its only candidate
-/// object holds a row of the 7th), the 7th one row (old.parquet), the 8th the
+/// object holds a row of the 7th), the 7th two rows (old.parquet's and t11
+/// from the 8th's partition), the 8th the
 /// 13 kept requests, the 9th one row (late.parquet's 01:00 row).
 #[test]
 fn backfill_builds_missing_rollups_only() {
@@ -463,7 +464,9 @@ fn backfill_builds_missing_rollups_only() {
         "the empty day is an input error: {stdout}{stderr}"
     );
     assert!(
-        stdout.contains("backfill 2026-03-06..2026-03-09: 3 built, 0 present, 1 failed"),
+        stdout.contains(
+            "backfill 2026-03-06..2026-03-09: 3 built, 0 present, 0 without logs, 1 failed"
+        ),
         "{stdout}"
     );
     assert!(
@@ -507,5 +510,8 @@ fn backfill_builds_missing_rollups_only() {
     // A second backfill finds them present.
     let out = tokenledger(&args, &[]);
     let (stdout, _) = text(&out);
-    assert!(stdout.contains("0 built, 3 present, 1 failed"), "{stdout}");
+    assert!(
+        stdout.contains("0 built, 3 present, 0 without logs, 1 failed"),
+        "{stdout}"
+    );
 }

@@ -259,3 +259,119 @@ async fn a_webhook_that_is_down_exits_5_and_the_next_run_sends() {
     assert_eq!(seen.lock().unwrap().len(), filed.len());
     assert_eq!(records(lake.path(), ".webhook.json").len(), filed.len());
 }
+
+/// No rollups at all, only logs: three earlier Sundays holding part-b's
+/// traffic (shifted by whole weeks) and the fixture's Sunday. One `run` of
+/// the Sunday builds the missing rollups of its window from the logs (the
+/// days without logs are not scanned) and flags the jump, as the run over
+/// copied rollups above does; the next run reads the rollups alone.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_first_run_builds_its_missing_baseline_and_flags_the_spike() {
+    let lake = fixture::lake();
+    for weeks in 1..=3i64 {
+        let mut rows = fixture::part_b();
+        for r in &mut rows {
+            r.ts_us -= weeks * 7 * 86_400_000_000;
+            // The earlier weeks were served by another route.
+            r.route = Some("/v1/chat".into());
+        }
+        let day = fixture::date() - chrono::Duration::weeks(weeks);
+        let path = lake
+            .path()
+            .join(format!("requests/date={day}/part-b.parquet"));
+        std::fs::create_dir_all(path.parent().unwrap()).unwrap();
+        std::fs::write(path, tokenledger::synth::to_parquet(&rows, 1024).unwrap()).unwrap();
+    }
+    let toml = "[anomaly]\nmin_requests = 1\nmin_impact_usd = 0.001\nmin_change_impact_usd = 0.0\n";
+    let cfg = Config::from_sources(
+        toml,
+        "test",
+        &[],
+        &Overrides {
+            lake: Some(lake.path().to_string_lossy().to_string()),
+            ..Overrides::default()
+        },
+    )
+    .unwrap();
+    let s = pipeline::run(&cfg, fixture::date()).await.unwrap();
+    assert_eq!(s.outcome, ExitKind::Ok);
+
+    let built = |day: &str| {
+        lake.path()
+            .join(format!("rollups/daily/date={day}/part-0.parquet"))
+            .is_file()
+    };
+    for day in ["2026-02-15", "2026-02-22", "2026-03-01"] {
+        assert!(built(day), "{day} was not built");
+    }
+    // 2026-03-07 has logs too (old.parquet); days without logs stay empty.
+    assert!(built("2026-03-07"));
+    assert!(!built("2026-02-20") && !built("2026-03-04"));
+
+    let anomalies = fixture::report(lake.path(), "anomalies.csv");
+    let total = anomalies
+        .lines()
+        .find(|l| l.contains(",total,all,cost_usd,"))
+        .unwrap_or_else(|| panic!("the total's cost is not flagged:\n{anomalies}"));
+    assert!(total.contains(",high,"), "{total}");
+
+    // The total's incident shows the routing change. Before, over the
+    // window's four days with logs: part-b's three weeks on /v1/chat and
+    // 7 March's two gpt-4o requests (t16, t11) on no route; today, no route.
+    let dir = lake.path().join("incidents/date=2026-03-08");
+    let total: serde_json::Value = std::fs::read_dir(&dir)
+        .unwrap()
+        .map(|e| e.unwrap().path())
+        .filter(|p| !p.to_string_lossy().ends_with(".webhook.json"))
+        .map(|p| serde_json::from_slice::<serde_json::Value>(&std::fs::read(p).unwrap()).unwrap())
+        .find(|v| v["dimension"] == "total" && v["metric"] == "cost_usd")
+        .expect("the total's incident");
+    let mix = |key: &str| -> Vec<(String, String, f64)> {
+        total[key]
+            .as_array()
+            .unwrap()
+            .iter()
+            .map(|r| {
+                (
+                    r["model"].as_str().unwrap().to_string(),
+                    r["route"].as_str().unwrap().to_string(),
+                    r["share"].as_f64().unwrap(),
+                )
+            })
+            .collect()
+    };
+    let before = mix("routes_before");
+    let gpt: Vec<(&str, f64)> = before
+        .iter()
+        .filter(|(m, _, _)| m == "openai/gpt-4o")
+        .map(|(_, r, s)| (r.as_str(), *s))
+        .collect();
+    assert_eq!(gpt, [("", 0.4), ("/v1/chat", 0.6)], "{total}");
+    for (m, r, s) in before.iter().filter(|(m, _, _)| m != "openai/gpt-4o") {
+        assert_eq!((r.as_str(), *s), ("/v1/chat", 1.0), "{m}");
+    }
+    let after = mix("routes_after");
+    assert!(!after.is_empty());
+    for (m, r, s) in &after {
+        assert_eq!((r.as_str(), *s), ("", 1.0), "{m}");
+    }
+
+    // The second run builds nothing and flags the same.
+    let before = std::fs::metadata(
+        lake.path()
+            .join("rollups/daily/date=2026-02-15/part-0.parquet"),
+    )
+    .unwrap()
+    .modified()
+    .unwrap();
+    pipeline::run(&cfg, fixture::date()).await.unwrap();
+    let after = std::fs::metadata(
+        lake.path()
+            .join("rollups/daily/date=2026-02-15/part-0.parquet"),
+    )
+    .unwrap()
+    .modified()
+    .unwrap();
+    assert_eq!(before, after);
+    assert_eq!(fixture::report(lake.path(), "anomalies.csv"), anomalies);
+}

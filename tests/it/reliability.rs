@@ -459,3 +459,82 @@ async fn a_run_killed_at_ten_points_leaves_the_day_intact_and_the_rerun_is_ident
         "too few kills while publishing: {phases:?}"
     );
 }
+
+/// The lease on its own, over the local store (a hard link is its
+/// conditional create): a second taker waits for the holder or stops with
+/// exit code 8; a lease not renewed for `stale_after` is taken over once.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_held_lease_makes_others_wait_or_stop_and_a_silent_one_is_taken_over() {
+    use std::sync::Arc;
+    use tokenledger::config::LeaseSettings;
+    use tokenledger::lake::lease::Lease;
+    use tokenledger::lake::{Location, S3Options, Stores};
+
+    let dir = tempfile::tempdir().unwrap();
+    let day = Location::from_local_path(&dir.path().join("reports/date=2026-03-08")).unwrap();
+    let stores = Arc::new(Stores::new(S3Options::default()));
+    let quick = LeaseSettings {
+        stale_after: Duration::from_secs(60),
+        wait: Duration::ZERO,
+    };
+
+    let a = Lease::acquire(&stores, &day, DATE, "run-a", quick)
+        .await
+        .unwrap();
+    // No wait: exit 8 at once, naming the holder.
+    let err = Lease::acquire(&stores, &day, DATE, "run-b", quick)
+        .await
+        .unwrap_err();
+    assert_eq!(err.kind(), ExitKind::Busy);
+    assert!(err.to_string().contains("leased to run run-a"), "{err}");
+    // With a wait: B gets the lease once A releases it.
+    let waiting = {
+        let stores = Arc::clone(&stores);
+        let day = day.clone();
+        tokio::spawn(async move {
+            let patient = LeaseSettings {
+                wait: Duration::from_secs(20),
+                ..quick
+            };
+            Lease::acquire(&stores, &day, DATE, "run-b", patient).await
+        })
+    };
+    tokio::time::sleep(Duration::from_millis(300)).await;
+    a.release(&stores).await.unwrap();
+    let b = waiting.await.unwrap().unwrap();
+    assert_eq!(b.run_id(), "run-b");
+    b.verify(&stores).await.unwrap();
+
+    // B goes silent (its renewals stop, as when its pod is killed on another
+    // node): after stale_after, C takes over and B's publish is fenced off.
+    drop(b);
+    let record = day.join("_lease.json").local_path().unwrap();
+    let mut json: serde_json::Value =
+        serde_json::from_slice(&std::fs::read(&record).unwrap()).unwrap();
+    json["renewed_at"] = "2026-03-08T00:00:00Z".into();
+    json["host"] = "another-node".into();
+    std::fs::write(&record, serde_json::to_vec(&json).unwrap()).unwrap();
+    let c = Lease::acquire(&stores, &day, DATE, "run-c", quick)
+        .await
+        .unwrap();
+    assert_eq!(c.run_id(), "run-c");
+    // The takeover claim names the dead holder; a second taker finds C live.
+    assert!(
+        day.join("_lease.takeover.run-b")
+            .local_path()
+            .unwrap()
+            .exists()
+    );
+    let err = Lease::acquire(&stores, &day, DATE, "run-d", quick)
+        .await
+        .unwrap_err();
+    assert!(err.to_string().contains("leased to run run-c"), "{err}");
+    c.release(&stores).await.unwrap();
+    assert!(!record.exists());
+    assert!(
+        !day.join("_lease.takeover.run-b")
+            .local_path()
+            .unwrap()
+            .exists()
+    );
+}

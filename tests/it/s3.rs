@@ -81,6 +81,8 @@ pub struct Faults {
     pub stall: Mutex<std::time::Duration>,
     rng: Mutex<StdRng>,
     pub seen: Mutex<Vec<Seen>>,
+    /// Held while a conditional put is served.
+    conditional: tokio::sync::Mutex<()>,
 }
 
 impl Faults {
@@ -93,6 +95,7 @@ impl Faults {
             stall: Mutex::new(std::time::Duration::from_millis(1500)),
             rng: Mutex::new(StdRng::seed_from_u64(seed)),
             seen: Mutex::new(Vec::new()),
+            conditional: tokio::sync::Mutex::new(()),
         }
     }
 
@@ -202,6 +205,16 @@ impl S3Server {
                                 s3s::HttpError::new(Box::new(std::io::Error::other(
                                     "injected reset",
                                 )))
+                            };
+                            // s3s-fs checks If-None-Match / If-Match, then writes:
+                            // two conditional puts can both pass. S3 (and MinIO)
+                            // decide them atomically; one at a time does here.
+                            let conditional = req.headers().contains_key("if-none-match")
+                                || req.headers().contains_key("if-match");
+                            let _one_at_a_time = if conditional {
+                                Some(faults.conditional.lock().await)
+                            } else {
+                                None
                             };
                             match fault {
                                 Fault::None => service.call(req.map(s3s::Body::from)).await,
