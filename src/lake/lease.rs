@@ -97,7 +97,7 @@ impl Lease {
         settings: LeaseSettings,
     ) -> Result<Lease> {
         let now = Utc::now();
-        let record = LeaseRecord {
+        let mut record = LeaseRecord {
             run_id: run_id.to_string(),
             host: host(),
             pid: std::process::id(),
@@ -107,6 +107,10 @@ impl Lease {
         let location = location(day_dir);
         let started = std::time::Instant::now();
         loop {
+            // Stamped at each attempt: a lease taken after a long wait must
+            // not look stale to the next run.
+            let now = Utc::now();
+            (record.acquired_at, record.renewed_at) = (now, now);
             let held = match Self::try_take(stores, day_dir, &record, settings).await? {
                 Taken::Yes { claim } => {
                     info!(lease = %location, run_id, "lease taken");

@@ -507,15 +507,22 @@ async fn a_held_lease_makes_others_wait_or_stop_and_a_silent_one_is_taken_over()
         })
     };
     tokio::time::sleep(Duration::from_millis(300)).await;
+    let released_at = chrono::Utc::now();
     a.release(&stores).await.unwrap();
     let b = waiting.await.unwrap().unwrap();
     assert_eq!(b.run_id(), "run-b");
     b.verify(&stores).await.unwrap();
+    // Stamped when taken, not when B started waiting: after a long wait the
+    // lease must not look stale to the next run.
+    let record = day.join("_lease.json").local_path().unwrap();
+    let json: serde_json::Value = serde_json::from_slice(&std::fs::read(&record).unwrap()).unwrap();
+    let renewed: chrono::DateTime<chrono::Utc> =
+        json["renewed_at"].as_str().unwrap().parse().unwrap();
+    assert!(renewed >= released_at, "{renewed} < {released_at}");
 
     // B goes silent (its renewals stop, as when its pod is killed on another
     // node): after stale_after, C takes over and B's publish is fenced off.
     drop(b);
-    let record = day.join("_lease.json").local_path().unwrap();
     let mut json: serde_json::Value =
         serde_json::from_slice(&std::fs::read(&record).unwrap()).unwrap();
     json["renewed_at"] = "2026-03-08T00:00:00Z".into();
