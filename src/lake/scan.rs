@@ -761,16 +761,6 @@ fn ts_stats(file: &InputFile, rg: usize) -> Option<(i64, i64, u64)> {
 /// thousand times today's largest context windows.
 pub const MAX_TOKENS: i64 = 1_000_000_000;
 
-/// The token columns checked against [`MAX_TOKENS`].
-const TOKEN_COLS: [Col; 6] = [
-    Col::InputTokens,
-    Col::OutputTokens,
-    Col::TotalTokens,
-    Col::CacheReadInputTokens,
-    Col::CacheCreationInputTokens,
-    Col::ReasoningOutputTokens,
-];
-
 /// Whether the statistics of a row group prove `col` at most `limit`.
 fn max_at_most(file: &InputFile, rg: usize, col: Col, limit: i64) -> bool {
     use parquet::file::statistics::Statistics;
@@ -926,9 +916,11 @@ async fn open_unit(
     }
 
     // Predicate 3: token counts within MAX_TOKENS, where statistics allow more.
-    let unbounded: Vec<(Col, super::schema::Resolved)> = TOKEN_COLS
+    // The integer columns are the token counts.
+    let unbounded: Vec<(Col, super::schema::Resolved)> = Col::ALL
         .iter()
         .copied()
+        .filter(|c| c.kind() == super::schema::Kind::Int)
         .filter(|&c| {
             !row_groups
                 .iter()
