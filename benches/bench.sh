@@ -23,4 +23,4 @@ LAKE="$WORK/lake-$ROWS"
 if [ ! -f "$LAKE/prices.csv" ]; then
   "$BIN" gen --rows "$ROWS" --date "$DATE" --out "$LAKE"
 fi
-"$WORK/venv/bin/python" benches/bench.py --bin "$BIN" --lake "$LAKE" --date "$DATE"
+"$WORK/venv/bin/python" benches/bench.py --bin "$BIN" --lake "$LAKE" --date "$DATE" --config config/tokenledger.toml

@@ -31,8 +31,10 @@ WITH r AS (
             OR coalesce(cache_read_input_tokens, 0) + coalesce(cache_creation_input_tokens, 0) > input_tokens
         ) AS token_violation,
         (total_tokens IS NOT NULL AND total_tokens <> input_tokens + output_tokens) AS total_mismatch,
-        CASE WHEN abs(cost_actual) < 1e15 THEN cost_actual END AS cost_actual,
-        (cost_actual IS NOT NULL AND NOT (abs(cost_actual) < 1e15)) AS cost_actual_invalid,
+        -- A logged cost is a charge: negative, NaN, infinite or absurd is
+        -- invalid (left out of logged_cost_usd, counted), never a credit.
+        CASE WHEN cost_actual >= 0 AND cost_actual < 1e15 THEN cost_actual END AS cost_actual,
+        (cost_actual IS NOT NULL AND NOT (cost_actual >= 0 AND cost_actual < 1e15)) AS cost_actual_invalid,
         CASE WHEN citation_rate >= 0 AND citation_rate <= 1 THEN citation_rate END AS citation_rate,
         (citation_rate IS NOT NULL AND NOT (citation_rate >= 0 AND citation_rate <= 1)) AS citation_invalid,
         human_reviewed,

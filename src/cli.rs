@@ -12,6 +12,41 @@ use clap::{Parser, Subcommand, ValueEnum};
 use crate::config::{Config, Overrides};
 use crate::error::{Error, ExitKind, Result, render_chain};
 
+/// `println!` that never panics: a closed stdout (`tokenledger run | head`)
+/// or a full device loses the text, never the run, its lease or its exit code.
+macro_rules! outln {
+    ($($arg:tt)*) => {{
+        use std::io::Write as _;
+        let _ = writeln!(std::io::stdout().lock(), $($arg)*);
+    }};
+}
+
+/// `print!` that never panics (see [`outln`]).
+macro_rules! out {
+    ($($arg:tt)*) => {{
+        use std::io::Write as _;
+        let mut stdout = std::io::stdout().lock();
+        let _ = write!(stdout, $($arg)*);
+        let _ = stdout.flush();
+    }};
+}
+
+/// `eprintln!` that never panics (stderr closed or on a full device).
+macro_rules! errln {
+    ($($arg:tt)*) => {{
+        use std::io::Write as _;
+        let _ = writeln!(std::io::stderr().lock(), $($arg)*);
+    }};
+}
+
+/// `eprint!` that never panics.
+macro_rules! err {
+    ($($arg:tt)*) => {{
+        use std::io::Write as _;
+        let _ = write!(std::io::stderr().lock(), $($arg)*);
+    }};
+}
+
 #[derive(Debug, Parser)]
 #[command(
     name = "tokenledger",
@@ -199,9 +234,12 @@ fn init_logging(format: LogFormat) {
         LogFormat::Text => false,
         LogFormat::Auto => !std::io::stderr().is_terminal(),
     };
+    // A log line that cannot be written (stderr closed or on a full device)
+    // is lost; the subscriber must not `eprintln!` about it (that panics).
     let builder = tracing_subscriber::fmt()
         .with_env_filter(filter)
-        .with_writer(std::io::stderr);
+        .with_writer(std::io::stderr)
+        .log_internal_errors(false);
     let _ = if json {
         builder
             .json()
@@ -235,7 +273,7 @@ pub fn main() -> ExitCode {
     {
         Ok(rt) => rt,
         Err(e) => {
-            eprintln!("error: cannot start the async runtime: {e}");
+            errln!("error: cannot start the async runtime: {e}");
             return ExitKind::Runtime.into();
         }
     };
@@ -257,7 +295,7 @@ pub fn main() -> ExitCode {
         }
         Err(e) => {
             let chain = render_chain(&e);
-            eprintln!("error: {chain}");
+            errln!("error: {chain}");
             let kind = e.kind();
             tracing::error!(exit_code = kind.code(), outcome = ?kind, seconds, error = %chain, "finished");
             kind.into()
@@ -305,9 +343,9 @@ async fn run(command: Command, run_id: &str) -> Result<ExitKind> {
         Command::Check(args) => {
             let config = args.load()?;
             for line in crate::pipeline::check(&config).await? {
-                println!("ok: {line}");
+                outln!("ok: {line}");
             }
-            println!(
+            outln!(
                 "ok: config {}",
                 args.config
                     .as_deref()
@@ -343,7 +381,7 @@ async fn run(command: Command, run_id: &str) -> Result<ExitKind> {
                 .map_err(|e| Error::Usage(format!("--prices: {e}")))?;
             let lines = crate::pipeline::audit::reprice(&config, from, to, &prices).await?;
             let csv = crate::pipeline::audit::reprice_csv(&lines);
-            print!("{}", String::from_utf8_lossy(&csv));
+            out!("{}", String::from_utf8_lossy(&csv));
             let sum = |f: fn(&crate::pipeline::audit::RepriceLine) -> Option<i128>| -> i128 {
                 lines.iter().filter_map(f).sum()
             };
@@ -351,7 +389,7 @@ async fn run(command: Command, run_id: &str) -> Result<ExitKind> {
             let unpriced = |f: fn(&crate::pipeline::audit::RepriceLine) -> i64| -> i64 {
                 lines.iter().map(f).sum()
             };
-            println!(
+            outln!(
                 "total {from}..{to}: before {} USD, after {} USD, delta {} USD; unpriced requests before {}, after {} (dry run: nothing published)",
                 crate::money::format_scaled(b, crate::money::OUT_SCALE),
                 crate::money::format_scaled(a, crate::money::OUT_SCALE),
@@ -391,13 +429,13 @@ async fn run(command: Command, run_id: &str) -> Result<ExitKind> {
                 crate::pipeline::prices::import(&config, &file, at, force, dry_run, out.as_ref())
                     .await?;
             for c in &r.plan.changes {
-                println!("{}", crate::pricing::litellm::describe(c));
+                outln!("{}", crate::pricing::litellm::describe(c));
             }
             for w in &r.plan.refused {
-                println!("forced: {w}");
+                outln!("forced: {w}");
             }
             let skipped: usize = r.plan.skipped.values().sum();
-            println!(
+            outln!(
                 "{} new, {} changed, {} unchanged, {} skipped (no per-token price); {}",
                 r.plan.changes.iter().filter(|c| c.old.is_none()).count(),
                 r.plan.changes.iter().filter(|c| c.old.is_some()).count(),
@@ -436,7 +474,7 @@ async fn run(command: Command, run_id: &str) -> Result<ExitKind> {
                     // A progress bar on a terminal; one log line per day otherwise.
                     let width = 30usize;
                     let done = (n as usize * width) / total.max(1) as usize;
-                    eprint!(
+                    err!(
                         "\r[{}{}] {n}/{total} {date} {what:<60}",
                         "#".repeat(done),
                         " ".repeat(width - done)
@@ -447,12 +485,12 @@ async fn run(command: Command, run_id: &str) -> Result<ExitKind> {
             })
             .await?;
             if tty {
-                eprintln!();
+                errln!();
             }
             let count = |f: fn(&crate::pipeline::Backfilled) -> bool| {
                 days.iter().filter(|(_, o)| f(o)).count()
             };
-            println!(
+            outln!(
                 "backfill {from}..{to}: {} built, {} present, {} without logs, {} failed",
                 count(|o| matches!(o, crate::pipeline::Backfilled::Built { .. })),
                 count(|o| matches!(o, crate::pipeline::Backfilled::Present)),
@@ -462,7 +500,7 @@ async fn run(command: Command, run_id: &str) -> Result<ExitKind> {
             let mut kind = ExitKind::Ok;
             for (date, o) in &days {
                 if let crate::pipeline::Backfilled::Failed(e) = o {
-                    println!("  {date}: {}", render_chain(e));
+                    outln!("  {date}: {}", render_chain(e));
                     if kind == ExitKind::Ok {
                         kind = e.kind();
                     }
@@ -472,12 +510,13 @@ async fn run(command: Command, run_id: &str) -> Result<ExitKind> {
         }
         Command::Demo { dir } => {
             let outcome = crate::demo::demo(&dir, crate::demo::DemoOptions::default()).await?;
-            println!(
+            outln!(
                 "demo lake: {} ({} request rows over 30 days, prices, FX, invoices)",
-                outcome.lake, outcome.rows_written
+                outcome.lake,
+                outcome.rows_written
             );
             print_summary(&outcome.run);
-            println!(
+            outln!(
                 "rerun: tokenledger run --config {} --date {}",
                 outcome.config_path.display(),
                 outcome.run.day.date
@@ -504,7 +543,7 @@ async fn run(command: Command, run_id: &str) -> Result<ExitKind> {
                 },
             )
             .await?;
-            println!(
+            outln!(
                 "wrote {} rows in {} objects under {} in {:.1} s",
                 outcome.rows,
                 outcome.files,
@@ -517,31 +556,47 @@ async fn run(command: Command, run_id: &str) -> Result<ExitKind> {
 }
 
 fn print_replay(manifest: &crate::lake::Location, r: &crate::pipeline::audit::ReplayReport) {
-    println!(
-        "replay of {manifest} ({}): {} input object(s) checked, {} changed",
+    outln!(
+        "replay of {manifest} ({}): {} input object(s) checked, {} changed, {} unverified",
         r.date.map(|d| d.to_string()).unwrap_or_default(),
         r.inputs,
-        r.changed_inputs.len()
+        r.changed_inputs.len(),
+        r.unverified_inputs.len()
     );
     for c in &r.changed_inputs {
-        println!("  input changed: {c}");
+        outln!("  input changed: {c}");
+    }
+    for c in &r.unverified_inputs {
+        outln!("  input unverified: {c}");
     }
     if let Some(c) = &r.config_changed {
-        println!("  note: {c}");
+        outln!("  note: {c}");
     }
     let same = r.outputs.iter().filter(|o| o.difference.is_none()).count();
-    println!("outputs: {same} of {} byte-identical", r.outputs.len());
+    outln!("outputs: {same} of {} byte-identical", r.outputs.len());
     for o in &r.outputs {
         if let Some(d) = &o.difference {
-            println!("  differs: {}: {d}", o.key);
+            outln!("  differs: {}: {d}", o.key);
         }
     }
-    println!(
+    let mut notes = Vec::new();
+    if !r.changed_inputs.is_empty() {
+        notes.push(format!(
+            "{} input(s) changed since the run, no output did",
+            r.changed_inputs.len()
+        ));
+    }
+    if !r.unverified_inputs.is_empty() {
+        notes.push(format!(
+            "{} input(s) could not be verified",
+            r.unverified_inputs.len()
+        ));
+    }
+    outln!(
         "result: {}",
-        match (r.identical(), r.changed_inputs.len()) {
-            (true, 0) => "byte-identical".to_string(),
-            (true, n) =>
-                format!("byte-identical ({n} input(s) changed since the run, no output did)"),
+        match (r.identical(), notes.is_empty()) {
+            (true, true) => "byte-identical".to_string(),
+            (true, false) => format!("byte-identical ({})", notes.join("; ")),
             (false, _) => "DIFFERS".to_string(),
         }
     );
@@ -549,7 +604,7 @@ fn print_replay(manifest: &crate::lake::Location, r: &crate::pipeline::audit::Re
 
 fn print_summary(s: &crate::pipeline::RunSummary) {
     let m = &s.manifest;
-    println!(
+    outln!(
         "report day {} ({}): {} requests, cost {} USD, {} unpriced, {} duplicates dropped",
         m.date,
         m.timezone,
@@ -558,26 +613,26 @@ fn print_summary(s: &crate::pipeline::RunSummary) {
         m.pricing.unpriced_requests,
         m.rows.duplicates_dropped
     );
-    println!("reports: {}", s.reports);
+    outln!("reports: {}", s.reports);
     for o in &m.outputs {
-        println!("  {} ({} bytes)", o.key, o.size);
+        outln!("  {} ({} bytes)", o.key, o.size);
     }
     if let Some(d) = &s.deliveries {
         if !d.sent.is_empty() {
-            println!("mail sent: {}", d.sent.join(", "));
+            outln!("mail sent: {}", d.sent.join(", "));
         }
         if !d.skipped.is_empty() {
-            println!(
+            outln!(
                 "mail already sent (use --resend to send again): {}",
                 d.skipped.join(", ")
             );
         }
         for (name, e) in &d.failed {
-            println!("mail NOT sent: {name}: {e}");
+            outln!("mail NOT sent: {name}: {e}");
         }
     }
     let r = &s.reconciliation;
-    println!(
+    outln!(
         "reconciliation: {} line(s) for the day, {} month to date, {} not ok; {} invoice object(s)",
         r.day.len(),
         r.month_to_date.len(),
@@ -594,12 +649,12 @@ fn print_summary(s: &crate::pipeline::RunSummary) {
                     crate::money::format_scaled(v, crate::money::OUT_SCALE)
                 })
             };
-            println!(
+            outln!(
                 "  {} {}/{} ({scope}): computed {} invoiced {} delta {}{}",
                 l.status.as_str(),
                 l.provider,
                 if l.model.is_empty() { "*" } else { &l.model },
-                money(Some(l.computed_usd)),
+                money(l.computed_usd),
                 money(l.invoiced_usd),
                 money(l.delta_usd),
                 if l.explanation.is_empty() {
@@ -612,7 +667,7 @@ fn print_summary(s: &crate::pipeline::RunSummary) {
     }
     if m.data_quality.status != "ok" {
         for p in &m.data_quality.problems {
-            println!("data quality: {p}");
+            outln!("data quality: {p}");
         }
     }
 }

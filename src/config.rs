@@ -480,9 +480,18 @@ impl Config {
         let overrides = &overrides;
         let (text, name) = match file {
             Some(path) => (
-                std::fs::read_to_string(path).map_err(|e| Error::Io {
-                    what: format!("reading config file {}", path.display()),
-                    source: e,
+                std::fs::read_to_string(path).map_err(|e| match e.kind() {
+                    // A wrong path is a usage error (exit 2), not an outage.
+                    std::io::ErrorKind::NotFound
+                    | std::io::ErrorKind::PermissionDenied
+                    | std::io::ErrorKind::IsADirectory
+                    | std::io::ErrorKind::InvalidData => {
+                        Error::Usage(format!("config file {}: {e}", path.display()))
+                    }
+                    _ => Error::Io {
+                        what: format!("reading config file {}", path.display()),
+                        source: e,
+                    },
                 })?,
                 path.display().to_string(),
             ),
@@ -623,6 +632,10 @@ pub struct ReconcileConfig {
     pub settings: crate::reconcile::Settings,
     /// Where invoices come from and how to read them.
     pub sources: Vec<(Location, crate::reconcile::invoices::Adapter)>,
+    /// The default layout's `inputs.invoices/*.csv` (SPEC 1.4): normalized
+    /// CSVs directly under this prefix (not its sub-folders, which have
+    /// their own sources). `None` when `[[reconcile.sources]]` are given.
+    pub csv_root: Option<Location>,
     pub fail_on_mismatch: bool,
 }
 
@@ -725,6 +738,7 @@ fn validate_reconcile(
         }
     }
     let mut sources = Vec::new();
+    let csv_root = raw.sources.is_empty().then(|| invoices.clone());
     if raw.sources.is_empty() {
         for (dir, format) in [
             ("normalized", Format::Normalized),
@@ -812,6 +826,7 @@ fn validate_reconcile(
             models: ModelRules(models),
         },
         sources,
+        csv_root,
         fail_on_mismatch: raw.fail_on_mismatch.unwrap_or(false),
     }
 }
@@ -1081,12 +1096,17 @@ impl RawConfig {
                 None
             }
         };
-        if let Some(ep) = &s3raw.endpoint
-            && url::Url::parse(ep).is_err()
-        {
-            p.push(format!(
-                "storage.s3.endpoint: `{ep}` is not a URL (e.g. http://minio:9000)"
-            ));
+        if let Some(ep) = &s3raw.endpoint {
+            let shown = crate::lake::redact_userinfo(ep);
+            match url::Url::parse(ep) {
+                Err(_) => p.push(format!(
+                    "storage.s3.endpoint: `{shown}` is not a URL (e.g. http://minio:9000)"
+                )),
+                Ok(u) if !u.username().is_empty() || u.password().is_some() => p.push(format!(
+                    "storage.s3.endpoint: `{shown}`: credentials in a URL are refused; give them as access_key_id_file and secret_access_key_file"
+                )),
+                Ok(_) => {}
+            }
         }
         let st = &self.storage;
         let secs = |v: Option<u64>, default: u64, field: &str, p: &mut Problems| match v {
@@ -1174,7 +1194,7 @@ impl RawConfig {
             if source.trim().is_empty() {
                 p.push(format!("columns.{name}: the source column name is empty"));
             } else {
-                columns.sources.insert(col, source.trim().to_string());
+                columns.map(col, source.trim().to_string());
             }
         }
 
@@ -1563,15 +1583,34 @@ mod tests {
         std::fs::create_dir_all(&dir).unwrap();
         std::fs::write(dir.join("k"), "AKIAEXAMPLE\n").unwrap();
         std::fs::write(dir.join("s"), "very-secret-value\n").unwrap();
-        let toml = format!(
-            "[lake]\nroot=\"s3://b\"\n[storage.s3]\naccess_key_id_file=\"{0}/k\"\nsecret_access_key_file=\"{0}/s\"\n",
-            dir.display()
-        );
-        let c = load(&toml, &[]).unwrap();
+        std::fs::write(dir.join("s2"), "another-secret-value\n").unwrap();
+        let toml = |secret: &str, root: &str| {
+            format!(
+                "[lake]\nroot=\"{root}\"\n[storage.s3]\naccess_key_id_file=\"{0}/k\"\nsecret_access_key_file=\"{0}/{secret}\"\n",
+                dir.display()
+            )
+        };
+        let c = load(&toml("s", "s3://b"), &[]).unwrap();
         let creds = c.s3.credentials.as_ref().unwrap();
         assert_eq!(creds.secret_access_key.expose(), "very-secret-value");
         assert!(!format!("{c:?}").contains("very-secret-value"));
-        assert!(!c.digest.contains("very"));
+        // Another secret's content: the same digest (a key rotation does not
+        // make every replay report a changed config) ...
+        let rotated = load(&toml("s2", "s3://b"), &[]).unwrap();
+        assert_eq!(
+            rotated
+                .s3
+                .credentials
+                .as_ref()
+                .unwrap()
+                .secret_access_key
+                .expose(),
+            "another-secret-value"
+        );
+        assert_eq!(rotated.digest, c.digest);
+        // ... while a setting that is not secret changes it.
+        let elsewhere = load(&toml("s", "s3://other"), &[]).unwrap();
+        assert_ne!(elsewhere.digest, c.digest);
         std::fs::remove_dir_all(&dir).unwrap();
     }
 }

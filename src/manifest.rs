@@ -90,6 +90,16 @@ pub struct InputObject {
     pub adapter: Option<String>,
 }
 
+pub use crate::lake::SkipKind;
+
+/// An object listed among the inputs and not read, with the reason.
+#[derive(Debug, Clone, Serialize, PartialEq, Eq, PartialOrd, Ord)]
+pub struct SkippedObject {
+    pub key: String,
+    pub kind: SkipKind,
+    pub reason: String,
+}
+
 #[derive(Debug, Clone, Serialize)]
 pub struct Inputs {
     /// The partitions listed for the day (SPEC 1.1 lateness).
@@ -104,6 +114,9 @@ pub struct Inputs {
     pub invoice_rows_skipped: std::collections::BTreeMap<String, u64>,
     /// The rollups of earlier days read (comparisons, month to date).
     pub history: Vec<InputObject>,
+    /// Every listed object that was not read (request partitions, invoice
+    /// prefixes and sources), with the reason.
+    pub skipped: Vec<SkippedObject>,
 }
 
 /// Where every listed row went: `listed = outside_window + null_ts +
@@ -155,6 +168,9 @@ pub struct DataQuality {
     pub citation_rate_invalid: u64,
     pub unpriced_share: f64,
     pub rejected_share: f64,
+    /// Optional columns none of the day's objects has (their metrics are
+    /// empty or `(untagged)`): `column (read from source)`.
+    pub absent_columns: Vec<String>,
     /// Examples of rejected rows (object key and reason).
     pub rejected_examples: BTreeMap<String, Vec<String>>,
 }
@@ -171,5 +187,383 @@ impl Manifest {
         let mut out = serde_json::to_vec_pretty(self).expect("manifest serializes");
         out.push(b'\n');
         out
+    }
+}
+
+/// The manifest version this program writes: 2 added `inputs.skipped`.
+pub const MANIFEST_VERSION: u32 = 2;
+
+/// The manifest versions this program can replay.
+pub const MANIFEST_VERSIONS: &[u64] = &[1, 2];
+
+/// A request-log object as a manifest recorded it.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct RecordedRequest {
+    pub key: String,
+    pub size: u64,
+    pub etag: Option<String>,
+    pub version: Option<String>,
+    /// The partition it was listed under (`date=YYYY-MM-DD`), when recorded.
+    pub partition: Option<String>,
+}
+
+/// A table read whole, as a manifest recorded it: its key and digest.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct RecordedTable {
+    pub key: String,
+    pub sha256: String,
+    /// The adapter an invoice object was read with.
+    pub adapter: Option<String>,
+}
+
+/// An output object as a manifest recorded it.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct RecordedOutput {
+    pub key: String,
+    pub sha256: String,
+}
+
+/// What a replay needs of a published manifest, every field checked: a
+/// manifest that cannot say what was read and what was written cannot be
+/// replayed, so nothing here is optional that a run always writes.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct Recorded {
+    pub manifest_version: u64,
+    pub date: chrono::NaiveDate,
+    pub timezone: chrono_tz::Tz,
+    pub config_digest: String,
+    pub requests: Vec<RecordedRequest>,
+    pub prices: RecordedTable,
+    pub fx: Option<RecordedTable>,
+    pub invoices: Vec<RecordedTable>,
+    pub history: Vec<RecordedTable>,
+    /// Objects listed and not read (version 2; none recorded in version 1,
+    /// whose pages did not list them).
+    pub skipped: Vec<SkippedObject>,
+    pub outputs: Vec<RecordedOutput>,
+}
+
+/// `sha256:` and 64 lower-case hex digits.
+fn is_digest(s: &str) -> bool {
+    s.strip_prefix("sha256:").is_some_and(|h| {
+        h.len() == 64
+            && h.bytes()
+                .all(|b| b.is_ascii_digit() || (b'a'..=b'f').contains(&b))
+    })
+}
+
+/// Reads fields of a JSON object, collecting every problem with its path.
+struct Fields<'a> {
+    problems: &'a mut Vec<String>,
+}
+
+impl Fields<'_> {
+    fn field<'v>(
+        &mut self,
+        v: &'v serde_json::Value,
+        path: &str,
+        name: &str,
+    ) -> Option<&'v serde_json::Value> {
+        match v.get(name) {
+            Some(x) => Some(x),
+            None => {
+                self.problems
+                    .push(format!("`{}`: missing", join(path, name)));
+                None
+            }
+        }
+    }
+
+    fn string(&mut self, v: &serde_json::Value, path: &str, name: &str) -> Option<String> {
+        match self.field(v, path, name)? {
+            serde_json::Value::String(s) if !s.is_empty() => Some(s.clone()),
+            other => {
+                self.problems.push(format!(
+                    "`{}`: expected a non-empty string, found {}",
+                    join(path, name),
+                    kind(other)
+                ));
+                None
+            }
+        }
+    }
+
+    /// A string or null; absent counts as null.
+    fn optional_string(&mut self, v: &serde_json::Value, path: &str, name: &str) -> Option<String> {
+        match v.get(name) {
+            None | Some(serde_json::Value::Null) => None,
+            Some(serde_json::Value::String(s)) => Some(s.clone()),
+            Some(other) => {
+                self.problems.push(format!(
+                    "`{}`: expected a string or null, found {}",
+                    join(path, name),
+                    kind(other)
+                ));
+                None
+            }
+        }
+    }
+
+    fn digest(&mut self, v: &serde_json::Value, path: &str) -> Option<String> {
+        let d = self.string(v, path, "sha256")?;
+        if is_digest(&d) {
+            Some(d)
+        } else {
+            self.problems.push(format!(
+                "`{}`: expected `sha256:` and 64 hex digits, found `{d}`",
+                join(path, "sha256")
+            ));
+            None
+        }
+    }
+
+    fn array<'v>(
+        &mut self,
+        v: &'v serde_json::Value,
+        path: &str,
+        name: &str,
+    ) -> &'v [serde_json::Value] {
+        match self.field(v, path, name) {
+            Some(serde_json::Value::Array(a)) => a,
+            Some(other) => {
+                self.problems.push(format!(
+                    "`{}`: expected an array, found {}",
+                    join(path, name),
+                    kind(other)
+                ));
+                &[]
+            }
+            None => &[],
+        }
+    }
+
+    fn table(&mut self, v: &serde_json::Value, path: &str, adapter: bool) -> Option<RecordedTable> {
+        if !v.is_object() {
+            self.problems
+                .push(format!("`{path}`: expected an object, found {}", kind(v)));
+            return None;
+        }
+        let key = self.string(v, path, "key");
+        let sha256 = self.digest(v, path);
+        let adapter = if adapter {
+            Some(self.string(v, path, "adapter")?)
+        } else {
+            None
+        };
+        Some(RecordedTable {
+            key: key?,
+            sha256: sha256?,
+            adapter,
+        })
+    }
+}
+
+fn join(path: &str, name: &str) -> String {
+    if path.is_empty() {
+        name.to_string()
+    } else {
+        format!("{path}.{name}")
+    }
+}
+
+fn kind(v: &serde_json::Value) -> &'static str {
+    match v {
+        serde_json::Value::Null => "null",
+        serde_json::Value::Bool(_) => "a boolean",
+        serde_json::Value::Number(_) => "a number",
+        serde_json::Value::String(_) => "a string",
+        serde_json::Value::Array(_) => "an array",
+        serde_json::Value::Object(_) => "an object",
+    }
+}
+
+impl Recorded {
+    /// Parse and check a manifest; every problem is named with its field
+    /// path (`outputs[3].sha256: missing`), all of them at once.
+    pub fn parse(bytes: &[u8]) -> Result<Recorded, Vec<String>> {
+        let v: serde_json::Value =
+            serde_json::from_slice(bytes).map_err(|e| vec![format!("not JSON: {e}")])?;
+        if !v.is_object() {
+            return Err(vec![format!("expected a JSON object, found {}", kind(&v))]);
+        }
+        let mut problems = Vec::new();
+        let mut f = Fields {
+            problems: &mut problems,
+        };
+        let manifest_version = match f.field(&v, "", "manifest_version") {
+            Some(n) => match n.as_u64() {
+                Some(n) if MANIFEST_VERSIONS.contains(&n) => Some(n),
+                _ => {
+                    f.problems.push(format!(
+                        "`manifest_version`: {n} is not a version this program knows (it knows {MANIFEST_VERSIONS:?})"
+                    ));
+                    None
+                }
+            },
+            None => None,
+        };
+        let date = f.string(&v, "", "date").and_then(|d| {
+            let parsed = chrono::NaiveDate::parse_from_str(&d, "%Y-%m-%d").ok();
+            if parsed.is_none() {
+                f.problems
+                    .push(format!("`date`: expected YYYY-MM-DD, found `{d}`"));
+            }
+            parsed
+        });
+        let timezone = f.string(&v, "", "timezone").and_then(|z| {
+            let parsed = z.parse::<chrono_tz::Tz>().ok();
+            if parsed.is_none() {
+                f.problems
+                    .push(format!("`timezone`: `{z}` is not an IANA time zone"));
+            }
+            parsed
+        });
+        let config_digest = f.string(&v, "", "config_digest");
+        let empty = serde_json::Value::Null;
+        let inputs = match f.field(&v, "", "inputs") {
+            Some(i) if i.is_object() => i,
+            Some(other) => {
+                f.problems.push(format!(
+                    "`inputs`: expected an object, found {}",
+                    kind(other)
+                ));
+                &empty
+            }
+            None => &empty,
+        };
+        let mut requests = Vec::new();
+        let mut prices = None;
+        let mut fx = None;
+        let mut invoices = Vec::new();
+        let mut history = Vec::new();
+        let mut skipped = Vec::new();
+        if inputs.is_object() {
+            let listed = f.array(inputs, "inputs", "requests");
+            if listed.is_empty() && inputs.get("requests").is_some_and(|r| r.is_array()) {
+                f.problems.push(
+                    "`inputs.requests`: empty: a published day read at least one object".into(),
+                );
+            }
+            for (i, o) in listed.iter().enumerate() {
+                let path = format!("inputs.requests[{i}]");
+                if !o.is_object() {
+                    f.problems
+                        .push(format!("`{path}`: expected an object, found {}", kind(o)));
+                    continue;
+                }
+                let key = f.string(o, &path, "key");
+                let size = match f.field(o, &path, "size") {
+                    Some(s) => {
+                        let n = s.as_u64();
+                        if n.is_none() {
+                            f.problems.push(format!(
+                                "`{path}.size`: expected a whole number, found {}",
+                                kind(s)
+                            ));
+                        }
+                        n
+                    }
+                    None => None,
+                };
+                let etag = f.optional_string(o, &path, "etag");
+                let version = f.optional_string(o, &path, "version");
+                let partition = f.optional_string(o, &path, "partition");
+                if let (Some(key), Some(size)) = (key, size) {
+                    requests.push(RecordedRequest {
+                        key,
+                        size,
+                        etag,
+                        version,
+                        partition,
+                    });
+                }
+            }
+            if let Some(p) = f.field(inputs, "inputs", "prices") {
+                prices = f.table(p, "inputs.prices", false);
+            }
+            match f.field(inputs, "inputs", "fx") {
+                Some(serde_json::Value::Null) | None => {}
+                Some(o) => fx = f.table(o, "inputs.fx", false),
+            }
+            for (i, o) in f.array(inputs, "inputs", "invoices").iter().enumerate() {
+                invoices.extend(f.table(o, &format!("inputs.invoices[{i}]"), true));
+            }
+            for (i, o) in f.array(inputs, "inputs", "history").iter().enumerate() {
+                history.extend(f.table(o, &format!("inputs.history[{i}]"), false));
+            }
+            if manifest_version.is_none_or(|v| v >= 2) {
+                for (i, o) in f.array(inputs, "inputs", "skipped").iter().enumerate() {
+                    let path = format!("inputs.skipped[{i}]");
+                    let key = f.string(o, &path, "key");
+                    let reason = f.string(o, &path, "reason");
+                    let kind = f.string(o, &path, "kind").and_then(|k| {
+                        let kind = SkipKind::parse(&k);
+                        if kind.is_none() {
+                            f.problems.push(format!(
+                                "`{path}.kind`: `{k}` is not hidden, no_source or not_parquet"
+                            ));
+                        }
+                        kind
+                    });
+                    if let (Some(key), Some(kind), Some(reason)) = (key, kind, reason) {
+                        skipped.push(SkippedObject { key, kind, reason });
+                    }
+                }
+            }
+        }
+        let mut outputs: Vec<RecordedOutput> = Vec::new();
+        let listed = f.array(&v, "", "outputs");
+        if listed.is_empty() && v.get("outputs").is_some_and(|o| o.is_array()) {
+            f.problems
+                .push("`outputs`: empty: a published day wrote at least one object".into());
+        }
+        for (i, o) in listed.iter().enumerate() {
+            let path = format!("outputs[{i}]");
+            if !o.is_object() {
+                f.problems
+                    .push(format!("`{path}`: expected an object, found {}", kind(o)));
+                continue;
+            }
+            let key = f.string(o, &path, "key");
+            let sha256 = f.digest(o, &path);
+            if let (Some(key), Some(sha256)) = (key, sha256) {
+                if outputs.iter().any(|x| x.key == key) {
+                    f.problems
+                        .push(format!("`{path}.key`: `{key}` is listed twice"));
+                } else {
+                    outputs.push(RecordedOutput { key, sha256 });
+                }
+            }
+        }
+        match (
+            manifest_version,
+            date,
+            timezone,
+            config_digest,
+            prices,
+            problems.is_empty(),
+        ) {
+            (
+                Some(manifest_version),
+                Some(date),
+                Some(timezone),
+                Some(config_digest),
+                Some(prices),
+                true,
+            ) => Ok(Recorded {
+                manifest_version,
+                date,
+                timezone,
+                config_digest,
+                requests,
+                prices,
+                fx,
+                invoices,
+                history,
+                skipped,
+                outputs,
+            }),
+            _ => Err(problems),
+        }
     }
 }

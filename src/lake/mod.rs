@@ -48,7 +48,16 @@ impl Location {
             return Err("is empty".into());
         }
         if let Some((scheme, _)) = text.split_once("://") {
-            let url = Url::parse(text).map_err(|e| format!("`{text}` is not a valid URL: {e}"))?;
+            let shown = redact_userinfo(text);
+            let url = Url::parse(text).map_err(|e| format!("`{shown}` is not a valid URL: {e}"))?;
+            if !url.username().is_empty() || url.password().is_some() {
+                return Err(format!(
+                    "`{shown}`: credentials in a URL are refused (they would reach logs and \
+                     process lists); give them as [storage.s3] access_key_id_file and \
+                     secret_access_key_file, or the AWS environment"
+                ));
+            }
+            let text = shown.as_str();
             return match scheme {
                 "s3" => {
                     if url.host_str().unwrap_or("").is_empty() {
@@ -455,6 +464,21 @@ impl Stores {
         }
     }
 
+    /// Whether an object of `size` bytes ends with the Parquet magic `PAR1`
+    /// (one ranged read of its last four bytes).
+    pub async fn has_parquet_magic(&self, loc: &Location, size: u64) -> Result<bool> {
+        if size < 12 {
+            return Ok(false);
+        }
+        let store = self.store(loc)?;
+        let path = loc.path();
+        let tail = self
+            .retrying(loc, || store.get_range(&path, size - 4..size))
+            .await
+            .map_err(|e| Error::storage(loc.to_string(), e))?;
+        Ok(tail.as_ref() == b"PAR1")
+    }
+
     /// Read a whole (small) object with its size and etag, or `None` if there is none.
     pub async fn get_opt_info(&self, loc: &Location) -> Result<Option<(ObjectInfo, Bytes)>> {
         match self.get(loc).await {
@@ -544,6 +568,81 @@ pub fn partition_dir(date: NaiveDate) -> String {
     format!("date={}", date.format("%Y-%m-%d"))
 }
 
+/// `text` with the user information of every URL in it (`user:secret@`)
+/// replaced by `***@`: for messages and logs that quote a URL.
+pub fn redact_userinfo(text: &str) -> String {
+    let mut out = String::with_capacity(text.len());
+    let mut rest = text;
+    while let Some(at) = rest.find("://") {
+        let (head, tail) = rest.split_at(at + 3);
+        out.push_str(head);
+        // The authority ends at the first `/`, `?`, `#` or white space.
+        let end = tail
+            .find(|c: char| matches!(c, '/' | '?' | '#') || c.is_whitespace())
+            .unwrap_or(tail.len());
+        let authority = &tail[..end];
+        match authority.rfind('@') {
+            Some(i) => {
+                out.push_str("***@");
+                out.push_str(&authority[i + 1..]);
+            }
+            None => out.push_str(authority),
+        }
+        rest = &tail[end..];
+    }
+    out.push_str(rest);
+    out
+}
+
+/// Why a listed object was not read.
+#[derive(Debug, Clone, Copy, serde::Serialize, PartialEq, Eq, PartialOrd, Ord)]
+#[serde(rename_all = "snake_case")]
+pub enum SkipKind {
+    /// Hidden, marker or temporary (Hadoop/Spark/Hive conventions).
+    Hidden,
+    /// Under the invoice prefix, but no invoice source reads it.
+    NoSource,
+    /// In a request partition, but not Parquet (no `PAR1` magic).
+    NotParquet,
+}
+
+impl SkipKind {
+    /// The kind by its name in the manifest.
+    pub fn parse(name: &str) -> Option<SkipKind> {
+        match name {
+            "hidden" => Some(SkipKind::Hidden),
+            "no_source" => Some(SkipKind::NoSource),
+            "not_parquet" => Some(SkipKind::NotParquet),
+            _ => None,
+        }
+    }
+}
+
+/// Why an object listed under `base` is not data by the Hadoop, Spark and
+/// Hive conventions, if it is not: a path segment below `base` (file *or*
+/// folder) starting with `_` or `.` (markers such as `_SUCCESS`, the
+/// `_temporary/` folders of uncommitted writes, `.crc` checksums,
+/// `.spark-staging-*`, in-progress `.part-*` files), or an empty folder
+/// marker (`name_$folder$`, a key ending in `/`).
+pub fn hidden_reason(loc: &Location, base: &Location) -> Option<&'static str> {
+    let rel = loc.relative_to(base)?;
+    if rel.ends_with('/') || rel.ends_with("_$folder$") {
+        return Some("folder marker");
+    }
+    let segments: Vec<&str> = rel.split('/').collect();
+    let (file, folders) = segments.split_last()?;
+    if folders
+        .iter()
+        .any(|s| s.starts_with('_') || s.starts_with('.'))
+    {
+        return Some("inside a hidden or temporary folder (name starts with `_` or `.`)");
+    }
+    if file.starts_with('_') || file.starts_with('.') {
+        return Some("hidden or marker file (name starts with `_` or `.`)");
+    }
+    None
+}
+
 /// Whether a listed object is a data file of a partition (`*.parquet`, not a
 /// hidden or marker file such as `_SUCCESS` or `.part-0.parquet.crc`).
 pub fn is_data_file(loc: &Location) -> bool {
@@ -556,6 +655,27 @@ pub fn is_data_file(loc: &Location) -> bool {
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    #[test]
+    fn urls_with_credentials_are_refused_without_repeating_them() {
+        let err = Location::parse("s3://AKIAEXAMPLE:wJalrXUtnFEMI@bucket/x", None).unwrap_err();
+        assert!(
+            !err.contains("AKIAEXAMPLE") && !err.contains("wJalrXUtnFEMI"),
+            "{err}"
+        );
+        assert!(
+            err.starts_with("`s3://***@bucket/x`: credentials in a URL are refused"),
+            "{err}"
+        );
+        let err = Location::parse("s3://token@bucket/x", None).unwrap_err();
+        assert!(!err.contains("token@"), "{err}");
+        let err = Location::parse("s3://k:s@/x", None).unwrap_err();
+        assert!(!err.contains("k:s"), "{err}");
+        assert_eq!(
+            redact_userinfo("see s3://a:b@bkt/p and file:///x and https://u@h:9/q?x=@y"),
+            "see s3://***@bkt/p and file:///x and https://***@h:9/q?x=@y"
+        );
+    }
 
     #[test]
     fn parses_urls_and_paths() {

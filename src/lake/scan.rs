@@ -55,7 +55,7 @@ use super::schema::{
     Col, ColumnMapping, FileColumns, IntTsUnit, POS_INDEX, POS_ROW_BITS, TRACE_KEY_INDEX,
     normalize, request_schema, resolve, ts_nanos,
 };
-use super::{ObjectInfo, Stores, is_data_file, partition_dir};
+use super::{ObjectInfo, SkipKind, Stores, is_data_file, partition_dir};
 use crate::error::{Error, Problems, Result};
 use crate::lake::Location;
 
@@ -266,6 +266,8 @@ pub fn dup_rows_schema() -> SchemaRef {
 pub struct DayInput {
     stores: Arc<Stores>,
     files: Vec<Arc<InputFile>>,
+    /// Objects of the listed partitions that are not read, and why.
+    skipped: Vec<(Location, SkipKind, String)>,
     window: DayWindow,
     batch_size: usize,
 }
@@ -289,6 +291,33 @@ fn trace_hasher() -> ahash::RandomState {
     )
 }
 
+/// Whether a listed object of a partition is read, and if not, why. Data
+/// files are decided by the Hadoop/Spark/Hive conventions and by content,
+/// not by one suffix: hidden, marker and temporary paths (files *and*
+/// folders starting with `_` or `.`) are skipped; a `*.parquet` object is
+/// read (and must be Parquet); an object of another name is read when it
+/// ends with the Parquet magic (`part-00000`, `part-0.snappy` as Hive,
+/// Athena and Spark write them), and skipped as not Parquet otherwise.
+async fn classify(
+    stores: &Stores,
+    info: &ObjectInfo,
+    partition: &Location,
+) -> Result<Option<(SkipKind, String)>> {
+    if let Some(why) = super::hidden_reason(&info.location, partition) {
+        return Ok(Some((SkipKind::Hidden, why.to_string())));
+    }
+    if is_data_file(&info.location) || stores.has_parquet_magic(&info.location, info.size).await? {
+        return Ok(None);
+    }
+    Ok(Some((
+        SkipKind::NotParquet,
+        format!(
+            "not Parquet: no `PAR1` magic at the end of its {} byte(s)",
+            info.size
+        ),
+    )))
+}
+
 /// Hash a trace id as the scan does (for tests and tools).
 pub fn trace_key(trace_id: &str) -> u64 {
     trace_hasher().hash_one(trace_id.as_bytes())
@@ -306,15 +335,25 @@ impl DayInput {
         window: DayWindow,
     ) -> Result<DayInput> {
         let mut listed: Vec<(ObjectInfo, NaiveDate)> = Vec::new();
+        let mut skipped = Vec::new();
         for &date in dates {
             let prefix = requests.join(&partition_dir(date));
             for info in stores.list(&prefix).await? {
-                if is_data_file(&info.location) {
-                    listed.push((info, date));
+                match classify(&stores, &info, &prefix).await? {
+                    None => listed.push((info, date)),
+                    Some((kind, reason)) => skipped.push((info.location, kind, reason)),
                 }
             }
         }
-        Self::open_objects(stores, listed, mapping, window).await
+        let mut input = Self::open_objects(stores, listed, mapping, window).await?;
+        input.skipped = skipped;
+        Ok(input)
+    }
+
+    /// Objects listed in the day's partitions and not read: location, kind
+    /// and reason.
+    pub fn skipped(&self) -> &[(Location, SkipKind, String)] {
+        &self.skipped
     }
 
     /// Open exactly these objects (each with the partition date it was
@@ -371,6 +410,7 @@ impl DayInput {
             return Err(Error::InputSchema { problems });
         }
         Ok(DayInput {
+            skipped: Vec::new(),
             stores,
             files,
             window,
@@ -384,6 +424,21 @@ impl DayInput {
 
     pub fn window(&self) -> DayWindow {
         self.window
+    }
+
+    /// Optional columns that none of the day's objects has: each with the
+    /// source it is read from. (An optional column missing from some
+    /// objects is null there, as the SPEC allows.)
+    pub fn absent_everywhere(&self, mapping: &super::schema::ColumnMapping) -> Vec<(Col, String)> {
+        if self.files.is_empty() {
+            return Vec::new();
+        }
+        Col::ALL
+            .iter()
+            .copied()
+            .filter(|&c| !c.required() && self.files.iter().all(|f| f.cols.get(c).is_none()))
+            .map(|c| (c, mapping.source(c).to_string()))
+            .collect()
     }
 
     /// Rows in all listed objects.
@@ -768,11 +823,49 @@ fn max_at_most(file: &InputFile, rg: usize, col: Col, limit: i64) -> bool {
         return true;
     };
     let chunk = file.metadata.metadata().row_group(rg).column(resolved.leaf);
+    // Unsigned columns keep their statistics in signed physical types: a
+    // UINT_64 of 2^63 or more reads as negative, so compare as unsigned.
+    let unsigned = matches!(
+        resolved.source_type,
+        DataType::UInt64 | DataType::UInt32 | DataType::UInt16 | DataType::UInt8
+    );
     match chunk.statistics() {
+        Some(Statistics::Int64(s)) if unsigned => {
+            s.max_opt().is_some_and(|m| (*m as u64) <= limit as u64)
+        }
         Some(Statistics::Int64(s)) => s.max_opt().is_some_and(|m| *m <= limit),
+        Some(Statistics::Int32(s)) if unsigned => s
+            .max_opt()
+            .is_some_and(|m| u64::from(*m as u32) <= limit as u64),
         Some(Statistics::Int32(s)) => s.max_opt().is_some_and(|m| i64::from(*m) <= limit),
         _ => false,
     }
+}
+
+/// Whether the statistics of a row group prove that no `trace_id` is empty
+/// or whitespace only: every value starts with the first byte of the
+/// minimum or more and of the maximum or less, and both are printable,
+/// non-space ASCII (as hex, UUID and W3C trace ids are).
+fn no_blank_trace_ids(file: &InputFile, rg: usize) -> bool {
+    use parquet::file::statistics::Statistics;
+    let Some(resolved) = file.cols.get(Col::TraceId) else {
+        return false;
+    };
+    let chunk = file.metadata.metadata().row_group(rg).column(resolved.leaf);
+    let printable = |b: Option<&u8>| b.is_some_and(|b| (0x21..0x7f).contains(b));
+    match chunk.statistics() {
+        Some(Statistics::ByteArray(s)) => {
+            s.min_opt().is_some_and(|m| printable(m.data().first()))
+                && s.max_opt().is_some_and(|m| printable(m.data().first()))
+        }
+        _ => false,
+    }
+}
+
+/// A trace id that is empty or whitespace only identifies nothing: like a
+/// null, it would merge distinct requests into one.
+fn is_blank(id: &str) -> bool {
+    id.trim().is_empty()
 }
 
 fn no_nulls(file: &InputFile, rg: usize, col: Col) -> bool {
@@ -874,7 +967,11 @@ async fn open_unit(
         .iter()
         .copied()
         .filter(|&c| c.required() && c != Col::Ts)
-        .filter(|&c| !row_groups.iter().all(|&rg| no_nulls(&file, rg, c)))
+        .filter(|&c| {
+            !row_groups.iter().all(|&rg| {
+                no_nulls(&file, rg, c) && (c != Col::TraceId || no_blank_trace_ids(&file, rg))
+            })
+        })
         .collect();
     if !nullable.is_empty() {
         let counters = counters.clone();
@@ -896,6 +993,25 @@ async fn open_unit(
                 for (col, resolved) in &checked {
                     let arr = normalize(&batch, *col, Some(resolved), ts_unit)
                         .map_err(ArrowError::ComputeError)?;
+                    if *col == Col::TraceId {
+                        let ids = arr.as_string_view();
+                        for (i, k) in keep.iter_mut().enumerate() {
+                            if *k && (ids.is_null(i) || is_blank(ids.value(i))) {
+                                *k = false;
+                                if let Some(c) = &counters {
+                                    let what = if ids.is_null(i) {
+                                        "null"
+                                    } else {
+                                        "empty or blank"
+                                    };
+                                    c.reject(col.name(), || {
+                                        format!("{key} ({what} `trace_id` in a row of the day)")
+                                    });
+                                }
+                            }
+                        }
+                        continue;
+                    }
                     if arr.null_count() == 0 {
                         continue;
                     }

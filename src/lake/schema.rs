@@ -316,6 +316,10 @@ pub struct ColumnMapping {
     pub sources: BTreeMap<Col, String>,
     /// Unit of an integer `ts` column (timestamps typed as such need none).
     pub ts_unit: Option<IntTsUnit>,
+    /// Columns the config maps by name (`[columns]`): their source must
+    /// exist in every object, optional or not (a typo must not turn every
+    /// request into `(untagged)`).
+    pub explicit: std::collections::BTreeSet<Col>,
 }
 
 impl ColumnMapping {
@@ -327,7 +331,14 @@ impl ColumnMapping {
                 .map(|&c| (c, preset.source(c).to_string()))
                 .collect(),
             ts_unit: preset.ts_unit(),
+            explicit: Default::default(),
         }
+    }
+
+    /// Map `col` to `source` explicitly (from `[columns]`).
+    pub fn map(&mut self, col: Col, source: String) {
+        self.sources.insert(col, source);
+        self.explicit.insert(col);
     }
 
     pub fn source(&self, col: Col) -> &str {
@@ -385,6 +396,12 @@ pub fn resolve(
             if col.required() {
                 problems.push(format!(
                     "{key}: required column `{}` (read from `{source}`) is missing; expected {}",
+                    col.name(),
+                    col.kind().expected()
+                ));
+            } else if mapping.explicit.contains(&col) {
+                problems.push(format!(
+                    "{key}: mapped column `{source}` (columns.{}) is missing; expected {}",
                     col.name(),
                     col.kind().expected()
                 ));
@@ -577,6 +594,14 @@ pub fn normalize(
                 .map(|v| Some(v.is_some_and(|s| !s.is_empty())))
                 .collect();
             Ok(Arc::new(b))
+        }
+        Kind::Int if arr.data_type() == &DataType::UInt64 => {
+            // Counts of 2^63 and more do not fit: saturate, so that the
+            // token bound rejects the row (and names it), as for 5·10^9.
+            let u = arr.as_primitive::<arrow::datatypes::UInt64Type>();
+            let i: arrow::array::Int64Array =
+                arrow::compute::kernels::arity::unary(u, |v| v.min(i64::MAX as u64) as i64);
+            Ok(Arc::new(i) as ArrayRef)
         }
         Kind::Int => {
             // Out-of-range values become null (and the row is rejected or the value ignored).

@@ -12,15 +12,13 @@
 
 use std::collections::BTreeMap;
 
-use chrono::NaiveDate;
-use serde_json::Value;
-
 use super::{Selection, compute};
 use crate::config::Config;
 use crate::error::{Error, Problems, Result};
-use crate::lake::{Location, Stores, partition_dir};
-use crate::manifest::sha256;
+use crate::lake::{Location, ObjectInfo, Stores, partition_dir};
+use crate::manifest::{Recorded, RecordedRequest, RecordedTable, sha256};
 use crate::reconcile::invoices::{Adapter, Format};
+use chrono::NaiveDate;
 
 /// One output of a replayed day.
 #[derive(Debug, Clone, PartialEq, Eq)]
@@ -34,21 +32,27 @@ pub struct OutputCheck {
 #[derive(Debug, Clone, Default)]
 pub struct ReplayReport {
     pub date: Option<NaiveDate>,
-    /// Input objects verified.
+    /// Input objects looked at.
     pub inputs: usize,
     /// Inputs that are not what the run read (size, etag, digest), or gone.
     pub changed_inputs: Vec<String>,
+    /// Inputs that could not be compared with what the run read (the
+    /// manifest recorded nothing that identifies their content): never
+    /// counted as unchanged.
+    pub unverified_inputs: Vec<String>,
     /// The config's digest differs from the run's.
     pub config_changed: Option<String>,
+    /// Every output the manifest lists and every output the replay produced.
     pub outputs: Vec<OutputCheck>,
 }
 
 impl ReplayReport {
-    /// Every output byte-identical to what the manifest recorded (changed
-    /// inputs are reported either way: a price table that gained rows for
-    /// later days changes no figure of this one).
+    /// At least one output was compared, and every output the manifest lists
+    /// is byte-identical to what the replay produced, with none produced that
+    /// it does not list. Changed inputs are reported either way (a price
+    /// table that gained rows for later days changes no figure of this one).
     pub fn identical(&self) -> bool {
-        self.outputs.iter().all(|o| o.difference.is_none())
+        !self.outputs.is_empty() && self.outputs.iter().all(|o| o.difference.is_none())
     }
 }
 
@@ -58,8 +62,19 @@ fn bad(manifest: &Location, what: impl Into<String>) -> Error {
     }
 }
 
-fn str_of<'a>(v: &'a Value, field: &str) -> Option<&'a str> {
-    v.get(field).and_then(Value::as_str)
+/// Read and check a published manifest: a manifest that is missing or
+/// malformed in a field a replay relies on is an input error naming each
+/// field.
+async fn read_manifest(stores: &Stores, manifest: &Location) -> Result<Recorded> {
+    let (_, bytes) = stores.get(manifest).await?;
+    Recorded::parse(&bytes).map_err(|problems| Error::Replay {
+        problems: Problems(
+            problems
+                .into_iter()
+                .map(|p| format!("{manifest}: {p}"))
+                .collect(),
+        ),
+    })
 }
 
 /// `date=YYYY-MM-DD` in a key.
@@ -67,6 +82,15 @@ fn date_in(key: &str) -> Option<NaiveDate> {
     key.split('/')
         .find_map(|seg| seg.strip_prefix("date="))
         .and_then(crate::fx::parse_iso_date)
+}
+
+/// The partition a recorded request object was listed under.
+fn partition_of(o: &RecordedRequest, date: NaiveDate) -> NaiveDate {
+    o.partition
+        .as_deref()
+        .and_then(date_in)
+        .or_else(|| date_in(&o.key))
+        .unwrap_or(date)
 }
 
 /// The adapter a recorded invoice object is read with: the configured source
@@ -87,129 +111,107 @@ fn adapter_for(config: &Config, loc: &Location, recorded: &str) -> Option<Adapte
         .or_else(|| Format::parse(recorded).map(Adapter::new))
 }
 
+/// Compare a request object with what the manifest recorded: size, and
+/// etag or version. Without an etag or version recorded, equal sizes do not
+/// identify the content: the object is unverified.
+fn compare_request(o: &RecordedRequest, now: &ObjectInfo, report: &mut ReplayReport) {
+    let mut diffs = Vec::new();
+    if o.size != now.size {
+        diffs.push(format!("size {} -> {}", o.size, now.size));
+    }
+    if let Some(etag) = &o.etag
+        && Some(etag.as_str()) != now.e_tag.as_deref()
+    {
+        diffs.push(format!(
+            "etag {etag} -> {}",
+            now.e_tag.as_deref().unwrap_or("-")
+        ));
+    }
+    if let Some(version) = &o.version
+        && Some(version.as_str()) != now.version.as_deref()
+    {
+        diffs.push(format!(
+            "version {version} -> {}",
+            now.version.as_deref().unwrap_or("-")
+        ));
+    }
+    if !diffs.is_empty() {
+        report
+            .changed_inputs
+            .push(format!("{}: {}", o.key, diffs.join(", ")));
+    } else if o.etag.is_none() && o.version.is_none() {
+        report.unverified_inputs.push(format!(
+            "{}: the manifest records neither etag nor version (size {} alone does not identify the content)",
+            o.key, o.size
+        ));
+    }
+}
+
 /// Replay the day whose manifest is at `manifest`.
 pub async fn replay(config: &Config, manifest: &Location) -> Result<ReplayReport> {
     let stores = Stores::new(config.s3.clone());
-    let (_, bytes) = stores.get(manifest).await?;
-    let m: Value = serde_json::from_slice(&bytes)
-        .map_err(|e| bad(manifest, format!("not a manifest: {e}")))?;
-    let date = str_of(&m, "date")
-        .and_then(crate::fx::parse_iso_date)
-        .ok_or_else(|| bad(manifest, "no `date`"))?;
-    let zone: chrono_tz::Tz = str_of(&m, "timezone")
-        .and_then(|z| z.parse().ok())
-        .ok_or_else(|| bad(manifest, "no valid `timezone`"))?;
+    let m = read_manifest(&stores, manifest).await?;
+    let date = m.date;
     let mut config = config.clone();
-    config.timezone = zone;
+    config.timezone = m.timezone;
     let lake = config.lake.clone();
     let at = |key: &str| {
         Location::parse(key, Some(&lake)).map_err(|e| bad(manifest, format!("key {key}: {e}")))
     };
-    let inputs = m
-        .get("inputs")
-        .ok_or_else(|| bad(manifest, "no `inputs`"))?;
     let mut report = ReplayReport {
         date: Some(date),
         ..ReplayReport::default()
     };
-    if let Some(digest) = str_of(&m, "config_digest")
-        && digest != config.digest
-    {
+    if m.config_digest != config.digest {
         report.config_changed = Some(format!(
-            "the run's config digest was {digest}, this config's is {}",
-            config.digest
+            "the run's config digest was {}, this config's is {}",
+            m.config_digest, config.digest
         ));
     }
 
     // Request objects: size, etag and version as listed.
     let mut requests = Vec::new();
-    for o in inputs
-        .get("requests")
-        .and_then(Value::as_array)
-        .into_iter()
-        .flatten()
-    {
-        let key =
-            str_of(o, "key").ok_or_else(|| bad(manifest, "a request object without `key`"))?;
-        let loc = at(key)?;
-        let partition = str_of(o, "partition")
-            .and_then(date_in)
-            .or_else(|| date_in(key))
-            .unwrap_or(date);
+    for o in &m.requests {
+        let loc = at(&o.key)?;
         report.inputs += 1;
         match stores.head(&loc).await? {
-            None => report.changed_inputs.push(format!("{key}: gone")),
+            None => report.changed_inputs.push(format!("{}: gone", o.key)),
             Some(now) => {
-                let mut diffs = Vec::new();
-                let size = o.get("size").and_then(Value::as_u64);
-                if size != Some(now.size) {
-                    diffs.push(format!(
-                        "size {} -> {}",
-                        size.map_or("?".into(), |s| s.to_string()),
-                        now.size
-                    ));
-                }
-                let etag = str_of(o, "etag");
-                if etag.is_some() && etag != now.e_tag.as_deref() {
-                    diffs.push(format!(
-                        "etag {} -> {}",
-                        etag.unwrap_or("-"),
-                        now.e_tag.as_deref().unwrap_or("-")
-                    ));
-                }
-                let version = str_of(o, "version");
-                if version.is_some() && version != now.version.as_deref() {
-                    diffs.push(format!(
-                        "version {} -> {}",
-                        version.unwrap_or("-"),
-                        now.version.as_deref().unwrap_or("-")
-                    ));
-                }
-                if !diffs.is_empty() {
-                    report
-                        .changed_inputs
-                        .push(format!("{key}: {}", diffs.join(", ")));
-                }
-                requests.push((loc, partition));
+                compare_request(o, &now, &mut report);
+                requests.push((loc, partition_of(o, date)));
             }
         }
     }
     // Whole-file inputs: their SHA-256 as read.
-    let check_digest = async |o: &Value, report: &mut ReplayReport| -> Result<Option<Location>> {
-        let key = str_of(o, "key").ok_or_else(|| bad(manifest, "an input object without `key`"))?;
-        let loc = at(key)?;
-        report.inputs += 1;
-        match stores.get_opt_info(&loc).await? {
-            None => {
-                report.changed_inputs.push(format!("{key}: gone"));
-                Ok(None)
-            }
-            Some((_, bytes)) => {
-                let now = sha256(&bytes);
-                if let Some(was) = str_of(o, "sha256")
-                    && was != now
-                {
-                    report
-                        .changed_inputs
-                        .push(format!("{key}: content changed ({was} -> {now})"));
+    let check_digest =
+        async |o: &RecordedTable, report: &mut ReplayReport| -> Result<Option<Location>> {
+            let loc = at(&o.key)?;
+            report.inputs += 1;
+            match stores.get_opt_info(&loc).await? {
+                None => {
+                    report.changed_inputs.push(format!("{}: gone", o.key));
+                    Ok(None)
                 }
-                Ok(Some(loc))
+                Some((_, bytes)) => {
+                    let now = sha256(&bytes);
+                    if now != o.sha256 {
+                        report.changed_inputs.push(format!(
+                            "{}: content changed ({} -> {now})",
+                            o.key, o.sha256
+                        ));
+                    }
+                    Ok(Some(loc))
+                }
             }
-        }
-    };
-    let prices = match inputs.get("prices") {
-        Some(o) => check_digest(o, &mut report).await?,
-        None => return Err(bad(manifest, "no price table recorded")),
-    };
-    match inputs.get("fx") {
-        Some(o) if !o.is_null() => {
-            if let Some(loc) = check_digest(o, &mut report).await?
-                && loc != config.fx
-            {
+        };
+    let prices = check_digest(&m.prices, &mut report).await?;
+    match &m.fx {
+        Some(o) => {
+            if let Some(loc) = check_digest(o, &mut report).await? {
                 config.fx = loc;
             }
         }
-        _ => {
+        None => {
             if stores.exists(&config.fx).await? {
                 report
                     .changed_inputs
@@ -218,35 +220,27 @@ pub async fn replay(config: &Config, manifest: &Location) -> Result<ReplayReport
         }
     }
     let mut invoices = Vec::new();
-    for o in inputs
-        .get("invoices")
-        .and_then(Value::as_array)
-        .into_iter()
-        .flatten()
-    {
+    for o in &m.invoices {
         if let Some(loc) = check_digest(o, &mut report).await? {
-            let recorded = str_of(o, "adapter").unwrap_or("normalized");
-            let adapter = adapter_for(&config, &loc, recorded)
-                .ok_or_else(|| bad(manifest, format!("unknown adapter `{recorded}`")))?;
+            let recorded = o.adapter.as_deref().unwrap_or_default();
+            let adapter = adapter_for(&config, &loc, recorded).ok_or_else(|| {
+                bad(
+                    manifest,
+                    format!("`inputs.invoices` {}: unknown adapter `{recorded}`", o.key),
+                )
+            })?;
             invoices.push((loc, adapter));
         }
     }
     let mut history = Vec::new();
-    for o in inputs
-        .get("history")
-        .and_then(Value::as_array)
-        .into_iter()
-        .flatten()
-    {
+    for o in &m.history {
         if check_digest(o, &mut report).await?.is_some()
-            && let Some(d) = str_of(o, "key").and_then(date_in)
+            && let Some(d) = date_in(&o.key)
             && !history.contains(&d)
         {
             history.push(d);
         }
     }
-    // Manifests written before rollups were recorded read the usual window.
-    let history = inputs.get("history").map(|_| history);
     if requests.is_empty() {
         return Err(bad(
             manifest,
@@ -260,34 +254,33 @@ pub async fn replay(config: &Config, manifest: &Location) -> Result<ReplayReport
         &Selection {
             requests: Some(requests),
             invoices: Some(invoices),
-            history,
+            history: Some(history),
             prices,
             run_id: None,
+            skipped: Some(m.skipped.clone()),
         },
     )
     .await?;
-    let now: BTreeMap<String, &crate::deliver::Output> = computed
+    let mut produced: BTreeMap<String, &crate::deliver::Output> = computed
         .outputs
         .iter()
         .map(|o| (o.describe(&config.lake).key, o))
         .collect();
-    for o in m
-        .get("outputs")
-        .and_then(Value::as_array)
-        .into_iter()
-        .flatten()
-    {
-        let (Some(key), Some(was)) = (str_of(o, "key"), str_of(o, "sha256")) else {
-            continue;
-        };
-        let difference = match now.get(key) {
-            None => Some("not produced by the replay".to_string()),
-            Some(out) if sha256(&out.bytes) == was => None,
-            Some(out) => Some(differences(&stores, &at(key)?, was, &out.bytes).await?),
+    for o in &m.outputs {
+        let difference = match produced.remove(&o.key) {
+            None => Some("listed in the manifest, not produced by the replay".to_string()),
+            Some(out) if sha256(&out.bytes) == o.sha256 => None,
+            Some(out) => Some(differences(&stores, &at(&o.key)?, &o.sha256, &out.bytes).await?),
         };
         report.outputs.push(OutputCheck {
-            key: key.to_string(),
+            key: o.key.clone(),
             difference,
+        });
+    }
+    for key in produced.into_keys() {
+        report.outputs.push(OutputCheck {
+            key,
+            difference: Some("produced by the replay, not listed in the manifest".into()),
         });
     }
     Ok(report)
@@ -420,29 +413,14 @@ pub async fn reprice(
             history: Some(Vec::new()),
             ..Selection::default()
         };
-        if let Some(bytes) = stores.get_opt(&reports.join("manifest.json")).await? {
-            let m: Value = serde_json::from_slice(&bytes).map_err(|e| {
-                bad(
-                    &reports.join("manifest.json"),
-                    format!("not a manifest: {e}"),
-                )
-            })?;
+        let manifest = reports.join("manifest.json");
+        if stores.exists(&manifest).await? {
+            let m = read_manifest(&stores, &manifest).await?;
             let mut requests = Vec::new();
-            for o in m
-                .pointer("/inputs/requests")
-                .and_then(Value::as_array)
-                .into_iter()
-                .flatten()
-            {
-                if let Some(key) = str_of(o, "key") {
-                    let loc =
-                        Location::parse(key, Some(&config.lake)).map_err(|e| bad(&reports, e))?;
-                    let partition = str_of(o, "partition")
-                        .and_then(date_in)
-                        .or_else(|| date_in(key))
-                        .unwrap_or(date);
-                    requests.push((loc, partition));
-                }
+            for o in &m.requests {
+                let loc = Location::parse(&o.key, Some(&config.lake))
+                    .map_err(|e| bad(&manifest, format!("key {}: {e}", o.key)))?;
+                requests.push((loc, partition_of(o, date)));
             }
             sel.requests = Some(requests);
         }

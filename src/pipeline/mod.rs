@@ -20,7 +20,7 @@ use std::sync::Arc;
 use arrow::array::{Array, AsArray, RecordBatch};
 use arrow::datatypes::{Int64Type, SchemaRef, UInt64Type};
 use chrono::{NaiveDate, SecondsFormat, Utc};
-use tracing::info;
+use tracing::{info, warn};
 
 use crate::calendar::Day;
 use crate::config::Config;
@@ -33,7 +33,8 @@ use crate::lake::scan::{
 use crate::lake::schema::request_schema;
 use crate::lake::{Location, ObjectInfo, Stores, partition_dir};
 use crate::manifest::{
-    DataQuality, FxFacts, Headline, InputObject, Inputs, Manifest, PricingFacts, RowCounts, sha256,
+    DataQuality, FxFacts, Headline, InputObject, Inputs, Manifest, PricingFacts, RowCounts,
+    SkipKind, SkippedObject, sha256,
 };
 use crate::pricing::PriceTable;
 use crate::queries::{self, Params};
@@ -117,6 +118,9 @@ pub struct Selection {
     pub prices: Option<Location>,
     /// The run's id (default: a new one).
     pub run_id: Option<String>,
+    /// The objects the run listed and did not read (a replay reports what
+    /// the run reported; default: what this listing skips).
+    pub skipped: Option<Vec<SkippedObject>>,
 }
 
 /// A new run id: UTC start time and 32 random bits (`20261128T020000Z-1a2b3c4d`).
@@ -275,37 +279,128 @@ pub struct Invoices {
     pub lines: Vec<UsdLine>,
     /// Rows the adapters left out (taxes, other services), by reason.
     pub skipped: BTreeMap<String, u64>,
+    /// Objects under the invoice prefix or a source that were not read, and why.
+    pub unread: Vec<SkippedObject>,
 }
 
-/// The objects of an invoice source: the object itself, or every object
-/// under the prefix (hidden and marker files aside).
+/// Which invoice objects are read, by which adapter, and which are not.
+#[derive(Debug, Default)]
+pub struct InvoiceListing {
+    pub read: Vec<(Location, crate::reconcile::invoices::Adapter)>,
+    pub unread: Vec<SkippedObject>,
+}
+
+/// The objects of a source location: the object itself, or every object
+/// under the prefix.
 async fn invoice_objects(stores: &Stores, loc: &Location) -> Result<Vec<ObjectInfo>> {
     let name = loc.file_name();
-    if name.contains('.') && stores.exists(loc).await? {
-        let (info, _) = stores.get(loc).await?;
+    if name.contains('.')
+        && let Some(info) = stores.head(loc).await?
+    {
         return Ok(vec![info]);
     }
-    Ok(stores
-        .list(loc)
-        .await?
+    stores.list(loc).await
+}
+
+/// Decide, for every object under `inputs.invoices` and under every source,
+/// who reads it: the most specific source holding it; in the default layout,
+/// the normalized adapter for `*.csv` directly under `inputs.invoices`
+/// (SPEC 1.4). Hidden, marker and temporary objects (Hadoop conventions) and
+/// objects no source reads are listed as unread with the reason, never
+/// passed over.
+pub async fn list_invoices(stores: &Stores, config: &Config) -> Result<InvoiceListing> {
+    use crate::reconcile::invoices::{Adapter, Format};
+    let mut sources: Vec<(usize, &(Location, Adapter))> =
+        config.reconcile.sources.iter().enumerate().collect();
+    // Most specific first: a source inside another's prefix takes its objects.
+    sources.sort_by_key(|(_, (loc, _))| std::cmp::Reverse(loc.as_str().len()));
+    // Each object read, with the position of its source (objects are read in
+    // the order of the configured sources).
+    let mut read: BTreeMap<Location, (usize, Adapter)> = BTreeMap::new();
+    let mut unread: BTreeMap<Location, (SkipKind, String)> = BTreeMap::new();
+    for (order, (src, adapter)) in sources {
+        for o in invoice_objects(stores, src).await? {
+            if read.contains_key(&o.location) {
+                continue;
+            }
+            match crate::lake::hidden_reason(&o.location, src) {
+                Some(why) => {
+                    unread.insert(o.location, (SkipKind::Hidden, why.to_string()));
+                }
+                None => {
+                    read.insert(o.location, (order, adapter.clone()));
+                }
+            }
+        }
+    }
+    let root = &config.invoices;
+    for o in stores.list(root).await? {
+        if read.contains_key(&o.location) || unread.contains_key(&o.location) {
+            continue;
+        }
+        if let Some(why) = crate::lake::hidden_reason(&o.location, root) {
+            unread.insert(o.location, (SkipKind::Hidden, why.to_string()));
+            continue;
+        }
+        let top_level_csv = o.location.parent().as_ref() == Some(root)
+            && o.location
+                .file_name()
+                .to_ascii_lowercase()
+                .ends_with(".csv");
+        match &config.reconcile.csv_root {
+            Some(csv_root) if csv_root == root && top_level_csv => {
+                let last = config.reconcile.sources.len();
+                read.insert(o.location, (last, Adapter::new(Format::Normalized)));
+            }
+            _ => {
+                unread.insert(
+                    o.location,
+                    (
+                        SkipKind::NoSource,
+                        "no invoice source reads it (see [[reconcile.sources]])".to_string(),
+                    ),
+                );
+            }
+        }
+    }
+    let unread = unread
         .into_iter()
-        .filter(|o| {
-            let n = o.location.file_name();
-            !n.starts_with('.') && !n.starts_with('_')
+        .map(|(loc, (kind, reason))| SkippedObject {
+            key: loc
+                .relative_to(&config.lake)
+                .unwrap_or_else(|| loc.to_string()),
+            kind,
+            reason,
         })
-        .collect())
+        .collect();
+    let mut read: Vec<(usize, Location, Adapter)> = read
+        .into_iter()
+        .map(|(loc, (order, adapter))| (order, loc, adapter))
+        .collect();
+    read.sort_by(|a, b| (a.0, &a.1).cmp(&(b.0, &b.1)));
+    Ok(InvoiceListing {
+        read: read
+            .into_iter()
+            .map(|(_, loc, adapter)| (loc, adapter))
+            .collect(),
+        unread,
+    })
 }
 
 /// Read every invoice object of every source, a few at a time; every problem
 /// in every object is reported together (exit 3).
 pub async fn load_invoices(stores: &Stores, config: &Config, fx: &FxTable) -> Result<Invoices> {
-    let mut listed = Vec::new();
-    for (loc, adapter) in &config.reconcile.sources {
-        for o in invoice_objects(stores, loc).await? {
-            listed.push((o.location, adapter.clone()));
+    let listing = list_invoices(stores, config).await?;
+    for o in &listing.unread {
+        if o.kind == SkipKind::Hidden {
+            info!(object = %o.key, reason = %o.reason, "invoice object not read");
+        } else {
+            warn!(object = %o.key, reason = %o.reason, "invoice object not read");
         }
     }
-    read_invoices(stores, config, listed, fx).await
+    let mut invoices = read_invoices(stores, config, listing.read, fx).await?;
+    invoices.unread = listing.unread;
+    Ok(invoices)
 }
 
 /// Read and parse exactly these invoice objects.
@@ -369,8 +464,11 @@ pub async fn check(config: &Config) -> Result<Vec<String>> {
     let stores = Stores::new(config.s3.clone());
     let mut problems = Problems::new();
     let mut checked = Vec::new();
+    if let Err(e) = check_lake_root(config) {
+        problems.push(e.to_string());
+    }
     match check_queries().await {
-        Ok(()) => checked.push(format!("{} SQL files parse and plan", queries::FILES.len())),
+        Ok(_) => checked.push(format!("{} SQL files parse and plan", queries::FILES.len())),
         Err(e) => problems.push(e.to_string()),
     }
     match crate::report::html::check() {
@@ -413,12 +511,23 @@ pub async fn check(config: &Config) -> Result<Vec<String>> {
     };
     if let Some(fx) = fx {
         match load_invoices(&stores, config, &fx).await {
-            Ok(inv) => checked.push(format!(
-                "invoices under {}: {} object(s), {} line(s)",
-                config.invoices,
-                inv.objects.len(),
-                inv.lines.len()
-            )),
+            Ok(inv) => {
+                checked.push(format!(
+                    "invoices under {}: {} object(s), {} line(s)",
+                    config.invoices,
+                    inv.objects.len(),
+                    inv.lines.len()
+                ));
+                // An invoice no source reads is a layout or config mistake;
+                // markers and hidden files are only listed.
+                for o in &inv.unread {
+                    if o.kind == SkipKind::Hidden {
+                        checked.push(format!("invoice object {} not read: {}", o.key, o.reason));
+                    } else {
+                        problems.push(format!("invoice object {}: {}", o.key, o.reason));
+                    }
+                }
+            }
             Err(e) => problems.push(e.to_string()),
         }
     }
@@ -429,17 +538,107 @@ pub async fn check(config: &Config) -> Result<Vec<String>> {
     }
 }
 
-fn sum_u64(batches: &[RecordBatch], column: &str) -> u64 {
-    batches
-        .iter()
-        .filter_map(|b| b.column_by_name(column))
-        .map(|c| {
-            let c = arrow::compute::cast(c, &arrow::datatypes::DataType::Int64)
-                .expect("integer column");
-            let c = c.as_primitive::<Int64Type>();
-            c.iter().flatten().map(|v| v.max(0) as u64).sum::<u64>()
-        })
-        .sum()
+/// The position of `column` in the output of `sql/{file}.sql`, checked to
+/// be of the kind the caller reads (`want`). A column renamed or retyped in
+/// the SQL is an internal error naming the file and column, never a zero.
+fn output_column(
+    file: &str,
+    schema: &arrow::datatypes::Schema,
+    column: &str,
+    want: (&str, fn(&arrow::datatypes::DataType) -> bool),
+) -> Result<usize> {
+    let (i, field) = schema.column_with_name(column).ok_or_else(|| {
+        Error::Internal(format!(
+            "sql/{file}.sql: the output has no column `{column}` (it has: {})",
+            schema
+                .fields()
+                .iter()
+                .map(|f| f.name().as_str())
+                .collect::<Vec<_>>()
+                .join(", ")
+        ))
+    })?;
+    if !(want.1)(field.data_type()) {
+        return Err(Error::Internal(format!(
+            "sql/{file}.sql: column `{column}` is {}, expected {}",
+            field.data_type(),
+            want.0
+        )));
+    }
+    Ok(i)
+}
+
+const INTEGER: (&str, fn(&arrow::datatypes::DataType) -> bool) =
+    ("an integer", arrow::datatypes::DataType::is_integer);
+const TEXT: (&str, fn(&arrow::datatypes::DataType) -> bool) = ("text", |t| {
+    matches!(
+        t,
+        arrow::datatypes::DataType::Utf8
+            | arrow::datatypes::DataType::LargeUtf8
+            | arrow::datatypes::DataType::Utf8View
+    )
+});
+
+/// Sum of an integer column of a query output (negative values count 0),
+/// over the rows whose text column `filter.0` equals `filter.1`.
+fn sum_int(
+    file: &str,
+    (schema, batches): (&SchemaRef, &[RecordBatch]),
+    column: &str,
+    filter: Option<(&str, &str)>,
+) -> Result<u64> {
+    let values_at = output_column(file, schema, column, INTEGER)?;
+    let filter_at = match filter {
+        Some((c, want)) => Some((output_column(file, schema, c, TEXT)?, want)),
+        None => None,
+    };
+    let cast_error = |e: arrow::error::ArrowError| {
+        Error::Internal(format!("sql/{file}.sql: column `{column}`: {e}"))
+    };
+    let mut total = 0u64;
+    for b in batches {
+        let values = arrow::compute::cast(b.column(values_at), &arrow::datatypes::DataType::Int64)
+            .map_err(cast_error)?;
+        let values = values.as_primitive::<Int64Type>();
+        let keep = match filter_at {
+            Some((at, want)) => {
+                let text = arrow::compute::cast(b.column(at), &arrow::datatypes::DataType::Utf8)
+                    .map_err(cast_error)?;
+                let text = text.as_string::<i32>();
+                Some(
+                    (0..b.num_rows())
+                        .map(|i| text.is_valid(i) && text.value(i) == want)
+                        .collect::<Vec<_>>(),
+                )
+            }
+            None => None,
+        };
+        total += (0..b.num_rows())
+            .filter(|&i| keep.as_ref().is_none_or(|k| k[i]) && values.is_valid(i))
+            .map(|i| values.value(i).max(0) as u64)
+            .sum::<u64>();
+    }
+    Ok(total)
+}
+
+/// A local lake root must be an existing directory: a typo must not become
+/// an empty lake (the lease would create it) nor a retryable failure.
+pub fn check_lake_root(config: &Config) -> Result<()> {
+    let Some(dir) = config.lake.local_path() else {
+        return Ok(());
+    };
+    match std::fs::metadata(&dir) {
+        Ok(m) if m.is_dir() => Ok(()),
+        Ok(_) => Err(Error::Usage(format!(
+            "lake root {}: is a file, not a directory",
+            dir.display()
+        ))),
+        Err(e) if e.kind() == std::io::ErrorKind::NotFound => Err(Error::Usage(format!(
+            "lake root {}: no such directory",
+            dir.display()
+        ))),
+        Err(e) => Err(Error::Usage(format!("lake root {}: {e}", dir.display()))),
+    }
 }
 
 /// Run the job for one day with default options.
@@ -454,6 +653,7 @@ pub async fn run_with(
     date: NaiveDate,
     options: &RunOptions,
 ) -> Result<RunSummary> {
+    check_lake_root(config)?;
     let run_id = options.run_id.clone().unwrap_or_else(new_run_id);
     let stores = Arc::new(Stores::new(config.s3.clone()));
     let day_dir = config.reports.join(&partition_dir(date));
@@ -656,6 +856,7 @@ pub async fn backfill(
     force: bool,
     mut progress: impl FnMut(NaiveDate, &Backfilled),
 ) -> Result<Vec<(NaiveDate, Backfilled)>> {
+    check_lake_root(config)?;
     let stores = Stores::new(config.s3.clone());
     let mut out = Vec::new();
     for date in from.iter_days().take_while(|d| *d <= to) {
@@ -778,6 +979,44 @@ pub async fn compute(config: &Config, date: NaiveDate, sel: &Selection) -> Resul
     let partition_names: Vec<String> = partitions.iter().map(|d| partition_dir(*d)).collect();
     info!(objects = input.files().len(), rows = input.rows_listed(), partitions = ?partition_names, "inputs listed");
     stages.lap("inputs");
+    // Every object listed and not read, named (log, manifest, finance page).
+    let mut skipped: Vec<SkippedObject> = input
+        .skipped()
+        .iter()
+        .map(|(loc, kind, reason)| {
+            let key = loc
+                .relative_to(&config.lake)
+                .unwrap_or_else(|| loc.to_string());
+            if *kind == SkipKind::Hidden {
+                info!(object = %key, reason = %reason, "request object not read");
+            } else {
+                warn!(object = %key, reason = %reason, "request object not read");
+            }
+            SkippedObject {
+                key,
+                kind: *kind,
+                reason: reason.clone(),
+            }
+        })
+        .collect();
+    skipped.extend(invoices.unread.iter().cloned());
+    skipped.sort();
+    if let Some(recorded) = &sel.skipped {
+        skipped = recorded.clone();
+    }
+    let absent_columns: Vec<String> = input
+        .absent_everywhere(&config.columns)
+        .into_iter()
+        .map(|(col, source)| {
+            let text = format!(
+                "`{}` (read from `{source}`): in none of the day's {} object(s)",
+                col.name(),
+                input.files().len()
+            );
+            warn!(column = col.name(), source = %source, "optional column absent from every object of the day");
+            text
+        })
+        .collect();
     if input.rows_listed() == 0 {
         return Err(Error::EmptyDay {
             date: date.to_string(),
@@ -866,17 +1105,19 @@ pub async fn compute(config: &Config, date: NaiveDate, sel: &Selection) -> Resul
     }
 
     // Facts for the manifest and the gates.
-    let (_, ops_daily) = results.get("ops_daily")?;
-    let kept = sum_u64(ops_daily, "requests");
-    let duplicates_dropped = sum_u64(ops_daily, "duplicates_dropped");
+    let ops_daily = results.get("ops_daily")?;
+    let ops_daily = (&ops_daily.0, ops_daily.1.as_slice());
+    let kept = sum_int("ops_daily", ops_daily, "requests", None)?;
+    let duplicates_dropped = sum_int("ops_daily", ops_daily, "duplicates_dropped", None)?;
     if duplicates_dropped != dropped {
         return Err(Error::Internal(format!(
             "{dropped} duplicate rows left the ops counts but {duplicates_dropped} were counted"
         )));
     }
-    let duplicate_conflicts = sum_u64(ops_daily, "duplicate_conflicts");
-    let dq = &results.get("data_quality")?.1.clone();
-    let unpriced = sum_u64(dq, "unpriced_requests");
+    let duplicate_conflicts = sum_int("ops_daily", ops_daily, "duplicate_conflicts", None)?;
+    let dq_result = results.get("data_quality")?.clone();
+    let dq = (&dq_result.0, dq_result.1.as_slice());
+    let unpriced = sum_int("data_quality", dq, "unpriced_requests", None)?;
     let rejected: BTreeMap<String, u64> = counters
         .rejected()
         .into_iter()
@@ -1088,8 +1329,8 @@ pub async fn compute(config: &Config, date: NaiveDate, sel: &Selection) -> Resul
     }
 
     // The headline total: the exact sum, rounded once (not a sum of rounded rows).
-    let (_, rollup) = results.get("rollup_daily")?;
-    let cost_usd = total_money(rollup, "cost_usd")?;
+    let rollup = results.get("rollup_daily")?;
+    let cost_usd = total_money("rollup_daily", (&rollup.0, &rollup.1), "cost_usd")?;
 
     // Dashboards: the same batches, compared with the rollups of earlier days.
     let facts = InputFacts {
@@ -1098,14 +1339,19 @@ pub async fn compute(config: &Config, date: NaiveDate, sel: &Selection) -> Resul
         early_rows: rows.early_rows,
         rejected_rows: rejected_total,
         logged_unconverted: unconverted.clone(),
+        skipped_objects: skipped
+            .iter()
+            .map(|o| (o.key.clone(), o.reason.clone(), o.kind == SkipKind::Hidden))
+            .collect(),
+        absent_columns: absent_columns.clone(),
     };
     let dashboards = Dashboards::build(&crate::report::model::Inputs {
         day: &day,
         ops_daily: &results.get("ops_daily")?.1,
         ops_by_model: &results.get("ops_by_model")?.1,
         hourly: &results.get("hourly")?.1,
-        data_quality: dq,
-        rollup_daily: rollup,
+        data_quality: dq.1,
+        rollup_daily: &rollup.1,
         rollup_latency: &results.get("rollup_latency")?.1,
         history: &history,
         facts: &facts,
@@ -1121,7 +1367,7 @@ pub async fn compute(config: &Config, date: NaiveDate, sel: &Selection) -> Resul
     outputs.extend(dashboards.site(&reports)?);
 
     let manifest = Manifest {
-        manifest_version: 1,
+        manifest_version: crate::manifest::MANIFEST_VERSION,
         program: format!("tokenledger {}", env!("CARGO_PKG_VERSION")),
         run_id: run_id.clone(),
         date: date.to_string(),
@@ -1168,6 +1414,7 @@ pub async fn compute(config: &Config, date: NaiveDate, sel: &Selection) -> Resul
                 .iter()
                 .map(|(info, sha)| object(info, &config.lake, 0, Some(sha.clone()), None))
                 .collect(),
+            skipped,
         },
         pricing: PricingFacts {
             priced_requests: kept - unpriced,
@@ -1187,12 +1434,13 @@ pub async fn compute(config: &Config, date: NaiveDate, sel: &Selection) -> Resul
             }
             .to_string(),
             problems: gate_problems.clone(),
-            token_invariant_violations: sum_u64(dq, "token_violations"),
-            total_tokens_mismatch: sum_u64(dq, "total_tokens_mismatch"),
-            logged_cost_invalid: sum_u64(dq, "logged_cost_invalid"),
-            citation_rate_invalid: sum_u64(dq, "citation_rate_invalid"),
+            token_invariant_violations: sum_int("data_quality", dq, "token_violations", None)?,
+            total_tokens_mismatch: sum_int("data_quality", dq, "total_tokens_mismatch", None)?,
+            logged_cost_invalid: sum_int("data_quality", dq, "logged_cost_invalid", None)?,
+            citation_rate_invalid: sum_int("data_quality", dq, "citation_rate_invalid", None)?,
             unpriced_share,
             rejected_share,
+            absent_columns,
             rejected_examples: counters
                 .examples()
                 .into_iter()
@@ -1227,17 +1475,28 @@ pub async fn compute(config: &Config, date: NaiveDate, sel: &Selection) -> Resul
 
 /// Exact sum of a decimal column over all rows, rounded half to even to 6
 /// decimals, formatted.
-fn total_money(batches: &[RecordBatch], column: &str) -> Result<String> {
+fn total_money(
+    file: &str,
+    (schema, batches): (&SchemaRef, &[RecordBatch]),
+    column: &str,
+) -> Result<String> {
+    let at = output_column(
+        file,
+        schema,
+        column,
+        ("a decimal", |t| {
+            matches!(t, arrow::datatypes::DataType::Decimal128(..))
+        }),
+    )?;
+    let scale = match schema.field(at).data_type() {
+        arrow::datatypes::DataType::Decimal128(_, s) => *s,
+        _ => crate::money::OUT_SCALE,
+    };
     let mut total: i128 = 0;
-    let mut scale = crate::money::OUT_SCALE;
     for b in batches {
         let col = b
-            .column_by_name(column)
-            .ok_or_else(|| Error::Internal(format!("no column {column}")))?;
-        if let arrow::datatypes::DataType::Decimal128(_, s) = col.data_type() {
-            scale = *s;
-        }
-        let col = col.as_primitive::<arrow::datatypes::Decimal128Type>();
+            .column(at)
+            .as_primitive::<arrow::datatypes::Decimal128Type>();
         total += col.iter().flatten().sum::<i128>();
     }
     let rounded = crate::money::rescale(total, scale, crate::money::OUT_SCALE);
@@ -1287,34 +1546,6 @@ struct Flow {
     timings: Vec<(&'static str, f64)>,
 }
 
-fn sum_column(batches: &[RecordBatch], column: &str, filter: Option<(&str, &str)>) -> u64 {
-    batches
-        .iter()
-        .map(|b| {
-            let (Some(values), keep) = (
-                b.column_by_name(column),
-                filter.and_then(|(c, v)| b.column_by_name(c).map(|a| (a.clone(), v))),
-            ) else {
-                return 0;
-            };
-            let values = arrow::compute::cast(values, &arrow::datatypes::DataType::Int64)
-                .expect("integer column");
-            let values = values.as_primitive::<Int64Type>();
-            (0..b.num_rows())
-                .filter(|&i| match &keep {
-                    Some((arr, want)) => {
-                        let arr = arrow::compute::cast(arr, &arrow::datatypes::DataType::Utf8)
-                            .expect("text column");
-                        arr.as_string::<i32>().value(i) == *want
-                    }
-                    None => true,
-                })
-                .map(|i| values.value(i).max(0) as u64)
-                .sum::<u64>()
-        })
-        .sum()
-}
-
 /// The queries of one day, in order (see ARCHITECTURE.md, "Data flow"):
 ///
 /// 1. `dup_keys`: the trace keys seen more than once (a narrow pass).
@@ -1353,8 +1584,14 @@ async fn flow(
     timings.push(("keys", pass.elapsed().as_secs_f64()));
 
     let pass = std::time::Instant::now();
-    let (_, ops_all) = step(ctx, "ops_counts", "ops_all", Use::Table, params, spill_dir).await?;
-    let in_day = sum_column(&ops_all, "requests", Some(("grouping_set", "minute")));
+    let (ops_schema, ops_all) =
+        step(ctx, "ops_counts", "ops_all", Use::Table, params, spill_dir).await?;
+    let in_day = sum_int(
+        "ops_counts",
+        (&ops_schema, &ops_all),
+        "requests",
+        Some(("grouping_set", "minute")),
+    )?;
     timings.push(("ops", pass.elapsed().as_secs_f64()));
     on_day(in_day)?;
     let (_, pairs_batches) = step(
@@ -1472,7 +1709,7 @@ async fn flow(
         .await
         .map_err(|e| df_error("dup_losers", e))?;
     queries::register(ctx, "requests", losers.into_view())?;
-    let (_, ops_losers) = step(
+    let (losers_schema, ops_losers) = step(
         ctx,
         "ops_counts",
         "ops_losers",
@@ -1481,7 +1718,12 @@ async fn flow(
         spill_dir,
     )
     .await?;
-    let dropped = sum_column(&ops_losers, "requests", Some(("grouping_set", "minute")));
+    let dropped = sum_int(
+        "ops_counts",
+        (&losers_schema, &ops_losers),
+        "requests",
+        Some(("grouping_set", "minute")),
+    )?;
     step(
         ctx,
         "ops_merge",
@@ -1712,7 +1954,9 @@ fn df_error(name: &str, source: datafusion::error::DataFusionError) -> Error {
 
 /// Run every query of a day over empty tables of the real schemas: catches
 /// unknown columns, type errors and bad function calls without any data.
-pub async fn check_queries() -> Result<()> {
+/// Returns the schema of every output of the day's flow and of `evidence`,
+/// by name.
+pub async fn check_queries() -> Result<BTreeMap<&'static str, SchemaRef>> {
     queries::parse_all()?;
     let spill = spill_dir(None)?;
     let ctx = queries::session(1, None, spill.path())?;
@@ -1725,7 +1969,7 @@ pub async fn check_queries() -> Result<()> {
         day_end_ns: day.window().end_ns,
     };
     let config = Config::for_lake("/").expect("a bare lake is a valid config");
-    flow(
+    let flow = flow(
         &ctx,
         &params,
         Rows::Empty,
@@ -1744,8 +1988,15 @@ pub async fn check_queries() -> Result<()> {
         Some("p".into()),
         Some("m".into()),
     ];
-    evidence(&ctx, &params, Rows::Empty, &[filter], spill.path()).await?;
-    Ok(())
+    let (evidence, _) = evidence(&ctx, &params, Rows::Empty, &[filter], spill.path()).await?;
+    let mut schemas: BTreeMap<&'static str, SchemaRef> = flow
+        .results
+        .results
+        .into_iter()
+        .map(|(name, (schema, _))| (name, schema))
+        .collect();
+    schemas.insert("evidence", evidence);
+    Ok(schemas)
 }
 
 /// The run's own spill directory (removed when dropped), under `parent` or
@@ -1770,8 +2021,113 @@ fn spill_dir(parent: Option<&std::path::Path>) -> Result<tempfile::TempDir> {
 
 #[cfg(test)]
 mod tests {
+    use std::sync::Arc;
+
+    use arrow::array::{Int64Array, RecordBatch, StringArray};
+    use arrow::datatypes::{Field, Schema};
+
+    use crate::error::Error;
+
+    /// Every output's columns and types, pinned: a column renamed, dropped or
+    /// retyped in `sql/` changes this text and fails here, before any run.
     #[tokio::test]
     async fn every_query_runs_over_empty_tables_of_the_real_schemas() {
-        super::check_queries().await.unwrap();
+        let schemas = super::check_queries().await.unwrap();
+        let mut text = String::new();
+        for (name, schema) in &schemas {
+            text.push_str(name);
+            text.push('\n');
+            for f in schema.fields() {
+                text.push_str(&format!(
+                    "  {}: {}{}\n",
+                    f.name(),
+                    f.data_type(),
+                    if f.is_nullable() { "" } else { " not null" }
+                ));
+            }
+        }
+        let golden = concat!(
+            env!("CARGO_MANIFEST_DIR"),
+            "/tests/golden/query_schemas.txt"
+        );
+        if std::env::var_os("UPDATE_GOLDEN").is_some() {
+            std::fs::write(golden, &text).unwrap();
+        }
+        let want = std::fs::read_to_string(golden).unwrap();
+        assert_eq!(text, want, "query output schemas differ from {golden}");
+    }
+
+    fn batch(columns: Vec<(&str, arrow::array::ArrayRef)>) -> (Arc<Schema>, Vec<RecordBatch>) {
+        let schema = Arc::new(Schema::new(
+            columns
+                .iter()
+                .map(|(n, a)| Field::new(*n, a.data_type().clone(), true))
+                .collect::<Vec<_>>(),
+        ));
+        let b = RecordBatch::try_new(
+            schema.clone(),
+            columns.into_iter().map(|(_, a)| a).collect(),
+        )
+        .unwrap();
+        (schema, vec![b])
+    }
+
+    #[test]
+    fn a_missing_or_retyped_query_column_is_an_error_naming_file_and_column() {
+        let (schema, batches) = batch(vec![
+            (
+                "requests",
+                Arc::new(Int64Array::from(vec![Some(3), None, Some(4), Some(-1)])),
+            ),
+            (
+                "grouping_set",
+                Arc::new(StringArray::from(vec![
+                    "minute", "minute", "route", "minute",
+                ])),
+            ),
+        ]);
+        let sum = |c: &str, f| super::sum_int("ops_counts", (&schema, &batches), c, f);
+        assert_eq!(sum("requests", None).unwrap(), 7);
+        assert_eq!(
+            sum("requests", Some(("grouping_set", "minute"))).unwrap(),
+            3
+        );
+        assert_eq!(sum("requests", Some(("grouping_set", "route"))).unwrap(), 4);
+        // Renamed in the SQL: never a silent zero.
+        match sum("request_count", None) {
+            Err(Error::Internal(m)) => assert_eq!(
+                m,
+                "sql/ops_counts.sql: the output has no column `request_count` (it has: requests, grouping_set)"
+            ),
+            other => panic!("{other:?}"),
+        }
+        // Retyped: text where a count was expected, and the filter the other way round.
+        match sum("grouping_set", None) {
+            Err(Error::Internal(m)) => assert_eq!(
+                m,
+                "sql/ops_counts.sql: column `grouping_set` is Utf8, expected an integer"
+            ),
+            other => panic!("{other:?}"),
+        }
+        match sum("requests", Some(("requests", "x"))) {
+            Err(Error::Internal(m)) => assert_eq!(
+                m,
+                "sql/ops_counts.sql: column `requests` is Int64, expected text"
+            ),
+            other => panic!("{other:?}"),
+        }
+        // A money column that is not a decimal is refused too.
+        match super::total_money("rollup_daily", (&schema, &batches), "requests") {
+            Err(Error::Internal(m)) => assert_eq!(
+                m,
+                "sql/rollup_daily.sql: column `requests` is Int64, expected a decimal"
+            ),
+            other => panic!("{other:?}"),
+        }
+        // With no rows at all, the schema is still checked.
+        let none = (schema.clone(), Vec::new());
+        assert!(
+            super::sum_int("data_quality", (&none.0, &none.1), "token_violations", None).is_err()
+        );
     }
 }

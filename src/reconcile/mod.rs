@@ -540,8 +540,9 @@ fn day_accs(
 pub struct Line {
     pub provider: String,
     pub model: String,
-    /// USD at 6 decimals (rounded once from the exact sum).
-    pub computed_usd: i128,
+    /// USD at 6 decimals (rounded once from the exact sum); `None` when
+    /// every request was unpriced (never priced as 0).
+    pub computed_usd: Option<i128>,
     pub invoiced_usd: Option<i128>,
     pub delta_usd: Option<i128>,
     pub delta_pct: Option<f64>,
@@ -580,14 +581,17 @@ fn pct(delta: i128, computed: i128) -> Option<f64> {
 }
 
 fn finish(key: &Key, a: &Acc, tol: &Tolerance) -> Line {
-    let computed = round6(a.usage.cost);
+    // Usage whose every request is unpriced has no computed cost: an empty
+    // cell, never 0 (SPEC: unpriced is never priced as 0).
+    let all_unpriced = a.usage.requests > 0 && a.usage.unpriced_requests == a.usage.requests;
+    let computed = (!all_unpriced).then(|| round6(a.usage.cost));
     let invoiced = a.invoiced.map(round6);
-    let delta = invoiced.map(|i| i - computed);
-    let status = match delta {
-        None => Status::MissingInvoice,
-        Some(_) if a.usage.billable_requests == 0 => Status::MissingUsage,
-        Some(d) if tol.holds(d, computed) => Status::Ok,
-        Some(_) => Status::Mismatch,
+    let delta = invoiced.zip(computed).map(|(i, c)| i - c);
+    let status = match (invoiced, computed) {
+        (None, _) => Status::MissingInvoice,
+        (Some(_), _) if a.usage.billable_requests == 0 => Status::MissingUsage,
+        (Some(i), Some(c)) if tol.holds(i - c, c) => Status::Ok,
+        (Some(_), _) => Status::Mismatch,
     };
     let by_type = if a.token_lines {
         type_lines(a, tol)
@@ -631,7 +635,7 @@ fn finish(key: &Key, a: &Acc, tol: &Tolerance) -> Line {
         computed_usd: computed,
         invoiced_usd: invoiced,
         delta_usd: delta,
-        delta_pct: delta.and_then(|d| pct(d, computed)),
+        delta_pct: delta.zip(computed).and_then(|(d, c)| pct(d, c)),
         status,
         unpriced_requests: a.usage.unpriced_requests,
         credits_usd: round6(a.credits),
@@ -858,7 +862,7 @@ pub fn lines_schema(mtd: bool) -> SchemaRef {
     f.extend([
         Field::new("provider", DataType::Utf8, false),
         Field::new("model", DataType::Utf8, false),
-        money_field("computed_usd", false),
+        money_field("computed_usd", true),
         money_field("invoiced_usd", true),
         money_field("delta_usd", true),
         Field::new("delta_pct", DataType::Float64, true),
@@ -885,7 +889,7 @@ pub fn lines_batch(date: NaiveDate, from: Option<NaiveDate>, lines: &[Line]) -> 
         Arc::new(StringArray::from_iter_values(
             lines.iter().map(|l| &l.model),
         )),
-        money_array(lines.iter().map(|l| Some(l.computed_usd))),
+        money_array(lines.iter().map(|l| l.computed_usd)),
         money_array(lines.iter().map(|l| l.invoiced_usd)),
         money_array(lines.iter().map(|l| l.delta_usd)),
         Arc::new(Float64Array::from_iter(lines.iter().map(|l| l.delta_pct))),

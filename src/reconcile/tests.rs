@@ -119,7 +119,7 @@ fn every_status_of_a_day() {
     assert_eq!(
         (l.computed_usd, l.invoiced_usd, l.delta_usd, l.status),
         (
-            c6("12.345678"),
+            Some(c6("12.345678")),
             Some(c6("12.35")),
             Some(c6("0.004322")),
             Status::Ok
@@ -137,19 +137,19 @@ fn every_status_of_a_day() {
     assert_eq!(l.delta_pct, Some(2.0));
 
     let l = find(&r.day, "openai", "dall-e-3");
-    assert_eq!((l.computed_usd, l.status), (0, Status::MissingUsage));
+    assert_eq!((l.computed_usd, l.status), (Some(0), Status::MissingUsage));
     assert_eq!(l.delta_pct, None, "no percentage of a computed 0");
 
     let l = find(&r.day, "anthropic", "");
     assert_eq!(
         (l.computed_usd, l.invoiced_usd, l.status),
-        (c6("5"), Some(c6("5.004")), Status::Ok)
+        (Some(c6("5")), Some(c6("5.004")), Status::Ok)
     );
 
     let l = find(&r.day, "google", "");
     assert_eq!(
         (l.computed_usd, l.invoiced_usd, l.delta_usd, l.status),
-        (c6("0.7"), None, None, Status::MissingInvoice)
+        (Some(c6("0.7")), None, None, Status::MissingInvoice)
     );
     // Month to date, google's invoice of the 6th meets the 7th's usage: 0.70
     // against 0.70 is ok; the other two lines stay as they were.
@@ -197,9 +197,9 @@ fn explicit_rules_name_models_on_both_sides() {
     let r = reconcile(date, &days, &lines, &settings);
     assert_eq!(r.day.len(), 2, "{:#?}", r.day);
     let l = find(&r.day, "openai", "gpt-4o");
-    assert_eq!((l.computed_usd, l.status), (c6("3"), Status::Ok));
+    assert_eq!((l.computed_usd, l.status), (Some(c6("3")), Status::Ok));
     let l = find(&r.day, "bedrock", "claude-3.5-sonnet");
-    assert_eq!((l.computed_usd, l.status), (c6("3"), Status::Ok));
+    assert_eq!((l.computed_usd, l.status), (Some(c6("3")), Status::Ok));
     // Without rules nothing matches by guesswork.
     let r = reconcile(date, &days, &lines, &Settings::default());
     assert_eq!(r.day.len(), 4);
@@ -309,7 +309,7 @@ fn month_to_date_sums_days_and_stops_at_the_month_boundary() {
     assert_eq!(
         (m.computed_usd, m.invoiced_usd, m.delta_usd, m.status),
         (
-            c6("3.000001"),
+            Some(c6("3.000001")),
             Some(c6("3.5")),
             Some(c6("0.499999")),
             Status::Mismatch
@@ -400,8 +400,10 @@ fn cache_hits_alone_need_no_invoice_and_unpriced_usage_is_named() {
             l.status,
             l.unpriced_requests
         ),
-        ("acme", 0, Status::Mismatch, 3)
+        ("acme", None, Status::Mismatch, 3)
     );
+    // Nothing priced: no computed cost, so no delta either (SPEC: never 0).
+    assert_eq!((l.delta_usd, l.delta_pct), (None, None));
     assert_eq!(
         l.explanation,
         "3 unpriced request(s) are not in computed_usd"

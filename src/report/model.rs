@@ -206,6 +206,10 @@ pub struct InputFacts {
     pub early_rows: u64,
     pub rejected_rows: u64,
     pub logged_unconverted: BTreeMap<String, u64>,
+    /// Objects listed among the inputs and not read: (key, reason, hidden).
+    pub skipped_objects: Vec<(String, String, bool)>,
+    /// Optional columns absent from every object of the day.
+    pub absent_columns: Vec<String>,
 }
 
 #[derive(Debug, Clone, Serialize, PartialEq)]
@@ -220,6 +224,10 @@ pub struct Quality {
     pub total_tokens_mismatch: String,
     pub rejected_rows: String,
     pub logged_unconverted: Vec<(String, String)>,
+    /// Objects listed and not read: key and reason.
+    pub skipped_objects: Vec<(String, String)>,
+    /// Optional columns absent from every object of the day.
+    pub absent_columns: Vec<String>,
     /// Nothing to report.
     pub clean: bool,
 }
@@ -276,7 +284,9 @@ pub fn reconciliation(r: &crate::reconcile::Reconciliation) -> ReconSection {
                 } else {
                     l.model.clone()
                 },
-                computed: format::usd(l.computed_usd, OUT_SCALE),
+                computed: l
+                    .computed_usd
+                    .map_or("—".into(), |v| format::usd(v, OUT_SCALE)),
                 invoiced: l
                     .invoiced_usd
                     .map_or("—".into(), |v| format::usd(v, OUT_SCALE)),
@@ -429,14 +439,49 @@ pub const MAX_LABEL_CHARS: usize = 200;
 /// A logged value for display: whole when short; else its first
 /// [`MAX_LABEL_CHARS`] characters, its length and a digest, so that two long
 /// values stay apart. The CSVs hold every value whole.
+///
+/// Control characters (line breaks, tabs, C0 and C1 controls) and the
+/// Unicode line, paragraph and bidirectional controls are shown escaped
+/// (`\n`, `\u{202e}`): a logged value must not forge a line in the
+/// plain-text mail nor reorder the text around it.
 pub fn shorten(value: &str) -> String {
     let chars = value.chars().count();
     if chars <= MAX_LABEL_CHARS {
-        return value.to_string();
+        return escape_controls(value);
     }
     let head: String = value.chars().take(MAX_LABEL_CHARS).collect();
     let digest = &crate::manifest::sha256(value.as_bytes())[..8];
-    format!("{head}… ({chars} characters, #{digest})")
+    format!(
+        "{}… ({chars} characters, #{digest})",
+        escape_controls(&head)
+    )
+}
+
+/// `value` with control and bidirectional characters written as escapes.
+pub fn escape_controls(value: &str) -> String {
+    let hidden = |c: char| {
+        c.is_control()
+            || matches!(
+                c,
+                '\u{2028}' | '\u{2029}' | '\u{200e}' | '\u{200f}' | '\u{061c}'
+            )
+            || ('\u{202a}'..='\u{202e}').contains(&c)
+            || ('\u{2066}'..='\u{2069}').contains(&c)
+    };
+    if !value.chars().any(hidden) {
+        return value.to_string();
+    }
+    let mut out = String::with_capacity(value.len() + 8);
+    for c in value.chars() {
+        match c {
+            '\n' => out.push_str("\\n"),
+            '\r' => out.push_str("\\r"),
+            '\t' => out.push_str("\\t"),
+            c if hidden(c) => out.push_str(&format!("\\u{{{:x}}}", c as u32)),
+            c => out.push(c),
+        }
+    }
+    out
 }
 
 fn text(b: &RecordBatch, i: usize, name: &str) -> Result<String> {
@@ -1030,7 +1075,9 @@ pub fn build(inp: &Inputs<'_>) -> Result<Report> {
             && token_violations == 0
             && mismatch == 0
             && f.rejected_rows == 0
-            && f.logged_unconverted.is_empty(),
+            && f.logged_unconverted.is_empty()
+            && f.skipped_objects.iter().all(|(_, _, hidden)| *hidden)
+            && f.absent_columns.is_empty(),
         unpriced,
         unpriced_total: format::int(today.unpriced_requests),
         duplicates_dropped: format::int(dups),
@@ -1045,6 +1092,12 @@ pub fn build(inp: &Inputs<'_>) -> Result<Report> {
             .iter()
             .map(|(c, n)| (c.clone(), format::int(*n as i64)))
             .collect(),
+        skipped_objects: f
+            .skipped_objects
+            .iter()
+            .map(|(k, r, _)| (k.clone(), r.clone()))
+            .collect(),
+        absent_columns: f.absent_columns.clone(),
     };
 
     Ok(Report {
@@ -1305,6 +1358,21 @@ pub fn chart_specs(r: &Report) -> (Vec<NamedSpec>, Vec<NamedSpec>) {
 
 #[cfg(test)]
 mod tests {
+    #[test]
+    fn logged_values_cannot_forge_lines_or_reorder_text() {
+        assert_eq!(super::shorten("plain"), "plain");
+        assert_eq!(
+            super::shorten("research\nTotal spend: $0.00\r\tx"),
+            "research\\nTotal spend: $0.00\\r\\tx"
+        );
+        assert_eq!(
+            super::shorten("a\u{202e}b\u{2028}c"),
+            "a\\u{202e}b\\u{2028}c"
+        );
+        let long = format!("{}\n", "x".repeat(300));
+        assert!(!super::shorten(&long).contains('\n'));
+    }
+
     use super::*;
 
     #[test]

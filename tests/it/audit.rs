@@ -217,3 +217,157 @@ async fn reprice_with_the_real_litellm_history_is_a_dry_run() {
     );
     assert!(report(lake.path(), "finance_by_dimension.csv").contains("0.050700"));
 }
+
+/// Replay the fixture day after `damage` rewrote its manifest; the CLI's
+/// exit code and output.
+fn replay_damaged(damage: impl FnOnce(&mut serde_json::Value)) -> (i32, String, String) {
+    let lake = fixture::lake();
+    tokio::runtime::Runtime::new()
+        .unwrap()
+        .block_on(run_fixture(lake.path(), None));
+    let path = lake.path().join(MANIFEST);
+    let mut m: serde_json::Value = serde_json::from_slice(&std::fs::read(&path).unwrap()).unwrap();
+    damage(&mut m);
+    std::fs::write(&path, serde_json::to_vec_pretty(&m).unwrap()).unwrap();
+    let out = tokenledger(
+        &[
+            "replay",
+            "--lake",
+            &lake.path().to_string_lossy(),
+            "--manifest",
+            MANIFEST,
+        ],
+        &[],
+    );
+    let (stdout, stderr) = text(&out);
+    (code(&out), stdout, stderr)
+}
+
+fn remove(m: &mut serde_json::Value, pointer: &str, field: &str) {
+    m.pointer_mut(pointer)
+        .and_then(serde_json::Value::as_object_mut)
+        .unwrap_or_else(|| panic!("{pointer} in the manifest"))
+        .remove(field)
+        .unwrap_or_else(|| panic!("{pointer}/{field} in the manifest"));
+}
+
+#[test]
+fn a_manifest_without_outputs_is_an_input_error_not_identical() {
+    let (code, stdout, stderr) = replay_damaged(|m| remove(m, "", "outputs"));
+    assert_eq!(code, 3, "{stdout}{stderr}");
+    assert!(!stdout.contains("byte-identical"), "{stdout}");
+    assert!(
+        stderr.contains("reports/date=2026-03-08/manifest.json: `outputs`: missing"),
+        "{stderr}"
+    );
+
+    let (code, stdout, stderr) =
+        replay_damaged(|m| m["outputs"] = serde_json::Value::Array(Vec::new()));
+    assert_eq!(code, 3, "{stdout}{stderr}");
+    assert!(!stdout.contains("byte-identical"), "{stdout}");
+    assert!(stderr.contains("`outputs`: empty"), "{stderr}");
+}
+
+#[test]
+fn a_manifest_missing_an_output_entry_differs() {
+    let mut removed = String::new();
+    let (code, stdout, stderr) = replay_damaged(|m| {
+        let outputs = m["outputs"].as_array_mut().unwrap();
+        let at = outputs
+            .iter()
+            .position(|o| o["key"].as_str().unwrap().ends_with("/ops_daily.csv"))
+            .unwrap();
+        removed = outputs.remove(at)["key"].as_str().unwrap().to_string();
+    });
+    assert_eq!(code, 7, "{stdout}{stderr}");
+    assert_eq!(removed, "reports/date=2026-03-08/ops_daily.csv");
+    assert!(
+        stdout.contains("outputs: 22 of 23 byte-identical"),
+        "{stdout}"
+    );
+    assert!(
+        stdout.contains(&format!(
+            "  differs: {removed}: produced by the replay, not listed in the manifest"
+        )),
+        "{stdout}"
+    );
+    assert!(stdout.contains("result: DIFFERS"), "{stdout}");
+
+    // The other way round: listed, never produced.
+    let (code, stdout, _) = replay_damaged(|m| {
+        let outputs = m["outputs"].as_array_mut().unwrap();
+        let mut extra = outputs[0].clone();
+        extra["key"] = "reports/date=2026-03-08/forged.csv".into();
+        outputs.push(extra);
+    });
+    assert_eq!(code, 7, "{stdout}");
+    assert!(
+        stdout.contains(
+            "  differs: reports/date=2026-03-08/forged.csv: listed in the manifest, not produced by the replay"
+        ),
+        "{stdout}"
+    );
+}
+
+#[test]
+fn a_manifest_with_damaged_fields_names_every_one() {
+    let (code, stdout, stderr) = replay_damaged(|m| {
+        remove(m, "/outputs/2", "sha256");
+        m["outputs"][3]["sha256"] = "sha256:zz".into();
+        remove(m, "/inputs/prices", "sha256");
+        remove(m, "/inputs/requests/0", "key");
+        remove(m, "/inputs", "history");
+    });
+    assert_eq!(code, 3, "{stdout}{stderr}");
+    assert!(!stdout.contains("byte-identical"), "{stdout}");
+    for want in [
+        "`outputs[2].sha256`: missing",
+        "`outputs[3].sha256`: expected `sha256:` and 64 hex digits, found `sha256:zz`",
+        "`inputs.prices.sha256`: missing",
+        "`inputs.requests[0].key`: missing",
+        "`inputs.history`: missing",
+    ] {
+        assert!(
+            stderr.contains(&format!("reports/date=2026-03-08/manifest.json: {want}")),
+            "{want}: {stderr}"
+        );
+    }
+    assert!(stderr.contains("replay: 5 problem(s)"), "{stderr}");
+}
+
+#[test]
+fn a_manifest_of_an_unknown_version_is_refused() {
+    let (code, stdout, stderr) = replay_damaged(|m| m["manifest_version"] = 3.into());
+    assert_eq!(code, 3, "{stdout}{stderr}");
+    assert!(!stdout.contains("byte-identical"), "{stdout}");
+    assert!(
+        stderr.contains(
+            "`manifest_version`: 3 is not a version this program knows (it knows [1, 2])"
+        ),
+        "{stderr}"
+    );
+    let (code, _, stderr) = replay_damaged(|m| remove(m, "", "manifest_version"));
+    assert_eq!(code, 3);
+    assert!(stderr.contains("`manifest_version`: missing"), "{stderr}");
+}
+
+#[test]
+fn an_input_without_etag_or_version_is_unverified_never_unchanged() {
+    let (code, stdout, stderr) = replay_damaged(|m| {
+        m["inputs"]["requests"][1]["etag"] = serde_json::Value::Null;
+        m["inputs"]["requests"][1]["version"] = serde_json::Value::Null;
+    });
+    assert_eq!(code, 0, "{stdout}{stderr}");
+    assert!(
+        stdout.contains("11 input object(s) checked, 0 changed, 1 unverified"),
+        "{stdout}"
+    );
+    assert!(
+        stdout.contains("  input unverified: requests/date="),
+        "{stdout}"
+    );
+    assert!(
+        stdout.contains("result: byte-identical (1 input(s) could not be verified)"),
+        "{stdout}"
+    );
+}

@@ -4,7 +4,7 @@
 use std::path::Path;
 use std::sync::Arc;
 
-use arrow::array::{ArrayRef, RecordBatch, StringArray};
+use arrow::array::{ArrayRef, AsArray, RecordBatch, StringArray};
 use arrow::datatypes::{DataType, Field, Schema};
 use tokenledger::config::Config;
 use tokenledger::error::{Error, ExitKind, render_chain};
@@ -439,6 +439,52 @@ fn corpus() -> Vec<Case> {
             }),
         },
         Case {
+            name: "negative logged cost",
+            setup: |d| {
+                // r1 logged 0.0075 USD; -0.0075 is no cost a gateway bills.
+                write(d, PART_A, &rows_with(|r| r.cost_actual = Some(-0.0075)));
+                None
+            },
+            want: Want::Flagged(|d, s| {
+                ensure(dq_sum(d, "logged_cost_invalid") == 1, || {
+                    format!("logged_cost_invalid {}", dq_sum(d, "logged_cost_invalid"))
+                })?;
+                ensure(s.manifest.data_quality.logged_cost_invalid == 1, || {
+                    format!("manifest {}", s.manifest.data_quality.logged_cost_invalid)
+                })?;
+                // Left out of the logged cost, not summed as a credit:
+                // research/alpha/chat/gpt-4o logged 0.013000 = r1's 0.0075
+                // + r2's 0.0055; without r1, 0.005500.
+                let lines = csv_rows(d, "finance_by_dimension.csv");
+                let line = lines
+                    .iter()
+                    .find(|r| &r[1] == "research" && &r[2] == "alpha" && &r[5] == "gpt-4o")
+                    .ok_or("no research/alpha/gpt-4o line")?;
+                ensure(&line[12] == "0.005500", || format!("{line:?}"))
+            }),
+        },
+        Case {
+            name: "citation rate above 1",
+            setup: |d| {
+                write(d, PART_A, &rows_with(|r| r.citation_rate = Some(1.5)));
+                None
+            },
+            want: Want::Flagged(|d, s| {
+                ensure(dq_sum(d, "citation_rate_invalid") == 1, || {
+                    format!(
+                        "citation_rate_invalid {}",
+                        dq_sum(d, "citation_rate_invalid")
+                    )
+                })?;
+                ensure(s.manifest.data_quality.citation_rate_invalid == 1, || {
+                    format!("manifest {}", s.manifest.data_quality.citation_rate_invalid)
+                })?;
+                // The mean of the valid rates alone: r2's 0.6 (was (0.8 + 0.6) / 2).
+                let ops = csv_rows(d, "ops_daily.csv");
+                ensure(&ops[0][9] == "0.6", || format!("{:?}", ops[0]))
+            }),
+        },
+        Case {
             name: "absurd token count",
             setup: |d| {
                 write(
@@ -457,6 +503,48 @@ fn corpus() -> Vec<Case> {
                 let ex = format!("{:?}", m.data_quality.rejected_examples);
                 ensure(
                     ex.contains("`input_tokens` = 5000000000000") && ex.contains("part-a.parquet"),
+                    || ex,
+                )
+            }),
+        },
+        Case {
+            name: "uint64 token count of 2^63 and more",
+            setup: |d| {
+                // output_tokens as UINT_64 (as some writers log counts); r1's
+                // is 2^63 + 5, which no signed 64-bit column can hold.
+                let bytes = part_a_with(|s, mut cols| {
+                    let i = s.index_of("output_tokens").unwrap();
+                    let old = cols[i].as_primitive::<arrow::datatypes::Int64Type>();
+                    let u: arrow::array::UInt64Array = old
+                        .iter()
+                        .enumerate()
+                        .map(|(k, v)| {
+                            if k == 0 {
+                                Some((1u64 << 63) + 5)
+                            } else {
+                                v.map(|v| v as u64)
+                            }
+                        })
+                        .collect();
+                    cols[i] = Arc::new(u);
+                    let mut fields: Vec<Field> =
+                        s.fields().iter().map(|f| f.as_ref().clone()).collect();
+                    fields[i] = Field::new("output_tokens", DataType::UInt64, false);
+                    (fields, cols)
+                });
+                write(d, PART_A, &bytes);
+                None
+            },
+            want: Want::Flagged(|_, s| {
+                // Rejected and named like 5·10^9, not "corrupt statistics".
+                let m = &s.manifest;
+                ensure(m.rows.rejected.get("output_tokens") == Some(&1), || {
+                    format!("{:?}", m.rows.rejected)
+                })?;
+                ensure(s.requests == 12, || format!("{} requests", s.requests))?;
+                let ex = format!("{:?}", m.data_quality.rejected_examples);
+                ensure(
+                    ex.contains("part-a.parquet") && ex.contains("`output_tokens`"),
                     || ex,
                 )
             }),
@@ -491,6 +579,146 @@ fn corpus() -> Vec<Case> {
                         && s.outcome == ExitKind::DataQuality,
                     || format!("{:?} {:?}", s.manifest.rows.rejected, s.outcome),
                 )
+            }),
+        },
+        Case {
+            name: "mapped tag field missing",
+            setup: |_| Some("[columns]\ndept = \"tags.department\"\n".into()),
+            want: Want::Refused(
+                InputData,
+                &[
+                    "part-a.parquet: mapped column `tags.department` (columns.dept) is missing; expected a string",
+                    "part-b.parquet: mapped column `tags.department` (columns.dept) is missing",
+                ],
+            ),
+        },
+        Case {
+            name: "optional column in no object",
+            setup: |d| {
+                let without = |rows: Vec<LogRow>| {
+                    let batch = to_batch(&rows);
+                    let (fields, cols) = drop_col(
+                        batch.schema().as_ref(),
+                        batch.columns().to_vec(),
+                        "citation_rate",
+                    );
+                    fixture::parquet_of(
+                        &RecordBatch::try_new(Arc::new(Schema::new(fields)), cols).unwrap(),
+                    )
+                };
+                write(d, PART_A, &without(fixture::part_a()));
+                write(
+                    d,
+                    "requests/date=2026-03-08/part-b.parquet",
+                    &without(fixture::part_b()),
+                );
+                None
+            },
+            want: Want::Flagged(|d, s| {
+                let absent = &s.manifest.data_quality.absent_columns;
+                ensure(
+                    absent
+                        == &vec![
+                            "`citation_rate` (read from `citation_rate`): in none of the day's 4 object(s)"
+                                .to_string(),
+                        ],
+                    || format!("{absent:?}"),
+                )?;
+                let page = std::fs::read_to_string(reports_dir(d).join("finance.html")).unwrap();
+                ensure(
+                    page.contains("Columns in none of the day")
+                        && page.contains("read from `citation_rate`"),
+                    || "not on the finance page".into(),
+                )
+            }),
+        },
+        Case {
+            name: "Hive and Spark object names",
+            setup: |d| {
+                // part-a without a suffix (as Hive and Athena write it), an
+                // uncommitted copy in a `_temporary/` folder, a text file.
+                let part = d.join("requests/date=2026-03-08");
+                std::fs::rename(part.join("part-a.parquet"), part.join("part-00000")).unwrap();
+                write(
+                    d,
+                    "requests/date=2026-03-08/_temporary/0/task_1/part-00001.parquet",
+                    &to_parquet(&fixture::part_a(), 4).unwrap(),
+                );
+                write(d, "requests/date=2026-03-08/notes.txt", b"hello");
+                None
+            },
+            want: Want::Flagged(|d, s| {
+                let m = &s.manifest;
+                // Every row of part-a read, no row of the temporary copy.
+                ensure(s.requests == 13 && m.rows.duplicates_dropped == 4, || {
+                    format!("{} requests, {:?}", s.requests, m.rows)
+                })?;
+                ensure(
+                    m.inputs
+                        .requests
+                        .iter()
+                        .any(|o| o.key == "requests/date=2026-03-08/part-00000"),
+                    || format!("{:?}", m.inputs.requests),
+                )?;
+                let skipped: Vec<(String, String)> = m
+                    .inputs
+                    .skipped
+                    .iter()
+                    .map(|o| (o.key.clone(), o.reason.clone()))
+                    .collect();
+                let want = [
+                    ("requests/date=2026-03-08/_SUCCESS", "hidden or marker file"),
+                    (
+                        "requests/date=2026-03-08/_temporary/0/task_1/part-00001.parquet",
+                        "inside a hidden or temporary folder",
+                    ),
+                    (
+                        "requests/date=2026-03-08/notes.txt",
+                        "not Parquet: no `PAR1` magic at the end of its 5 byte(s)",
+                    ),
+                ];
+                ensure(
+                    skipped.len() == 3
+                        && want
+                            .iter()
+                            .zip(&skipped)
+                            .all(|((k, r), (sk, sr))| k == sk && sr.starts_with(r)),
+                    || format!("{skipped:?}"),
+                )?;
+                let page = std::fs::read_to_string(reports_dir(d).join("finance.html")).unwrap();
+                ensure(
+                    page.contains("Objects listed and not read")
+                        && page.contains("requests/date=2026-03-08/notes.txt"),
+                    || "the finance page does not name them".into(),
+                )
+            }),
+        },
+        Case {
+            name: "empty and blank trace ids",
+            setup: |d| {
+                // r1 and r2 (t1, t2: one copy each) lose their trace ids: an
+                // empty one and a blank one. Before, the two became one
+                // request and a "duplicate".
+                let mut rows = fixture::part_a();
+                rows[0].trace_id = String::new();
+                rows[1].trace_id = " \t".into();
+                write(d, PART_A, &to_parquet(&rows, 4).unwrap());
+                None
+            },
+            want: Want::Flagged(|_, s| {
+                let m = &s.manifest;
+                ensure(m.rows.rejected.get("trace_id") == Some(&2), || {
+                    format!("{:?}", m.rows.rejected)
+                })?;
+                // 13 requests less the two; the 4 real duplicates unchanged.
+                ensure(s.requests == 11 && m.rows.duplicates_dropped == 4, || {
+                    format!("{} requests, {:?}", s.requests, m.rows)
+                })?;
+                ensure(s.outcome == ExitKind::DataQuality, || {
+                    format!("{:?}", s.outcome)
+                })?;
+                let ex = format!("{:?}", m.data_quality.rejected_examples);
+                ensure(ex.contains("empty or blank `trace_id`"), || ex)
             }),
         },
         Case {
@@ -578,6 +806,42 @@ fn corpus() -> Vec<Case> {
                 ensure(found, || {
                     "focus_costs.csv Tags do not hold the value as JSON".into()
                 })
+            }),
+        },
+        Case {
+            name: "line break in a tag forging a mail line",
+            setup: |d| {
+                let mut rows = fixture::part_a();
+                rows[0].dept = Some("research\nTotal spend: $0.00 (all approved)".into());
+                write(d, PART_A, &to_parquet(&rows, 4).unwrap());
+                Some(
+                    "[mail]\ntransport = \"outbox\"\nfrom = \"tl <tl@example.com>\"\noutbox = \"outbox\"\n\
+                     [[mail.audiences]]\nname = \"finance\"\nreport = \"finance\"\nto = [\"f@example.com\"]\n"
+                        .into(),
+                )
+            },
+            want: Want::Flagged(|d, _| {
+                let dir = d.join("outbox/date=2026-03-08");
+                let eml = std::fs::read_dir(&dir)
+                    .map_err(|e| format!("{}: {e}", dir.display()))?
+                    .map(|e| e.unwrap().path())
+                    .find(|p| p.to_string_lossy().contains("finance"))
+                    .ok_or("no finance letter in the outbox")?;
+                let raw = std::fs::read(&eml).unwrap();
+                let msg = mail_parser::MessageParser::default()
+                    .parse(&raw)
+                    .ok_or("not a MIME message")?;
+                let text = msg.body_text(0).ok_or("no text part")?.into_owned();
+                ensure(
+                    !text
+                        .lines()
+                        .any(|l| l.starts_with("Total spend: $0.00 (all")),
+                    || format!("a forged line in the text part:\n{text}"),
+                )?;
+                ensure(
+                    text.contains("research\\nTotal spend: $0.00 (all approved)"),
+                    || format!("the value is not shown escaped:\n{text}"),
+                )
             }),
         },
         Case {

@@ -309,15 +309,74 @@ fn demo_writes_a_lake_and_reports_on_its_last_day() {
     let finance =
         std::fs::read_to_string(demo.join("reports/date=2026-10-31/finance_by_dimension.csv"))
             .unwrap();
-    assert!(finance.lines().count() > 20, "{finance}");
+    // The demo is seeded: its last day is the same every time, to the row.
+    assert_eq!(finance.lines().count(), 38, "{finance}");
     // The demo's deliberate mess shows up where it should.
     let m: serde_json::Value = serde_json::from_str(
         &std::fs::read_to_string(demo.join("reports/date=2026-10-31/manifest.json")).unwrap(),
     )
     .unwrap();
-    assert!(m["rows"]["duplicates_dropped"].as_u64().unwrap() > 0);
-    assert!(m["rows"]["late_rows"].as_u64().unwrap() > 0);
-    assert!(m["pricing"]["unpriced_requests"].as_u64().unwrap() > 0);
+    assert_eq!(
+        m["rows"],
+        serde_json::json!({
+            "listed": 22449, "outside_window": 15442, "null_ts": 0, "rejected": {},
+            "in_day": 7007, "duplicates_dropped": 41, "duplicate_conflicts": 3,
+            "kept": 6966, "late_rows": 7, "early_rows": 0
+        })
+    );
+    // The accounting balances: listed = outside + null + rejected + in_day,
+    // in_day = kept + dropped.
+    assert_eq!(22449, 15442 + 7007);
+    assert_eq!(7007, 6966 + 41);
+    assert_eq!(m["pricing"]["priced_requests"], 6785);
+    assert_eq!(m["pricing"]["unpriced_requests"], 181);
+    assert_eq!(
+        m["headline"],
+        serde_json::json!({
+            "requests": 6966, "cost_usd": "34.254150", "unpriced_requests": 181,
+            "alerts": 2, "data_quality": "ok"
+        })
+    );
+    // The deliberate invoice mistakes (demo.rs, `invoices_csv`): anthropic
+    // billed 4% over usage on 15 October ...
+    let line = |day: &str, file: &str, provider: &str| -> Vec<String> {
+        let text =
+            std::fs::read_to_string(demo.join(format!("reports/date={day}/{file}"))).unwrap();
+        let mut r = csv::Reader::from_reader(text.as_bytes());
+        let rows: Vec<Vec<String>> = r
+            .records()
+            .map(|rec| rec.unwrap().iter().map(str::to_string).collect())
+            .filter(|rec: &Vec<String>| rec.iter().any(|c| c == provider))
+            .collect();
+        assert_eq!(rows.len(), 1, "{day} {file} {provider}: {text}");
+        rows.into_iter().next().unwrap()
+    };
+    let over = line("2026-10-15", "reconciliation.csv", "anthropic");
+    assert_eq!(&over[7], "mismatch", "{over:?}");
+    let computed: f64 = over[3].parse().unwrap();
+    let invoiced: f64 = over[4].parse().unwrap();
+    assert!(
+        (invoiced - computed * 1.04).abs() <= 0.005,
+        "invoiced {invoiced} is not computed {computed} x 1.04 to the cent"
+    );
+    // ... bedrock's invoice for 20 October never came ...
+    let unbilled = line("2026-10-20", "reconciliation.csv", "bedrock");
+    assert_eq!(&unbilled[7], "missing_invoice", "{unbilled:?}");
+    assert_eq!(&unbilled[3], "20.991063");
+    // ... so the month to date on the 31st is short by about that day
+    // (29 invoice lines, each rounded to the cent) ...
+    let bedrock = line("2026-10-31", "reconciliation_mtd.csv", "bedrock");
+    assert_eq!(
+        (&bedrock[8][..], &bedrock[6][..], &bedrock[11][..]),
+        ("mismatch", "-20.999971", "29")
+    );
+    assert!((-20.999971f64 + 20.991063).abs() <= 29.0 * 0.005);
+    // ... and cohere billed $17.40 it was never used for.
+    let cohere = line("2026-10-31", "reconciliation_mtd.csv", "cohere");
+    assert_eq!(
+        (&cohere[8][..], &cohere[5][..]),
+        ("missing_usage", "17.400000")
+    );
     assert_eq!(
         m["fx"]["rates"][1]["rate_date"], "2026-10-30",
         "Saturday uses Friday's EUR rate"
@@ -514,4 +573,125 @@ fn backfill_builds_missing_rollups_only() {
         stdout.contains("0 built, 3 present, 0 without logs, 1 failed"),
         "{stdout}"
     );
+}
+
+/// A wrong path is a usage error (exit 2, "fix the command"), not a runtime
+/// failure that a scheduler retries; a missing lake is not created.
+#[test]
+fn a_missing_config_or_lake_and_a_lake_that_is_a_file_exit_2() {
+    let dir = tempfile::tempdir().unwrap();
+    let missing = dir.path().join("missing.toml");
+    let out = tokenledger(
+        &[
+            "run",
+            "--config",
+            &missing.to_string_lossy(),
+            "--date",
+            DATE,
+        ],
+        &[],
+    );
+    let (stdout, stderr) = text(&out);
+    assert_eq!(code(&out), 2, "{stdout}{stderr}");
+    assert!(stderr.contains("missing.toml"), "{stderr}");
+
+    let nowhere = dir.path().join("no-such-lake");
+    for cmd in [
+        vec!["run", "--date", DATE],
+        vec!["check"],
+        vec!["backfill", "--from", DATE, "--to", DATE],
+    ] {
+        let mut args = cmd.clone();
+        args.extend(["--lake", nowhere.to_str().unwrap()]);
+        let out = tokenledger(&args, &[]);
+        let (stdout, stderr) = text(&out);
+        assert_eq!(code(&out), 2, "{cmd:?}: {stdout}{stderr}");
+        assert!(stderr.contains("no such directory"), "{cmd:?}: {stderr}");
+        assert!(!nowhere.exists(), "{cmd:?} created the lake");
+    }
+
+    let file = dir.path().join("lake.txt");
+    std::fs::write(&file, "not a lake").unwrap();
+    let out = tokenledger(
+        &["run", "--lake", &file.to_string_lossy(), "--date", DATE],
+        &[],
+    );
+    let (stdout, stderr) = text(&out);
+    assert_eq!(code(&out), 2, "{stdout}{stderr}");
+    assert!(stderr.contains("is a file, not a directory"), "{stderr}");
+}
+
+/// Credentials in a lake URL are refused, and never echoed, even at trace.
+#[test]
+fn credentials_in_a_url_are_refused_and_never_printed() {
+    let out = tokenledger(
+        &[
+            "run",
+            "--lake",
+            "s3://AKIAEXAMPLEKEY:wJalrXUtnFEMIsecret@bucket/x",
+            "--date",
+            DATE,
+        ],
+        &[("TOKENLEDGER_LOG", "trace")],
+    );
+    let (stdout, stderr) = text(&out);
+    assert_eq!(code(&out), 2, "{stdout}{stderr}");
+    for secret in ["AKIAEXAMPLEKEY", "wJalrXUtnFEMIsecret"] {
+        assert!(
+            !stdout.contains(secret) && !stderr.contains(secret),
+            "{stdout}{stderr}"
+        );
+    }
+    assert!(
+        stderr.contains("s3://***@bucket/x") && stderr.contains("credentials in a URL are refused"),
+        "{stderr}"
+    );
+}
+
+/// `tokenledger run | head` and a stderr on a full device: the run finishes
+/// with its own exit code, never a panic (101), and leaves no lease.
+#[test]
+fn a_closed_stdout_or_a_full_stderr_never_panics_nor_leaves_a_lease() {
+    use std::process::Stdio;
+    let lake = fixture::lake();
+    let lease = lake.path().join("reports/date=2026-03-08/_lease.json");
+    let args = ["run", "--lake", &lake_arg(lake.path()), "--date", DATE];
+    let mut child = Command::new(env!("CARGO_BIN_EXE_tokenledger"))
+        .args(args)
+        .env_remove("TOKENLEDGER_CONFIG")
+        .env("TOKENLEDGER_LOG", "info")
+        .stdout(Stdio::piped())
+        .stderr(Stdio::piped())
+        .spawn()
+        .unwrap();
+    // The reader goes away before the run prints anything.
+    drop(child.stdout.take());
+    let out = child.wait_with_output().unwrap();
+    let stderr = String::from_utf8_lossy(&out.stderr);
+    assert_eq!(out.status.code(), Some(0), "{stderr}");
+    assert!(!stderr.contains("panicked"), "{stderr}");
+    assert!(!lease.exists());
+    assert!(
+        lake.path()
+            .join("reports/date=2026-03-08/manifest.json")
+            .exists()
+    );
+
+    // Every write to stderr fails (ENOSPC); stdout is closed too.
+    let full = std::fs::OpenOptions::new()
+        .write(true)
+        .open("/dev/full")
+        .unwrap();
+    let mut child = Command::new(env!("CARGO_BIN_EXE_tokenledger"))
+        .args(args)
+        .env_remove("TOKENLEDGER_CONFIG")
+        .env("TOKENLEDGER_LOG", "trace")
+        .stdout(Stdio::piped())
+        .stderr(Stdio::from(full))
+        .spawn()
+        .unwrap();
+    drop(child.stdout.take());
+    let status = child.wait().unwrap();
+    assert_eq!(status.code(), Some(0));
+    assert!(!lease.exists());
 }

@@ -14,12 +14,13 @@ use crate::metrics::run_fixture;
 
 // openai: 0.04 - 0.025232 = 0.014768 = 58.53% of computed: over 0.5% and
 // 0.01 USD. mistral: 0.20 EUR * 1.10 (Friday's rate for Sunday) = 0.22
-// against 0 computed, with its unpriced request named. cohere: billed, no usage.
+// against no computed cost (its only request is unpriced: empty, never 0, and
+// so no delta), with its unpriced request named. cohere: billed, no usage.
 pub const DAY: &str = "\
 date,provider,model,computed_usd,invoiced_usd,delta_usd,delta_pct,status,unpriced_requests,credits_usd,invoice_lines,explanation
 2026-03-08,anthropic,claude-sonnet,0.052650,0.052650,0.000000,0,ok,0,0.000000,4,
 2026-03-08,cohere,,0.000000,0.500000,0.500000,,missing_usage,0,0.000000,1,\"billed, but no request reached this provider and model in the logs\"
-2026-03-08,mistral,,0.000000,0.220000,0.220000,,mismatch,1,0.000000,1,1 unpriced request(s) are not in computed_usd
+2026-03-08,mistral,,,0.220000,,,mismatch,1,0.000000,1,1 unpriced request(s) are not in computed_usd
 2026-03-08,openai,,0.025232,0.040000,0.014768,58.5288522511,mismatch,0,0.000000,1,
 ";
 
@@ -33,7 +34,7 @@ pub const MTD: &str = "\
 date,from,provider,model,computed_usd,invoiced_usd,delta_usd,delta_pct,status,unpriced_requests,credits_usd,invoice_lines,explanation
 2026-03-08,2026-03-01,anthropic,claude-sonnet,0.052650,0.052650,0.000000,0,ok,0,0.000000,4,
 2026-03-08,2026-03-01,cohere,,0.000000,0.500000,0.500000,,missing_usage,0,0.000000,1,\"billed, but no request reached this provider and model in the logs\"
-2026-03-08,2026-03-01,mistral,,0.000000,0.220000,0.220000,,mismatch,1,0.000000,1,1 unpriced request(s) are not in computed_usd
+2026-03-08,2026-03-01,mistral,,,0.220000,,,mismatch,1,0.000000,1,1 unpriced request(s) are not in computed_usd
 2026-03-08,2026-03-01,openai,,0.025332,1.040000,1.014668,4005.47923575,mismatch,0,0.000000,2,
 ";
 
@@ -221,7 +222,7 @@ async fn a_day_in_another_zone_meets_the_invoices_of_its_date() {
     );
     let utc = fixture::lake();
     let u = run_fixture(utc.path(), None).await;
-    let computed = |s: &pipeline::RunSummary| -> Vec<i128> {
+    let computed = |s: &pipeline::RunSummary| -> Vec<Option<i128>> {
         s.reconciliation
             .day
             .iter()
@@ -293,7 +294,8 @@ async fn the_focus_export_reads_back_through_the_focus_adapter_with_the_same_tot
     )
     .unwrap();
     let s = pipeline::run(&config, fixture::date()).await.unwrap();
-    let day: Vec<(String, String, i128, Option<i128>, &str)> = s
+    type Row<'a> = (String, String, Option<i128>, Option<i128>, &'a str);
+    let day: Vec<Row> = s
         .reconciliation
         .day
         .iter()
@@ -313,13 +315,26 @@ async fn the_focus_export_reads_back_through_the_focus_adapter_with_the_same_tot
             (
                 "anthropic".into(),
                 "claude-sonnet".into(),
-                52_650,
+                Some(52_650),
                 Some(52_650),
                 "ok"
             ),
-            // mistral's usage is unpriced: nothing of it is in the export.
-            ("mistral".into(), String::new(), 0, None, "missing_invoice"),
-            ("openai".into(), "gpt-4o".into(), 25_232, Some(25_232), "ok"),
+            // mistral's usage is unpriced: nothing of it is in the export,
+            // and its computed cost is unknown, not 0.
+            (
+                "mistral".into(),
+                String::new(),
+                None,
+                None,
+                "missing_invoice"
+            ),
+            (
+                "openai".into(),
+                "gpt-4o".into(),
+                Some(25_232),
+                Some(25_232),
+                "ok"
+            ),
         ]
     );
     let types = report(lake.path(), "reconciliation_by_token_type.csv");
@@ -330,8 +345,8 @@ async fn the_focus_export_reads_back_through_the_focus_adapter_with_the_same_tot
     );
 }
 
-// The day's lines that are not ok with usage behind them: mistral (its one
-// request, t6, unpriced: no cost, no price row) and openai (gpt-4o): its
+// The day's lines that are not ok with usage behind them, the largest
+// delta first, a line without one (nothing priced) last: openai (gpt-4o): its
 // eight kept traces by cost, each with the price row in force at its ts:
 // t3 1000 in + 1000 out after noon at 0.002/0.008 per 1K = 0.010; t1 1000 +
 // 500 before noon at 0.0025/0.01 = 0.0075; t2 1000 uncached + 1000 cached at
@@ -339,11 +354,11 @@ async fn the_focus_export_reads_back_through_the_focus_adapter_with_the_same_tot
 // 0.0016; t7 0.001 (its identical copy shows once); t13 150 cached of 100
 // input (a token violation: uncached 0) + 10 out = 0.00023; t10 0.00014
 // (both deliveries tie: once); t17 5 in = 0.0000125, half to even 0.000012.
-// They sum to 0.0252325, the line's computed_usd before rounding. cohere's
+// They sum to 0.0252325, the line's computed_usd before rounding. Then
+// mistral (its one request, t6, unpriced: no cost, no price row). cohere's
 // line has no usage and so no evidence.
 pub const EVIDENCE: &str = "\
 date,provider,model,line_model,status,rank,trace_id,ts,cache_hit,input_tokens,cache_read_input_tokens,cache_creation_input_tokens,output_tokens,cost_usd,price_id,input_usd_per_1k,output_usd_per_1k,cache_read_usd_per_1k,cache_write_usd_per_1k,price_valid_from,price_valid_to
-2026-03-08,mistral,mistral-large,,mismatch,1,t6,2026-03-08T15:00:00Z,false,100,0,0,50,,,,,,,,
 2026-03-08,openai,gpt-4o,,mismatch,1,t3,2026-03-08T12:00:00Z,false,1000,0,0,1000,0.010000,p-e89fd11449561d5b,0.00200000000000000000,0.00800000000000000000,0.00100000000000000000,0.00200000000000000000,2026-03-08T12:00:00Z,
 2026-03-08,openai,gpt-4o,,mismatch,2,t1,2026-03-08T00:00:00Z,false,1000,0,0,500,0.007500,p-d7a688386695bd15,0.00250000000000000000,0.01000000000000000000,0.00125000000000000000,0.00250000000000000000,2024-01-01T00:00:00Z,2026-03-08T12:00:00Z
 2026-03-08,openai,gpt-4o,,mismatch,3,t2,2026-03-08T11:59:59.999999Z,false,2000,1000,0,100,0.004750,p-d7a688386695bd15,0.00250000000000000000,0.01000000000000000000,0.00125000000000000000,0.00250000000000000000,2024-01-01T00:00:00Z,2026-03-08T12:00:00Z
@@ -352,6 +367,7 @@ date,provider,model,line_model,status,rank,trace_id,ts,cache_hit,input_tokens,ca
 2026-03-08,openai,gpt-4o,,mismatch,6,t13,2026-03-08T16:00:30Z,false,100,150,0,10,0.000230,p-e89fd11449561d5b,0.00200000000000000000,0.00800000000000000000,0.00100000000000000000,0.00200000000000000000,2026-03-08T12:00:00Z,
 2026-03-08,openai,gpt-4o,,mismatch,7,t10,2026-03-08T19:00:00Z,false,50,0,0,5,0.000140,p-e89fd11449561d5b,0.00200000000000000000,0.00800000000000000000,0.00100000000000000000,0.00200000000000000000,2026-03-08T12:00:00Z,
 2026-03-08,openai,gpt-4o,,mismatch,8,t17,2026-03-08T10:00:00Z,false,5,0,0,0,0.000012,p-d7a688386695bd15,0.00250000000000000000,0.01000000000000000000,0.00125000000000000000,0.00250000000000000000,2024-01-01T00:00:00Z,2026-03-08T12:00:00Z
+2026-03-08,mistral,mistral-large,,mismatch,1,t6,2026-03-08T15:00:00Z,false,100,0,0,50,,,,,,,,
 ";
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
@@ -359,4 +375,72 @@ async fn evidence_lists_the_costliest_requests_behind_each_line_that_is_not_ok()
     let lake = fixture::lake();
     run_fixture(lake.path(), None).await;
     assert_eq!(report(lake.path(), "reconciliation_evidence.csv"), EVIDENCE);
+}
+
+/// SPEC 1.4's own layout: normalized CSVs directly under `invoices/` are
+/// read; an object under `invoices/` that no source reads is named (log,
+/// manifest, finance page) and makes `check` fail; markers are only listed.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn invoices_in_the_spec_layout_are_read_and_unread_ones_named() {
+    let lake = fixture::lake();
+    let dir = lake.path();
+    std::fs::rename(
+        dir.join("invoices/normalized/2026-03.csv"),
+        dir.join("invoices/2026-03.csv"),
+    )
+    .unwrap();
+    std::fs::create_dir_all(dir.join("invoices/misc")).unwrap();
+    std::fs::write(dir.join("invoices/misc/credits.json"), "{}").unwrap();
+    std::fs::write(dir.join("invoices/_SUCCESS"), "").unwrap();
+    let summary = run_fixture(dir, None).await;
+    assert_eq!(summary.outcome, ExitKind::Ok);
+    // The same lines as from invoices/normalized/: the same reconciliation.
+    assert_eq!(report(dir, "reconciliation.csv"), DAY);
+    assert_eq!(report(dir, "reconciliation_mtd.csv"), MTD);
+    let m = &summary.manifest;
+    let read: Vec<&str> = m.inputs.invoices.iter().map(|o| o.key.as_str()).collect();
+    assert_eq!(
+        read,
+        [
+            "invoices/openai/costs-2026-03.json",
+            "invoices/anthropic/cost_report-2026-03-08.json",
+            "invoices/2026-03.csv",
+        ]
+    );
+    let skipped: Vec<(&str, &str)> = m
+        .inputs
+        .skipped
+        .iter()
+        .map(|o| (o.key.as_str(), o.reason.as_str()))
+        .collect();
+    assert_eq!(
+        skipped,
+        [
+            (
+                "invoices/_SUCCESS",
+                "hidden or marker file (name starts with `_` or `.`)"
+            ),
+            (
+                "invoices/misc/credits.json",
+                "no invoice source reads it (see [[reconcile.sources]])"
+            ),
+            (
+                "requests/date=2026-03-08/_SUCCESS",
+                "hidden or marker file (name starts with `_` or `.`)"
+            ),
+        ]
+    );
+    let html = report(dir, "finance.html");
+    assert!(html.contains("invoices/misc/credits.json"), "{html}");
+    // `check` refuses the layout, naming the object; the marker is no error.
+    let err = tokenledger::pipeline::check(&config(dir, None))
+        .await
+        .unwrap_err();
+    let text = err.to_string();
+    assert!(
+        text.contains("invoice object invoices/misc/credits.json: no invoice source reads it"),
+        "{text}"
+    );
+    assert!(!text.contains("invoices/_SUCCESS"), "{text}");
+    assert_eq!(err.kind(), ExitKind::Usage);
 }

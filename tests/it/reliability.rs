@@ -506,7 +506,16 @@ async fn a_held_lease_makes_others_wait_or_stop_and_a_silent_one_is_taken_over()
             Lease::acquire(&stores, &day, DATE, "run-b", patient).await
         })
     };
-    tokio::time::sleep(Duration::from_millis(300)).await;
+    // B is waiting, not done: for as long as A holds the lease, B has
+    // neither taken it nor given up.
+    for _ in 0..3 {
+        tokio::time::sleep(Duration::from_millis(200)).await;
+        assert!(
+            !waiting.is_finished(),
+            "B stopped waiting while A held the lease"
+        );
+        a.verify(&stores).await.unwrap();
+    }
     let released_at = chrono::Utc::now();
     a.release(&stores).await.unwrap();
     let b = waiting.await.unwrap().unwrap();
@@ -520,9 +529,9 @@ async fn a_held_lease_makes_others_wait_or_stop_and_a_silent_one_is_taken_over()
         json["renewed_at"].as_str().unwrap().parse().unwrap();
     assert!(renewed >= released_at, "{renewed} < {released_at}");
 
-    // B goes silent (its renewals stop, as when its pod is killed on another
-    // node): after stale_after, C takes over and B's publish is fenced off.
-    drop(b);
+    // B goes silent (its renewals stop, as when its pod is frozen on another
+    // node; its next renewal is 15 s away): after stale_after, C takes over
+    // and B's publish is fenced off.
     let mut json: serde_json::Value =
         serde_json::from_slice(&std::fs::read(&record).unwrap()).unwrap();
     json["renewed_at"] = "2026-03-08T00:00:00Z".into();
@@ -543,6 +552,17 @@ async fn a_held_lease_makes_others_wait_or_stop_and_a_silent_one_is_taken_over()
         .await
         .unwrap_err();
     assert!(err.to_string().contains("leased to run run-c"), "{err}");
+    // The fence: B, woken up, finds the lease is no longer its own, and its
+    // release leaves C's lease in place.
+    let fenced = b.verify(&stores).await.unwrap_err();
+    assert_eq!(fenced.kind(), ExitKind::Busy);
+    assert!(
+        matches!(&fenced, tokenledger::error::Error::LeaseLost { run_id, holder, .. }
+            if run_id == "run-b" && holder == "run-c"),
+        "{fenced:?}"
+    );
+    b.release(&stores).await.unwrap();
+    c.verify(&stores).await.unwrap();
     c.release(&stores).await.unwrap();
     assert!(!record.exists());
     assert!(

@@ -353,15 +353,42 @@ async fn a_run_on_s3_writes_the_same_bytes_as_a_local_run() {
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn wrong_credentials_are_a_storage_error_naming_the_object() {
     let server = S3Server::start().await;
+    let store = server.client();
+    for (key, bytes) in fixture::objects() {
+        store
+            .put(&Path::from(format!("lake/{key}")), PutPayload::from(bytes))
+            .await
+            .unwrap();
+    }
     let secrets = tempfile::tempdir().unwrap();
     let mut config = server.config("lake", secrets.path());
-    if let Some(c) = config.s3.credentials.as_mut() {
-        c.secret_access_key = tokenledger::lake::Secret::new("wrong-secret");
-    }
+    // The right key pair first: the server accepts it (so the failure below
+    // is the secret's, not a missing bucket's or anonymous access').
+    let right = config.s3.clone();
+    let stores = tokenledger::lake::Stores::new(right);
+    assert_eq!(
+        stores
+            .list(&config.requests.join("date=2026-03-08"))
+            .await
+            .unwrap()
+            .len(),
+        3
+    );
+    let creds = config
+        .s3
+        .credentials
+        .as_mut()
+        .expect("the S3 test config carries a key pair");
+    assert_ne!(creds.secret_access_key.expose(), "wrong-secret");
+    creds.secret_access_key = tokenledger::lake::Secret::new("wrong-secret");
     let err = tokenledger::pipeline::run(&config, fixture::date())
         .await
         .unwrap_err();
     assert_eq!(err.kind(), tokenledger::error::ExitKind::Runtime);
+    assert!(
+        matches!(err, tokenledger::error::Error::Storage { .. }),
+        "{err:?}"
+    );
     let text = tokenledger::error::render_chain(&err);
     // The first object touched is the day's lease: the error names it.
     assert!(
