@@ -92,6 +92,13 @@ pub struct InputObject {
 
 pub use crate::lake::SkipKind;
 
+/// An object whose bytes repeat an earlier object's.
+#[derive(Debug, Clone, Serialize, PartialEq, Eq)]
+pub struct DuplicateObject {
+    pub key: String,
+    pub same_as: String,
+}
+
 /// An object listed among the inputs and not read, with the reason.
 #[derive(Debug, Clone, Serialize, PartialEq, Eq, PartialOrd, Ord)]
 pub struct SkippedObject {
@@ -112,6 +119,9 @@ pub struct Inputs {
     pub invoices: Vec<InputObject>,
     /// Invoice rows the adapters left out (taxes, other services), by reason.
     pub invoice_rows_skipped: std::collections::BTreeMap<String, u64>,
+    /// Invoice objects byte-identical to an earlier one: read and counted
+    /// (never dropped silently), and named on every line they feed.
+    pub invoice_duplicates: Vec<DuplicateObject>,
     /// The rollups of earlier days read (comparisons, month to date).
     pub history: Vec<InputObject>,
     /// Every listed object that was not read (request partitions, invoice

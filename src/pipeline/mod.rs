@@ -281,6 +281,8 @@ pub struct Invoices {
     pub skipped: BTreeMap<String, u64>,
     /// Objects under the invoice prefix or a source that were not read, and why.
     pub unread: Vec<SkippedObject>,
+    /// Objects byte-identical to an earlier one (their lines count twice).
+    pub duplicates: Vec<crate::manifest::DuplicateObject>,
 }
 
 /// Which invoice objects are read, by which adapter, and which are not.
@@ -422,12 +424,30 @@ pub async fn read_invoices(
     let mut problems = Problems::new();
     let mut out = Invoices::default();
     let mut lines = Vec::new();
+    // The first object with each digest, and for each line the (object,
+    // first object) pair when its object repeats an earlier one.
+    let mut first_with: BTreeMap<String, String> = BTreeMap::new();
+    let mut repeats: Vec<Option<(String, String)>> = Vec::new();
     for (info, adapter, bytes) in fetched {
         let key = info
             .location
             .relative_to(&config.lake)
             .unwrap_or_else(|| info.location.to_string());
         let digest = sha256(&bytes);
+        let repeat = match first_with.get(&digest) {
+            Some(first) => {
+                warn!(object = %key, same_as = %first, "invoice object is byte-identical to another: its lines count twice");
+                out.duplicates.push(crate::manifest::DuplicateObject {
+                    key: key.clone(),
+                    same_as: first.clone(),
+                });
+                Some((key.clone(), first.clone()))
+            }
+            None => {
+                first_with.insert(digest.clone(), key.clone());
+                None
+            }
+        };
         match crate::reconcile::invoices::parse(&adapter, &key, bytes) {
             Ok(parsed) => {
                 let mut obj = object(
@@ -442,13 +462,19 @@ pub async fn read_invoices(
                 for (reason, n) in parsed.skipped {
                     *out.skipped.entry(reason).or_default() += n;
                 }
+                repeats.extend(std::iter::repeat_n(repeat, parsed.lines.len()));
                 lines.extend(parsed.lines);
             }
             Err(p) => problems.extend(p),
         }
     }
     match crate::reconcile::to_usd(lines, fx) {
-        Ok(usd) => out.lines = usd,
+        Ok(mut usd) => {
+            for (l, repeat) in usd.iter_mut().zip(repeats) {
+                l.duplicate_of = repeat;
+            }
+            out.lines = usd;
+        }
         Err(p) => problems.extend(p),
     }
     if problems.is_empty() {
@@ -1409,6 +1435,7 @@ pub async fn compute(config: &Config, date: NaiveDate, sel: &Selection) -> Resul
             fx: fx_obj,
             invoices: invoices.objects,
             invoice_rows_skipped: invoices.skipped,
+            invoice_duplicates: invoices.duplicates,
             history: history
                 .read
                 .iter()

@@ -150,6 +150,10 @@ pub struct UsdLine {
     pub line: InvoiceLine,
     /// USD at [`SCALE`].
     pub usd: i128,
+    /// When the line's object is byte-identical to an earlier one: (this
+    /// object's key, the earlier one's). The line still counts (an invoice
+    /// is never dropped silently); every reconciliation line it feeds says so.
+    pub duplicate_of: Option<(String, String)>,
 }
 
 /// Convert invoice lines to USD by the rate of each line's date (the latest
@@ -166,7 +170,11 @@ pub fn to_usd(
             Some((_, rate)) => {
                 let usd =
                     div_half_even(line.amount * rate, crate::money::pow10(AMOUNT_SCALE as u32));
-                out.push(UsdLine { line, usd });
+                out.push(UsdLine {
+                    line,
+                    usd,
+                    duplicate_of: None,
+                });
             }
             None => problems.push(format!(
                 "{}: currency {} has no FX rate on or before {} (fx.csv)",
@@ -451,6 +459,8 @@ struct Acc {
     invoiced_by_type: BTreeMap<TokenType, i128>,
     token_lines: bool,
     lines: usize,
+    /// Objects that repeat an earlier one byte for byte, with that one.
+    duplicates: std::collections::BTreeSet<(String, String)>,
 }
 
 impl Acc {
@@ -474,6 +484,9 @@ impl Acc {
             .entry(l.line.token_type.unwrap_or(TokenType::Other))
             .or_default() += l.usd;
         self.lines += 1;
+        if let Some(pair) = &l.duplicate_of {
+            self.duplicates.insert(pair.clone());
+        }
     }
 
     fn merge(&mut self, o: &Acc) {
@@ -487,6 +500,7 @@ impl Acc {
         }
         self.token_lines |= o.token_lines;
         self.lines += o.lines;
+        self.duplicates.extend(o.duplicates.iter().cloned());
     }
 }
 
@@ -613,6 +627,11 @@ fn finish(key: &Key, a: &Acc, tol: &Tolerance) -> Line {
                 why.push(type_explanation(t));
             }
         }
+    }
+    for (object, first) in &a.duplicates {
+        why.push(format!(
+            "invoice object {object} is byte-identical to {first}: its lines are counted twice"
+        ));
     }
     if status != Status::Ok {
         let credits = round6(a.credits);

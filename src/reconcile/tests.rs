@@ -41,6 +41,7 @@ fn line(provider: &str, date: &str, model: Option<&str>, usd: &str) -> UsdLine {
             source: format!("test {provider} {date}"),
         },
         usd: x(usd),
+        duplicate_of: None,
     }
 }
 

@@ -633,6 +633,39 @@ fn corpus() -> Vec<Case> {
             }),
         },
         Case {
+            name: "the same invoice export twice",
+            setup: |d| {
+                write(
+                    d,
+                    "invoices/normalized/2026-03_v2.csv",
+                    fixture::INVOICES_NORMALIZED.as_bytes(),
+                );
+                None
+            },
+            want: Want::Flagged(|d, s| {
+                let dups = &s.manifest.inputs.invoice_duplicates;
+                ensure(
+                    dups.len() == 1
+                        && dups[0].key == "invoices/normalized/2026-03_v2.csv"
+                        && dups[0].same_as == "invoices/normalized/2026-03.csv",
+                    || format!("{dups:?}"),
+                )?;
+                // cohere's 0.50 now counts twice, and the line says why.
+                let rows = csv_rows(d, "reconciliation.csv");
+                let cohere = rows
+                    .iter()
+                    .find(|r| &r[1] == "cohere")
+                    .ok_or("no cohere line")?;
+                ensure(&cohere[4] == "1.000000", || format!("{cohere:?}"))?;
+                ensure(
+                    cohere[11].contains(
+                        "invoice object invoices/normalized/2026-03_v2.csv is byte-identical to invoices/normalized/2026-03.csv: its lines are counted twice",
+                    ),
+                    || format!("{cohere:?}"),
+                )
+            }),
+        },
+        Case {
             name: "Hive and Spark object names",
             setup: |d| {
                 // part-a without a suffix (as Hive and Athena write it), an
