@@ -376,10 +376,14 @@ fn file_url(p: &Path) -> String {
     url::Url::from_file_path(p).unwrap().to_string()
 }
 
-/// A page that loads `page` in a phone-wide frame and writes what it finds
-/// into a `<pre id="probe">` for `--dump-dom`.
+/// A page that loads `page` in a frame `WIDTH` px wide and writes what it
+/// finds into a `<pre id="probe">` for `--dump-dom`: besides the page's
+/// title, scripts and fetches, how far the page scrolls sideways
+/// (`overflow`), every element whose content is cut off by `overflow:
+/// hidden` or `clip` (`clipped`), and every scroll box that must scroll to
+/// show its table (`wide`, named by its first header).
 const PROBE: &str = r#"<!DOCTYPE html><html><head><meta charset="utf-8"><title>probe</title></head><body style="margin:0">
-<iframe id="f" src="PAGE" style="width:390px;height:900px;border:0"></iframe>
+<iframe id="f" src="PAGE" style="width:WIDTHpx;height:900px;border:0"></iframe>
 <script>
 document.getElementById('f').addEventListener('load', function () {
   var d = this.contentDocument, w = this.contentWindow;
@@ -390,8 +394,22 @@ document.getElementById('f').addEventListener('load', function () {
     svgs: d.querySelectorAll('svg').length,
     resources: w.performance.getEntriesByType('resource').map(function (e) { return e.name; }),
     overflow: d.documentElement.scrollWidth - d.documentElement.clientWidth,
+    clipped: [],
+    wide: [],
     text: d.body.innerText
   };
+  d.querySelectorAll('body *').forEach(function (el) {
+    var x = w.getComputedStyle(el).overflowX;
+    if ((x === 'hidden' || x === 'clip') && el.scrollWidth > el.clientWidth + 1) {
+      out.clipped.push(el.tagName.toLowerCase() + '.' + el.className + ': ' + (el.textContent || '').slice(0, 60));
+    }
+  });
+  d.querySelectorAll('.scroll').forEach(function (el) {
+    if (el.scrollWidth > el.clientWidth + 1) {
+      var th = el.querySelector('th');
+      out.wide.push((th ? th.textContent : '?') + ' (' + el.scrollWidth + ' px in ' + el.clientWidth + ')');
+    }
+  });
   var pre = document.createElement('pre');
   pre.id = 'probe';
   pre.textContent = JSON.stringify(out);
@@ -399,9 +417,15 @@ document.getElementById('f').addEventListener('load', function () {
 });
 </script></body></html>"#;
 
-fn probe(dir: &Path, page: &str) -> serde_json::Value {
+fn probe(dir: &Path, page: &str, width: u32) -> serde_json::Value {
     let probe_page = dir.join(format!("probe-{page}"));
-    std::fs::write(&probe_page, PROBE.replace("PAGE", page)).unwrap();
+    std::fs::write(
+        &probe_page,
+        PROBE
+            .replace("PAGE", page)
+            .replace("WIDTH", &width.to_string()),
+    )
+    .unwrap();
     let (dom, stderr) = browse(
         &file_url(&probe_page),
         &["--virtual-time-budget=10000", "--dump-dom"],
@@ -506,7 +530,7 @@ async fn both_dashboards_render_in_a_headless_browser_with_hostile_values_as_tex
         ("ops.html", "Operations · 2026-03-08 · tokenledger", 3),
         ("finance.html", "Finance · 2026-03-08 · tokenledger", 5),
     ] {
-        let p = probe(&dir, page);
+        let p = probe(&dir, page, 390);
         // No script ran and none was injected: the title is ours.
         assert_eq!(p["title"], title, "{page}: {p}");
         assert_eq!(p["scripts"], 0, "{page}");
@@ -514,8 +538,16 @@ async fn both_dashboards_render_in_a_headless_browser_with_hostile_values_as_tex
         assert_eq!(p["svgs"], svgs, "{page}");
         // Offline: nothing fetched besides the page itself.
         assert_eq!(p["resources"], serde_json::json!([]), "{page}");
-        // Reads on a phone: nothing wider than a 390 px screen.
+        // Reads on a phone: nothing wider than a 390 px screen; wide tables
+        // scroll inside their own box, and nothing is cut off.
         assert_eq!(p["overflow"], 0, "{page} scrolls sideways on a phone");
+        assert_eq!(p["clipped"], serde_json::json!([]), "{page} at 390 px");
+        // On a desktop (1280 px) every table fits its card: nothing to
+        // scroll, nothing cut off at the right edge.
+        let desk = probe(&dir, page, 1280);
+        assert_eq!(desk["overflow"], 0, "{page} scrolls sideways at 1280 px");
+        assert_eq!(desk["clipped"], serde_json::json!([]), "{page} at 1280 px");
+        assert_eq!(desk["wide"], serde_json::json!([]), "{page}: tables wider than the page at 1280 px");
         let text = p["text"].as_str().unwrap();
         assert!(text.contains("alerts") || text.contains("alert"), "{page}");
         if page == "finance.html" {
@@ -532,7 +564,7 @@ async fn both_dashboards_render_in_a_headless_browser_with_hostile_values_as_tex
             );
         }
     }
-    let index = probe(&lake.path().join("reports"), "index.html");
+    let index = probe(&lake.path().join("reports"), "index.html", 390);
     assert_eq!(index["scripts"], 0);
     assert!(index["text"].as_str().unwrap().contains("2026-03-08"));
 
