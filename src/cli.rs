@@ -198,6 +198,10 @@ struct RunArgs {
     /// Exit with code 6 when any reconciliation line (day or month to date) is not `ok`.
     #[arg(long)]
     fail_on_mismatch: bool,
+    /// Replace a day published in another time zone (its reports and
+    /// rollup) with this run's zone; without it such a run exits 2.
+    #[arg(long)]
+    replace_zone: bool,
     #[command(flatten)]
     config: ConfigArgs,
 }
@@ -329,6 +333,7 @@ async fn run(command: Command, run_id: &str) -> Result<ExitKind> {
                 run_id: Some(run_id.to_string()),
                 resend: args.resend,
                 fail_on_mismatch: args.fail_on_mismatch,
+                replace_zone: args.replace_zone,
             };
             let summary = crate::pipeline::run_with(&config, date, &options).await?;
             print_summary(&summary);

@@ -194,7 +194,14 @@ pub struct History {
     pub routes: BTreeMap<NaiveDate, RouteCounts>,
     /// Every rollup object read, with its SHA-256 (for the manifest).
     pub read: Vec<(ObjectInfo, String)>,
+    /// Days whose rollup was cut in another time zone than the run's, with
+    /// that zone: left out, so that a month to date never mixes zones.
+    pub other_zone: Vec<(NaiveDate, String)>,
 }
+
+/// The Parquet footer key under which a rollup records the time zone its
+/// day was cut in (rollups written before it have none).
+pub const ZONE_KEY: &str = "tokenledger.timezone";
 
 impl History {
     /// The totals over the days of `from..=to` that have a rollup.
@@ -241,7 +248,7 @@ async fn read_parquet(
     stores: &Stores,
     loc: &Location,
     read: &mut Vec<(ObjectInfo, String)>,
-) -> Result<Option<Vec<RecordBatch>>> {
+) -> Result<Option<(Vec<RecordBatch>, Option<String>)>> {
     let Some((info, bytes)) = stores.get_opt_info(loc).await? else {
         return Ok(None);
     };
@@ -250,13 +257,19 @@ async fn read_parquet(
         key: loc.to_string(),
         message: e.to_string(),
     };
-    let reader = parquet::arrow::arrow_reader::ParquetRecordBatchReaderBuilder::try_new(bytes)
-        .and_then(|b| b.build())
+    let builder = parquet::arrow::arrow_reader::ParquetRecordBatchReaderBuilder::try_new(bytes)
         .map_err(corrupt)?;
+    let zone = builder
+        .metadata()
+        .file_metadata()
+        .key_value_metadata()
+        .and_then(|kv| kv.iter().find(|e| e.key == ZONE_KEY))
+        .and_then(|e| e.value.clone());
+    let reader = builder.build().map_err(corrupt)?;
     let batches = reader
         .collect::<std::result::Result<Vec<_>, _>>()
         .map_err(|e| corrupt(e.into()))?;
-    Ok(Some(batches))
+    Ok(Some((batches, zone)))
 }
 
 /// Requests by route (`""` for none) of each `provider/model`.
@@ -326,7 +339,15 @@ pub fn histogram_of(batches: &[RecordBatch]) -> Result<Histogram> {
 
 /// Read the rollups of `days` (days without one are absent), a few objects
 /// at a time. `History::read` lists every object read with its digest.
-pub async fn load(stores: &Stores, rollups: &Location, days: &[NaiveDate]) -> Result<History> {
+/// Read the rollups of `days` cut in `zone` (rollups that record another
+/// zone are listed in [`History::other_zone`] and not used; rollups that
+/// record none predate the record and are used).
+pub async fn load(
+    stores: &Stores,
+    rollups: &Location,
+    days: &[NaiveDate],
+    zone: &str,
+) -> Result<History> {
     use futures::{StreamExt, TryStreamExt};
     let read = days.iter().map(|date| async move {
         let part = partition_dir(*date);
@@ -351,6 +372,16 @@ pub async fn load(stores: &Stores, rollups: &Location, days: &[NaiveDate]) -> Re
         .await?;
     let mut history = History::default();
     for (date, daily, latency, read) in loaded {
+        history.read.extend(read);
+        let foreign = [&daily, &latency]
+            .into_iter()
+            .flatten()
+            .find_map(|(_, z)| z.as_deref().filter(|z| *z != zone));
+        if let Some(other) = foreign {
+            history.other_zone.push((date, other.to_string()));
+            continue;
+        }
+        let (daily, latency) = (daily.map(|d| d.0), latency.map(|l| l.0));
         if let Some(b) = daily {
             history.days.insert(date, totals_of(&b)?);
             history.usage.insert(date, crate::reconcile::usage_of(&b)?);
@@ -362,7 +393,6 @@ pub async fn load(stores: &Stores, rollups: &Location, days: &[NaiveDate]) -> Re
                 history.routes.insert(date, routes);
             }
         }
-        history.read.extend(read);
     }
     Ok(history)
 }

@@ -100,6 +100,8 @@ pub struct RunOptions {
     /// Exit with [`ExitKind::Mismatch`] when a reconciliation line is not
     /// `ok` (also `reconcile.fail_on_mismatch`).
     pub fail_on_mismatch: bool,
+    /// Replace a day published in another time zone (else a usage error).
+    pub replace_zone: bool,
 }
 
 /// Which inputs a computation reads. The default lists the day's partitions,
@@ -647,6 +649,44 @@ fn sum_int(
     Ok(total)
 }
 
+/// A day is published in one time zone: a run in another zone (a one-off
+/// `--tz`) would replace its reports and its rollup, and the month to date
+/// and baselines would then mix zones. Refused (exit 2) unless the run says
+/// it replaces the day on purpose.
+async fn check_published_zone(
+    stores: &Stores,
+    config: &Config,
+    date: NaiveDate,
+    day_dir: &Location,
+    replace: bool,
+) -> Result<()> {
+    let manifest = day_dir.join("manifest.json");
+    let Some(bytes) = stores.get_opt(&manifest).await? else {
+        return Ok(());
+    };
+    let published = serde_json::from_slice::<serde_json::Value>(&bytes)
+        .ok()
+        .and_then(|m| {
+            m.get("timezone")
+                .and_then(|z| z.as_str())
+                .map(str::to_string)
+        });
+    match published {
+        Some(zone) if zone != config.timezone.name() => {
+            if replace {
+                warn!(date = %date, published_zone = %zone, zone = %config.timezone, "replacing a day published in another time zone (--replace-zone)");
+                Ok(())
+            } else {
+                Err(Error::Usage(format!(
+                    "{date} is published in {zone} ({manifest}); this run is in {}: it would replace that day's reports and rollup, and the month to date would mix zones. Run in {zone}, or pass --replace-zone to replace the day on purpose",
+                    config.timezone
+                )))
+            }
+        }
+        _ => Ok(()),
+    }
+}
+
 /// A local lake root must be an existing directory: a typo must not become
 /// an empty lake (the lease would create it) nor a retryable failure.
 pub fn check_lake_root(config: &Config) -> Result<()> {
@@ -719,6 +759,7 @@ async fn run_leased(
             discarded, "recovered what earlier killed runs left in staging"
         );
     }
+    check_published_zone(stores, config, date, day_dir, options.replace_zone).await?;
     if config.backfill_missing {
         history_for(config, date).await?;
     }
@@ -1221,7 +1262,16 @@ pub async fn compute(config: &Config, date: NaiveDate, sel: &Selection) -> Resul
             .take_while(|d| *d < date)
             .collect()
     });
-    let history = crate::history::load(&stores, &config.rollups, &history_days).await?;
+    let history = crate::history::load(
+        &stores,
+        &config.rollups,
+        &history_days,
+        config.timezone.name(),
+    )
+    .await?;
+    for (d, zone) in &history.other_zone {
+        warn!(date = %d, rollup_zone = %zone, zone = %config.timezone, "a rollup cut in another time zone is left out of the comparisons and the month to date");
+    }
     let today_usage = crate::reconcile::usage_of(&results.get("rollup_daily")?.1)?;
     let reconciliation = {
         let mut usage: BTreeMap<NaiveDate, crate::reconcile::DayUsage> = history
@@ -1350,7 +1400,11 @@ pub async fn compute(config: &Config, date: NaiveDate, sel: &Selection) -> Resul
             .join("part-0.parquet");
         outputs.push(Output::new(
             loc,
-            crate::report::parquet_bytes(schema, batches)?,
+            crate::report::parquet_bytes_with(
+                schema,
+                batches,
+                &[(crate::history::ZONE_KEY, config.timezone.name())],
+            )?,
         ));
     }
 

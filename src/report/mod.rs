@@ -158,7 +158,22 @@ pub fn csv_bytes(schema: &SchemaRef, batches: &[RecordBatch]) -> Result<Vec<u8>>
 
 /// Render batches as a Parquet file (zstd), byte-identical for the same input.
 pub fn parquet_bytes(schema: &SchemaRef, batches: &[RecordBatch]) -> Result<Vec<u8>> {
+    parquet_bytes_with(schema, batches, &[])
+}
+
+/// [`parquet_bytes`] with key-value metadata in the footer (e.g. the zone a
+/// rollup's day was cut in).
+pub fn parquet_bytes_with(
+    schema: &SchemaRef,
+    batches: &[RecordBatch],
+    key_values: &[(&str, &str)],
+) -> Result<Vec<u8>> {
+    let kv: Vec<parquet::file::metadata::KeyValue> = key_values
+        .iter()
+        .map(|(k, v)| parquet::file::metadata::KeyValue::new(k.to_string(), v.to_string()))
+        .collect();
     let props = WriterProperties::builder()
+        .set_key_value_metadata((!kv.is_empty()).then_some(kv))
         .set_compression(Compression::ZSTD(
             ZstdLevel::try_new(3).expect("valid level"),
         ))

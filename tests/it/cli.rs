@@ -695,3 +695,53 @@ fn a_closed_stdout_or_a_full_stderr_never_panics_nor_leaves_a_lease() {
     assert_eq!(status.code(), Some(0));
     assert!(!lease.exists());
 }
+
+/// A one-off run in another zone does not overwrite the published day;
+/// replacing it takes `--replace-zone`; and a month to date never mixes
+/// rollups cut in different zones.
+#[test]
+fn a_day_published_in_one_zone_is_not_replaced_by_a_run_in_another() {
+    let lake = fixture::lake();
+    let dir = lake.path();
+    let run = |extra: &[&str]| {
+        let mut args = vec!["run", "--lake", dir.to_str().unwrap(), "--date", DATE];
+        args.extend(extra);
+        tokenledger(&args, &[])
+    };
+    let out = run(&[]);
+    assert_eq!(code(&out), 0, "{:?}", text(&out));
+    let rollup = dir.join("rollups/daily/date=2026-03-08/part-0.parquet");
+    let (ops, daily) = (
+        report(dir, "ops_daily.csv"),
+        std::fs::read(&rollup).unwrap(),
+    );
+
+    let out = run(&["--tz", "Asia/Tokyo"]);
+    let (stdout, stderr) = text(&out);
+    assert_eq!(code(&out), 2, "{stdout}{stderr}");
+    assert!(
+        stderr.contains("2026-03-08 is published in UTC")
+            && stderr.contains("this run is in Asia/Tokyo")
+            && stderr.contains("--replace-zone"),
+        "{stderr}"
+    );
+    assert_eq!(report(dir, "ops_daily.csv"), ops);
+    assert_eq!(std::fs::read(&rollup).unwrap(), daily);
+
+    let out = run(&["--tz", "Asia/Tokyo", "--replace-zone"]);
+    let (stdout, stderr) = text(&out);
+    assert_eq!(code(&out), 0, "{stdout}{stderr}");
+    let m: serde_json::Value = serde_json::from_str(&report(dir, "manifest.json")).unwrap();
+    assert_eq!(m["timezone"], "Asia/Tokyo");
+    // 7 March's rollup was cut in UTC (the first run built it): left out of
+    // the Tokyo month to date, and said so.
+    assert!(
+        stderr.contains("a rollup cut in another time zone is left out"),
+        "{stderr}"
+    );
+    let finance = report(dir, "finance.html");
+    assert!(
+        finance.contains("No usage data (rollup) for") && finance.contains("2026-03-07"),
+        "the month to date names the day it left out"
+    );
+}

@@ -547,7 +547,11 @@ async fn both_dashboards_render_in_a_headless_browser_with_hostile_values_as_tex
         let desk = probe(&dir, page, 1280);
         assert_eq!(desk["overflow"], 0, "{page} scrolls sideways at 1280 px");
         assert_eq!(desk["clipped"], serde_json::json!([]), "{page} at 1280 px");
-        assert_eq!(desk["wide"], serde_json::json!([]), "{page}: tables wider than the page at 1280 px");
+        assert_eq!(
+            desk["wide"],
+            serde_json::json!([]),
+            "{page}: tables wider than the page at 1280 px"
+        );
         let text = p["text"].as_str().unwrap();
         assert!(text.contains("alerts") || text.contains("alert"), "{page}");
         if page == "finance.html" {
