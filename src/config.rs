@@ -169,6 +169,9 @@ pub struct RawMail {
     pub from: Option<String>,
     /// Where the outbox transport writes (relative to the lake root).
     pub outbox: Option<String>,
+    /// The largest letter sent whole, in bytes (default 8000000); larger
+    /// ones leave out their attachments, then the tails of long tables.
+    pub max_letter_bytes: Option<u64>,
     #[serde(default)]
     pub smtp: RawSmtp,
     #[serde(default)]

@@ -78,12 +78,30 @@ pub struct Showback {
     pub to: Vec<Mailbox>,
 }
 
-#[derive(Debug, Clone, Default)]
+#[derive(Debug, Clone)]
 pub struct MailConfig {
     pub transport: Transport,
     pub from: Option<Mailbox>,
     pub audiences: Vec<Audience>,
     pub showback: Vec<Showback>,
+    /// The largest letter sent whole, in bytes as sent (default 8,000,000:
+    /// many servers refuse more than 10 MB).
+    pub max_letter_bytes: usize,
+}
+
+/// Default of `mail.max_letter_bytes`.
+pub const MAX_LETTER_BYTES: usize = 8_000_000;
+
+impl Default for MailConfig {
+    fn default() -> Self {
+        MailConfig {
+            transport: Transport::default(),
+            from: None,
+            audiences: Vec::new(),
+            showback: Vec::new(),
+            max_letter_bytes: MAX_LETTER_BYTES,
+        }
+    }
 }
 
 fn mailboxes(at: &str, list: &[String], p: &mut Problems) -> Vec<Mailbox> {
@@ -267,11 +285,22 @@ impl MailConfig {
                 }
             })
             .collect();
+        let max_letter_bytes = match raw.max_letter_bytes {
+            None => MAX_LETTER_BYTES,
+            Some(n) if n >= 100_000 => usize::try_from(n).unwrap_or(usize::MAX),
+            Some(n) => {
+                p.push(format!(
+                    "mail.max_letter_bytes: {n} is below 100000 (a letter needs room for its report)"
+                ));
+                MAX_LETTER_BYTES
+            }
+        };
         MailConfig {
             transport,
             from,
             audiences,
             showback,
+            max_letter_bytes,
         }
     }
 

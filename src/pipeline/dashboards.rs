@@ -178,19 +178,27 @@ impl Dashboards {
                     })
                     .collect(),
             };
-            letters.push(Letter {
+            let render = |r: &Report, extra: &Context| -> Result<(String, String)> {
+                Ok((
+                    html::page("mail.txt", r, &[], Medium::Mail, &links, extra)?,
+                    html::page(page, r, charts, Medium::Mail, &links, extra)?,
+                ))
+            };
+            let (text, html_part) = render(r, &extra)?;
+            let letter = Letter {
                 name: a.name.clone(),
                 subject: subject_line(&subject),
                 to: a.to.clone(),
                 cc: a.cc.clone(),
-                text: html::page("mail.txt", r, &[], Medium::Mail, &links, &extra)?,
-                html: html::page(page, r, charts, Medium::Mail, &links, &extra)?,
+                text,
+                html: html_part,
                 inline: charts
                     .iter()
                     .map(|c| (format!("chart-{}", c.name), c.png.clone()))
                     .collect(),
                 attachments,
-            });
+            };
+            letters.push(fit(letter, mail, r, &extra, link, &render)?);
         }
         for s in &mail.showback {
             let slice = model::showback(ctx.rollup_daily, &s.dept)?;
@@ -219,6 +227,102 @@ impl Dashboards {
         }
         Ok(letters)
     }
+}
+
+/// Renders a letter's text and HTML parts from a report and extra context.
+type Render<'a> = dyn Fn(&Report, &Context) -> Result<(String, String)> + 'a;
+
+/// Rows a table of a letter keeps when the whole letter is too large.
+pub const LETTER_TOP_ROWS: usize = 25;
+
+/// The size of a letter as it goes over the wire (MIME, base64 parts).
+fn letter_size(mail: &MailConfig, letter: &Letter) -> Result<usize> {
+    let from = match &mail.from {
+        Some(f) => f.clone(),
+        None => "tokenledger <tokenledger@localhost>"
+            .parse()
+            .map_err(|e| Error::Internal(format!("placeholder sender: {e}")))?,
+    };
+    Ok(crate::deliver::mail::message(&from, letter)?
+        .formatted()
+        .len())
+}
+
+/// Keep a letter under `mail.max_letter_bytes` (many servers refuse more
+/// than 10 MB): first the CSV attachments are left out (the letter links
+/// the report), then the long tables keep their [`LETTER_TOP_ROWS`] largest
+/// rows. Whatever is left out is said at the top of the letter.
+fn fit(
+    mut letter: Letter,
+    mail: &MailConfig,
+    r: &Report,
+    extra: &Context,
+    link: &str,
+    render: &Render<'_>,
+) -> Result<Letter> {
+    let max = mail.max_letter_bytes;
+    let size = letter_size(mail, &letter)?;
+    if size <= max {
+        return Ok(letter);
+    }
+    let mut left_out = Vec::new();
+    let where_ = if link.is_empty() {
+        "the published report".to_string()
+    } else {
+        link.to_string()
+    };
+    if !letter.attachments.is_empty() {
+        let names: Vec<String> = letter.attachments.iter().map(|a| a.0.clone()).collect();
+        left_out.push(format!(
+            "the CSV attachments ({}), which are in {where_}",
+            names.join(", ")
+        ));
+        letter.attachments.clear();
+    }
+    let note = |left_out: &[String], size: usize| {
+        format!(
+            "This letter would have been {} bytes, over the {} byte limit (mail.max_letter_bytes): left out {}.",
+            size,
+            max,
+            left_out.join("; ")
+        )
+    };
+    let mut extra = extra.clone();
+    extra.insert("mail_note", &note(&left_out, size));
+    let (text, html_part) = render(r, &extra)?;
+    (letter.text, letter.html) = (text, html_part);
+    if letter_size(mail, &letter)? > max {
+        let mut short = r.clone();
+        let f = &mut short.finance;
+        let cut = |n: usize, what: &str, left_out: &mut Vec<String>| {
+            if n > LETTER_TOP_ROWS {
+                left_out.push(format!(
+                    "{} of {n} {what} (the {LETTER_TOP_ROWS} largest are shown; all are in {where_})",
+                    n - LETTER_TOP_ROWS
+                ));
+            }
+        };
+        cut(f.by_dept.len(), "departments", &mut left_out);
+        cut(f.by_project.len(), "projects", &mut left_out);
+        cut(f.drivers.len(), "cost drivers", &mut left_out);
+        cut(f.per_model.len(), "models", &mut left_out);
+        cut(short.ops.models.len(), "models (operations)", &mut left_out);
+        f.by_dept.truncate(LETTER_TOP_ROWS);
+        f.by_project.truncate(LETTER_TOP_ROWS);
+        f.drivers.truncate(LETTER_TOP_ROWS);
+        f.per_model.truncate(LETTER_TOP_ROWS);
+        short.ops.models.truncate(LETTER_TOP_ROWS);
+        extra.insert("mail_note", &note(&left_out, size));
+        let (text, html_part) = render(&short, &extra)?;
+        (letter.text, letter.html) = (text, html_part);
+    }
+    let now = letter_size(mail, &letter)?;
+    if now > max {
+        warn!(letter = %letter.name, bytes = now, max, "letter still over mail.max_letter_bytes after leaving out attachments and long tables");
+    } else {
+        tracing::info!(letter = %letter.name, was = size, bytes = now, max, "letter shortened to fit mail.max_letter_bytes");
+    }
+    Ok(letter)
 }
 
 /// What letters are made of besides the report.

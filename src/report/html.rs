@@ -143,6 +143,8 @@ pub fn page(
         "program",
         &format!("tokenledger {}", env!("CARGO_PKG_VERSION")),
     );
+    // What a letter over mail.max_letter_bytes left out (empty elsewhere).
+    ctx.insert("mail_note", "");
     ctx.extend(extra.clone());
     tera.render(name, &ctx).map_err(|e| Error::Template {
         file: TEMPLATES

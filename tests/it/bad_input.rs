@@ -6,6 +6,7 @@ use std::sync::Arc;
 
 use arrow::array::{ArrayRef, AsArray, RecordBatch, StringArray};
 use arrow::datatypes::{DataType, Field, Schema};
+use mail_parser::MimeHeaders;
 use tokenledger::config::Config;
 use tokenledger::error::{Error, ExitKind, render_chain};
 use tokenledger::synth::{LogRow, to_batch, to_parquet};
@@ -875,6 +876,65 @@ fn corpus() -> Vec<Case> {
                     text.contains("research\\nTotal spend: $0.00 (all approved)"),
                     || format!("the value is not shown escaped:\n{text}"),
                 )
+            }),
+        },
+        Case {
+            name: "three thousand departments in one letter",
+            setup: |d| {
+                // 3,000 departments, one request each, at noon.
+                let rows: Vec<LogRow> = (0..3000)
+                    .map(|i| {
+                        let mut r = fixture::part_a()[0].clone();
+                        r.trace_id = format!("many-{i}");
+                        r.dept = Some(format!("department-{i:04}"));
+                        r.ts_us = fixture::us("2026-03-08T12:30:00Z");
+                        r
+                    })
+                    .collect();
+                write(
+                    d,
+                    "requests/date=2026-03-08/many.parquet",
+                    &to_parquet(&rows, 1024).unwrap(),
+                );
+                Some(
+                    "[mail]\ntransport = \"outbox\"\nfrom = \"tl <tl@example.com>\"\noutbox = \"outbox\"\nmax_letter_bytes = 1000000\n\
+                     [[mail.audiences]]\nname = \"finance\"\nreport = \"finance\"\nto = [\"f@example.com\"]\n"
+                        .into(),
+                )
+            },
+            want: Want::Flagged(|d, _| {
+                let dir = d.join("outbox/date=2026-03-08");
+                let eml = std::fs::read_dir(&dir)
+                    .map_err(|e| format!("{}: {e}", dir.display()))?
+                    .map(|e| e.unwrap().path())
+                    .find(|p| p.to_string_lossy().contains("finance"))
+                    .ok_or("no finance letter in the outbox")?;
+                let raw = std::fs::read(&eml).unwrap();
+                ensure(raw.len() <= 1_000_000, || format!("{} bytes", raw.len()))?;
+                let msg = mail_parser::MessageParser::default()
+                    .parse(&raw)
+                    .ok_or("not a MIME message")?;
+                ensure(
+                    msg.attachment_count() == 0
+                        || msg
+                            .attachments()
+                            .all(|a| a.is_message() || a.content_id().is_some()),
+                    || "CSV attachments kept".into(),
+                )?;
+                let text = msg.body_text(0).ok_or("no text part")?.into_owned();
+                ensure(
+                    text.contains("over the 1000000 byte limit (mail.max_letter_bytes): left out the CSV attachments")
+                        && text.contains("departments (the 25 largest are shown"),
+                    || text.chars().take(800).collect(),
+                )?;
+                // The "By department" section: the 25 largest.
+                let depts = text
+                    .lines()
+                    .skip_while(|l| !l.starts_with("By department:"))
+                    .skip(1)
+                    .take_while(|l| l.starts_with("- "))
+                    .count();
+                ensure(depts == 25, || format!("{depts} departments in the text"))
             }),
         },
         Case {
