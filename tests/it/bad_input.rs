@@ -667,6 +667,116 @@ fn corpus() -> Vec<Case> {
             }),
         },
         Case {
+            name: "credentials in the storage endpoint URL",
+            setup: |_| {
+                Some(
+                    "[storage.s3]\nendpoint = \"http://AKIAEXAMPLE:s3cr3tvalue@minio:9000\"\n"
+                        .into(),
+                )
+            },
+            want: Want::Refused(
+                Usage,
+                &["storage.s3.endpoint: `http://***@minio:9000`: credentials in a URL are refused"],
+            ),
+        },
+        Case {
+            name: "letter size limit too small",
+            setup: |_| Some("[mail]\nmax_letter_bytes = 5\n".into()),
+            want: Want::Refused(Usage, &["mail.max_letter_bytes: 5 is below 100000"]),
+        },
+        Case {
+            name: "invoice object no source reads",
+            setup: |d| {
+                write(d, "invoices/credits/2026-03.json", b"{}");
+                None
+            },
+            want: Want::Flagged(|d, s| {
+                let skipped: Vec<(&str, &str)> = s
+                    .manifest
+                    .inputs
+                    .skipped
+                    .iter()
+                    .map(|o| (o.key.as_str(), o.reason.as_str()))
+                    .collect();
+                ensure(
+                    skipped.contains(&(
+                        "invoices/credits/2026-03.json",
+                        "no invoice source reads it (see [[reconcile.sources]])",
+                    )),
+                    || format!("{skipped:?}"),
+                )?;
+                let page = std::fs::read_to_string(reports_dir(d).join("finance.html")).unwrap();
+                ensure(page.contains("invoices/credits/2026-03.json"), || {
+                    "not on the finance page".into()
+                })
+            }),
+        },
+        Case {
+            name: "invoices in SPEC 1.4's top-level layout",
+            setup: |d| {
+                std::fs::rename(
+                    d.join("invoices/normalized/2026-03.csv"),
+                    d.join("invoices/2026-03.csv"),
+                )
+                .unwrap();
+                None
+            },
+            want: Want::Flagged(|_, s| {
+                // Read by the normalized adapter: cohere's 0.50 is invoiced.
+                let read: Vec<(&str, Option<&str>)> = s
+                    .manifest
+                    .inputs
+                    .invoices
+                    .iter()
+                    .map(|o| (o.key.as_str(), o.adapter.as_deref()))
+                    .collect();
+                ensure(
+                    read.contains(&("invoices/2026-03.csv", Some("normalized"))),
+                    || format!("{read:?}"),
+                )?;
+                let cohere = s
+                    .reconciliation
+                    .day
+                    .iter()
+                    .find(|l| l.provider == "cohere")
+                    .ok_or("no cohere line")?;
+                ensure(cohere.invoiced_usd == Some(500_000), || {
+                    format!("{cohere:?}")
+                })
+            }),
+        },
+        Case {
+            name: "Spark staging folder and S3 folder markers",
+            setup: |d| {
+                let copy = to_parquet(&fixture::part_a(), 4).unwrap();
+                write(
+                    d,
+                    "requests/date=2026-03-08/.spark-staging-7/part-0.parquet",
+                    &copy,
+                );
+                write(d, "requests/date=2026-03-08/hour=03_$folder$", b"");
+                None
+            },
+            want: Want::Flagged(|_, s| {
+                let m = &s.manifest;
+                ensure(s.requests == 13, || format!("{} requests", s.requests))?;
+                let skipped: Vec<(&str, &str)> = m
+                    .inputs
+                    .skipped
+                    .iter()
+                    .map(|o| (o.key.as_str(), o.reason.as_str()))
+                    .collect();
+                ensure(
+                    skipped.contains(&(
+                        "requests/date=2026-03-08/.spark-staging-7/part-0.parquet",
+                        "inside a hidden or temporary folder (name starts with `_` or `.`)",
+                    )) && skipped
+                        .contains(&("requests/date=2026-03-08/hour=03_$folder$", "folder marker")),
+                    || format!("{skipped:?}"),
+                )
+            }),
+        },
+        Case {
             name: "Hive and Spark object names",
             setup: |d| {
                 // part-a without a suffix (as Hive and Athena write it), an
@@ -1196,7 +1306,7 @@ fn null_first(s: &Schema, mut cols: Vec<ArrayRef>, name: &str) -> (Vec<Field>, V
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn bad_input_corpus() {
     let cases = corpus();
-    assert!(cases.len() >= 25, "{} cases", cases.len());
+    assert!(cases.len() >= 45, "{} cases", cases.len());
     let mut failures = Vec::new();
     for case in &cases {
         let lake = fixture::lake();
