@@ -330,8 +330,37 @@ fn base64(bytes: &[u8]) -> Result<Body> {
         .map_err(|_| Error::Internal("base64 body refused".into()))
 }
 
-/// Build the MIME message: mixed(alternative(text, related(html, images)), attachments).
-pub fn message(from: &Mailbox, letter: &Letter) -> Result<Message> {
+/// The Message-ID of a letter sent by run `run_id` on `day`:
+/// `<date=D.<letter>.<run id>@<sender's domain>>`. Each send of a run has its
+/// own (a `--resend` is a new message), the same one on every retry of that
+/// send, and the delivery record keeps it.
+pub fn message_id(from: &Mailbox, letter: &Letter, day: &str, run_id: &str) -> String {
+    let clean = |s: &str| -> String {
+        s.chars()
+            .map(|c| {
+                if c.is_ascii_alphanumeric() || c == '-' || c == '=' {
+                    c
+                } else {
+                    '-'
+                }
+            })
+            .collect()
+    };
+    format!(
+        "<{}.{}.{}@{}>",
+        clean(day),
+        clean(&letter.name),
+        clean(run_id),
+        from.email.domain()
+    )
+}
+
+/// Build the MIME message: mixed(alternative(text, related(html, images)),
+/// attachments), with `Message-ID` (see [`message_id`]), `Date`,
+/// `Auto-Submitted: auto-generated` (RFC 3834: no auto-replies) and a
+/// `List-Id` per audience (`<finance.tokenledger.example.com>`), so that
+/// mail rules can file reports.
+pub fn message(from: &Mailbox, letter: &Letter, message_id: &str) -> Result<Message> {
     let mail_err = |e: String| Error::Internal(format!("composing mail `{}`: {e}", letter.name));
     let mut related = MultiPart::related().singlepart(SinglePart::html(letter.html.clone()));
     for (cid, png) in &letter.inline {
@@ -350,14 +379,40 @@ pub fn message(from: &Mailbox, letter: &Letter) -> Result<Message> {
     }
     let mut b = Message::builder()
         .from(from.clone())
-        .subject(letter.subject.clone());
+        .subject(letter.subject.clone())
+        .message_id(Some(message_id.to_string()))
+        .date_now();
     for to in &letter.to {
         b = b.to(to.clone());
     }
     for cc in &letter.cc {
         b = b.cc(cc.clone());
     }
-    b.multipart(mixed).map_err(|e| mail_err(e.to_string()))
+    let mut m = b.multipart(mixed).map_err(|e| mail_err(e.to_string()))?;
+    use lettre::message::header::{HeaderName, HeaderValue};
+    let list: String = letter
+        .name
+        .chars()
+        .map(|c| {
+            if c.is_ascii_alphanumeric() || c == '-' {
+                c.to_ascii_lowercase()
+            } else {
+                '-'
+            }
+        })
+        .collect();
+    m.headers_mut().insert_raw(HeaderValue::new(
+        HeaderName::new_from_ascii_str("Auto-Submitted"),
+        "auto-generated".into(),
+    ));
+    m.headers_mut().insert_raw(HeaderValue::new(
+        HeaderName::new_from_ascii_str("List-Id"),
+        format!(
+            "tokenledger {list} <{list}.tokenledger.{}>",
+            from.email.domain()
+        ),
+    ));
+    Ok(m)
 }
 
 /// What was sent, to whom, when: written after a successful send.
@@ -428,6 +483,7 @@ pub async fn deliver(
     records: &Location,
     day: &str,
     resend: bool,
+    run_id: &str,
 ) -> Result<Deliveries> {
     let mut out = Deliveries::default();
     let Some(from) = &cfg.from else {
@@ -439,7 +495,7 @@ pub async fn deliver(
             out.skipped.push(letter.name.clone());
             continue;
         }
-        let message = message(from, letter)?;
+        let message = message(from, letter, &message_id(from, letter, day, run_id))?;
         let bytes = message.formatted();
         let message_id = message
             .headers()

@@ -243,9 +243,11 @@ fn letter_size(mail: &MailConfig, letter: &Letter) -> Result<usize> {
             .parse()
             .map_err(|e| Error::Internal(format!("placeholder sender: {e}")))?,
     };
-    Ok(crate::deliver::mail::message(&from, letter)?
-        .formatted()
-        .len())
+    Ok(
+        crate::deliver::mail::message(&from, letter, "<size@tokenledger.invalid>")?
+            .formatted()
+            .len(),
+    )
 }
 
 /// Keep a letter under `mail.max_letter_bytes` (many servers refuse more

@@ -833,6 +833,7 @@ async fn run_leased(
             &reports.join("deliveries"),
             &partition_dir(date),
             options.resend,
+            &run_id,
         )
         .await?;
         info!(

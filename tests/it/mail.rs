@@ -213,14 +213,37 @@ async fn each_audience_gets_its_report_once_until_resent() {
         RESEARCH_CSV
     );
 
-    // Delivery records; a rerun mails nobody.
-    for rec in ["ops", "finance"] {
+    // Delivery records; a rerun mails nobody. Each letter carries a
+    // Message-ID (recorded), a Date, Auto-Submitted and a List-Id per
+    // audience that mail rules can file by.
+    let mut ids = Vec::new();
+    for (rec, subject) in [("ops", "LLM operations"), ("finance", "LLM spend")] {
         let j: serde_json::Value = serde_json::from_slice(
             &std::fs::read(dir.join(format!("deliveries/{rec}.json"))).unwrap(),
         )
         .unwrap();
         assert_eq!(j["name"], rec);
         assert!(j["sha256"].as_str().unwrap().starts_with("sha256:"));
+        let m = MessageParser::default()
+            .parse(&by_subject(&received, subject).data)
+            .unwrap();
+        let id = m.message_id().unwrap().to_string();
+        let run_id = summary.run_id.as_str();
+        assert_eq!(id, format!("date=2026-03-08.{rec}.{run_id}@example.com"));
+        assert_eq!(j["message_id"], format!("<{id}>"));
+        assert!(m.date().is_some(), "{rec}: no Date");
+        let raw = String::from_utf8_lossy(&by_subject(&received, subject).data).into_owned();
+        assert!(
+            raw.contains("\r\nAuto-Submitted: auto-generated\r\n"),
+            "{rec}"
+        );
+        assert!(
+            raw.contains(&format!(
+                "\r\nList-Id: tokenledger {rec} <{rec}.tokenledger.example.com>\r\n"
+            )),
+            "{rec}"
+        );
+        ids.push(id);
     }
     let again = pipeline::run(&cfg, fixture::date()).await.unwrap();
     assert_eq!(again.outcome, ExitKind::Ok);
@@ -242,6 +265,22 @@ async fn each_audience_gets_its_report_once_until_resent() {
     .unwrap();
     assert_eq!(resent.deliveries.unwrap().sent.len(), 3);
     assert_eq!(server.received().len(), 6);
+    // A resend is a new message: its own Message-ID.
+    let again = server.received();
+    let ops_again = MessageParser::default()
+        .parse(
+            &again[3..]
+                .iter()
+                .find(|r| String::from_utf8_lossy(&r.data).contains("LLM operations"))
+                .unwrap()
+                .data,
+        )
+        .unwrap()
+        .message_id()
+        .unwrap()
+        .to_string();
+    assert_ne!(ops_again, ids[0]);
+    assert!(ops_again.ends_with("@example.com"));
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
