@@ -13,6 +13,20 @@ use crate::metrics::run_fixture;
 
 const MANIFEST: &str = "reports/date=2026-03-08/manifest.json";
 
+/// `tokenledger replay` of the fixture day's manifest, as an auditor runs it.
+fn replay_cli(lake: &std::path::Path) -> std::process::Output {
+    tokenledger(
+        &[
+            "replay",
+            "--lake",
+            &lake.to_string_lossy(),
+            "--manifest",
+            MANIFEST,
+        ],
+        &[],
+    )
+}
+
 fn config(lake: &std::path::Path) -> tokenledger::config::Config {
     tokenledger::config::Config::for_lake(&lake.to_string_lossy()).unwrap()
 }
@@ -82,16 +96,7 @@ async fn a_replay_is_byte_identical_until_an_input_changes() {
 
     // The CLI says so with exit code 7; nothing was written by the replay.
     let published = report(lake.path(), "ops_daily.csv");
-    let out = tokenledger(
-        &[
-            "replay",
-            "--lake",
-            &lake.path().to_string_lossy(),
-            "--manifest",
-            MANIFEST,
-        ],
-        &[],
-    );
+    let out = replay_cli(lake.path());
     let (stdout, _) = text(&out);
     assert_eq!(code(&out), 7, "{stdout}");
     assert!(
@@ -106,16 +111,7 @@ async fn a_replay_is_byte_identical_until_an_input_changes() {
 async fn replay_exits_0_on_an_untouched_day() {
     let lake = fixture::lake();
     run_fixture(lake.path(), None).await;
-    let out = tokenledger(
-        &[
-            "replay",
-            "--lake",
-            &lake.path().to_string_lossy(),
-            "--manifest",
-            MANIFEST,
-        ],
-        &[],
-    );
+    let out = replay_cli(lake.path());
     let (stdout, stderr) = text(&out);
     assert_eq!(code(&out), 0, "{stdout}{stderr}");
     assert!(
@@ -130,16 +126,7 @@ async fn replay_exits_0_on_an_untouched_day() {
     let mut rates = std::fs::read_to_string(&fx).unwrap();
     rates.push_str("2026-04-01,EUR,1.30\n");
     std::fs::write(&fx, rates).unwrap();
-    let out = tokenledger(
-        &[
-            "replay",
-            "--lake",
-            &lake.path().to_string_lossy(),
-            "--manifest",
-            MANIFEST,
-        ],
-        &[],
-    );
+    let out = replay_cli(lake.path());
     let (stdout, _) = text(&out);
     assert_eq!(code(&out), 0, "{stdout}");
     assert!(
@@ -229,16 +216,7 @@ fn replay_damaged(damage: impl FnOnce(&mut serde_json::Value)) -> (i32, String, 
     let mut m: serde_json::Value = serde_json::from_slice(&std::fs::read(&path).unwrap()).unwrap();
     damage(&mut m);
     std::fs::write(&path, serde_json::to_vec_pretty(&m).unwrap()).unwrap();
-    let out = tokenledger(
-        &[
-            "replay",
-            "--lake",
-            &lake.path().to_string_lossy(),
-            "--manifest",
-            MANIFEST,
-        ],
-        &[],
-    );
+    let out = replay_cli(lake.path());
     let (stdout, stderr) = text(&out);
     (code(&out), stdout, stderr)
 }

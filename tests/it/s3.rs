@@ -272,6 +272,20 @@ impl S3Server {
             .unwrap()
     }
 
+    /// Put every object of the fixture lake under `s3://BUCKET/<prefix>/`.
+    pub async fn upload_fixture(&self, prefix: &str) {
+        let store = self.client();
+        for (key, bytes) in fixture::objects() {
+            store
+                .put(
+                    &Path::from(format!("{prefix}/{key}")),
+                    PutPayload::from(bytes),
+                )
+                .await
+                .unwrap();
+        }
+    }
+
     /// A config for `s3://BUCKET/<prefix>` with credentials in secret files.
     pub fn config(&self, prefix: &str, secrets: &std::path::Path) -> Config {
         let toml = self.toml(prefix, secrets, "");
@@ -296,13 +310,8 @@ impl S3Server {
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn a_run_on_s3_writes_the_same_bytes_as_a_local_run() {
     let server = S3Server::start().await;
+    server.upload_fixture("lake").await;
     let store = server.client();
-    for (key, bytes) in fixture::objects() {
-        store
-            .put(&Path::from(format!("lake/{key}")), PutPayload::from(bytes))
-            .await
-            .unwrap();
-    }
     let secrets = tempfile::tempdir().unwrap();
     let config = server.config("lake", secrets.path());
     let s3_run = tokenledger::pipeline::run(&config, fixture::date())
@@ -353,13 +362,7 @@ async fn a_run_on_s3_writes_the_same_bytes_as_a_local_run() {
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn wrong_credentials_are_a_storage_error_naming_the_object() {
     let server = S3Server::start().await;
-    let store = server.client();
-    for (key, bytes) in fixture::objects() {
-        store
-            .put(&Path::from(format!("lake/{key}")), PutPayload::from(bytes))
-            .await
-            .unwrap();
-    }
+    server.upload_fixture("lake").await;
     let secrets = tempfile::tempdir().unwrap();
     let mut config = server.config("lake", secrets.path());
     // The right key pair first: the server accepts it (so the failure below
