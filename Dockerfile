@@ -1,6 +1,6 @@
 # Multi-stage: build with the Rust toolchain, run on a small Debian base as a
 # non-root user with nothing else in the image but CA certificates.
-#   docker build -t tokenledger .
+#   docker build -t ghcr.io/example/tokenledger:0.1.0 .
 FROM rust:1.95-bookworm AS build
 WORKDIR /src
 COPY . .

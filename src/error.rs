@@ -39,6 +39,27 @@ pub enum ExitKind {
 }
 
 impl ExitKind {
+    /// Every kind, in code order.
+    pub const ALL: [ExitKind; 9] = [
+        ExitKind::Ok,
+        ExitKind::Runtime,
+        ExitKind::Usage,
+        ExitKind::InputData,
+        ExitKind::DataQuality,
+        ExitKind::Delivery,
+        ExitKind::Mismatch,
+        ExitKind::Differs,
+        ExitKind::Busy,
+    ];
+
+    /// Whether running again with the same inputs may end differently: a
+    /// transient runtime failure may pass, and a rerun after exit 5 sends the
+    /// mail still missing. Every other failure is the same answer next time
+    /// and needs a person (the CronJob's `podFailurePolicy` fails at once).
+    pub fn retry_may_help(self) -> bool {
+        matches!(self, ExitKind::Runtime | ExitKind::Delivery)
+    }
+
     /// The process exit code (documented in README.md, "Exit codes").
     pub fn code(self) -> u8 {
         match self {
