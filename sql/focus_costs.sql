@@ -3,9 +3,12 @@
 -- per (dept, project, task, provider, model, price row, token type) with
 -- tokens: PricingQuantity in 1K tokens at ListUnitPrice per 1K tokens, the
 -- price row as SkuPriceId, the token type as SkuMeter. BilledCost =
--- EffectiveCost = ListCost: tokenledger prices at list (no discounts are
--- known). Cache hits (no provider call) and unpriced requests (no cost) have
--- no row. The pipeline turns dept, project and task into the Tags JSON.
+-- EffectiveCost = ListCost, exact (not rounded: FOCUS requires ListUnitPrice
+-- x PricingQuantity = ListCost): tokenledger prices at list (no discounts
+-- are known). Cache hits (no provider call) and unpriced requests (no cost)
+-- have no row. The pipeline (report::focus) adds the billing account and
+-- period, ChargeClass and ContractedCost, and turns dept, project and task
+-- into the Tags JSON.
 WITH t AS (
     SELECT dept, project, task, provider, model, price_id,
         'uncached_input' AS meter, uncached_input AS tokens, cost_uncached_input_usd AS cost
@@ -31,9 +34,9 @@ g AS (
     HAVING sum(tokens) <> 0
 )
 SELECT
-    round_money(g.cost) AS "BilledCost",
-    round_money(g.cost) AS "EffectiveCost",
-    round_money(g.cost) AS "ListCost",
+    g.cost AS "BilledCost",
+    g.cost AS "EffectiveCost",
+    g.cost AS "ListCost",
     CAST(
         CASE g.meter
             WHEN 'uncached_input' THEN p.input_usd_per_token
