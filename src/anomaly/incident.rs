@@ -1,12 +1,12 @@
-//! The response workflow (source document 4.2): each high-severity anomaly
-//! becomes an incident record holding what a responder needs the morning
-//! after: the anomaly and its causes, the window, a snapshot of the
+//! The response workflow (source document 4.2): each event (the day's
+//! high-severity anomalies that share a cause, see [`events`]) becomes one
+//! incident record holding what a responder needs the morning after: the anomaly and its causes, the window, a snapshot of the
 //! configuration in force (price rows, model mix and cache hit rates before
 //! and after), the costliest traces, a suggested action and the RCA due time.
 //!
-//! Pure: the record's shape and contents. Its id is a digest of the day,
-//! level, key and metric, so a rerun finds the same record and never files a
-//! second one. The pipeline writes it and posts it to the webhook.
+//! Pure: the grouping, the record's shape and contents. Its id is a digest
+//! of the day and its lead anomaly's level, key and metric, so a rerun finds
+//! the same record and never files a second one. The pipeline writes it and posts it to the webhook.
 
 use std::collections::BTreeMap;
 
@@ -26,9 +26,338 @@ pub fn id(date: chrono::NaiveDate, a: &Anomaly) -> String {
     format!("inc-{date}-{}", &hex::encode(h.finalize())[..12])
 }
 
-/// Whether an anomaly opens an incident.
+/// Whether an anomaly opens an incident (alone or as part of an event).
 pub fn opens(a: &Anomaly) -> bool {
     a.severity == Severity::High
+}
+
+/// A share of a group's cost change that a narrower group must carry to
+/// explain it: 80%.
+pub const EXPLAINS: f64 = 0.8;
+
+/// The high-severity anomalies of one day that share a cause: one incident,
+/// one page. `lead` is the anomaly of the most specific group that explains
+/// the event's cost change; `related` the others (its own other metrics,
+/// and the wider or crossing groups it explains).
+#[derive(Clone, Debug)]
+pub struct Event<'a> {
+    pub lead: &'a Anomaly,
+    pub related: Vec<&'a Anomaly>,
+}
+
+/// Whether group `outer` contains group `inner` (filters of dept, project,
+/// task, provider, model: every value `outer` fixes, `inner` fixes alike).
+fn contains(outer: &[Option<String>; 5], inner: &[Option<String>; 5]) -> bool {
+    outer.iter().zip(inner).all(|(o, i)| o.is_none() || o == i)
+}
+
+/// Whether two groups share requests (no field both fix differently).
+fn overlap(a: &[Option<String>; 5], b: &[Option<String>; 5]) -> bool {
+    a.iter()
+        .zip(b)
+        .all(|(x, y)| x.is_none() || y.is_none() || x == y)
+}
+
+fn specificity(f: &[Option<String>; 5]) -> usize {
+    f.iter().filter(|v| v.is_some()).count()
+}
+
+/// A group's cost change, baseline (mean day) to today, USD.
+fn delta(a: &Anomaly) -> f64 {
+    let sum = |m: &BTreeMap<String, Cell>| m.values().map(Cell::usd).sum::<f64>();
+    sum(&a.models_after) - sum(&a.models_before)
+}
+
+/// The cost (today plus the baseline day) of group `a`, and of the part of
+/// it that lies in group `b` too: equal when `b` does not narrow `a`.
+fn costs(a: &Anomaly, b: &Anomaly) -> (f64, f64) {
+    let sum = |m: &BTreeMap<String, Cell>| m.values().map(Cell::usd).sum::<f64>();
+    let whole = sum(&a.models_after) + sum(&a.models_before);
+    if contains(&b.filter, &a.filter) {
+        return (whole, whole);
+    }
+    if contains(&a.filter, &b.filter) {
+        return (whole, sum(&b.models_after) + sum(&b.models_before));
+    }
+    let (org, model) = if a.filter[3].is_none() && a.filter[4].is_none() {
+        (a, b)
+    } else {
+        (b, a)
+    };
+    let part = in_model_scope(org, model, |c| c.usd(), true)
+        + in_model_scope(org, model, |c| c.usd(), false);
+    (whole, part)
+}
+
+/// Sum of `f` over the cells of organisational group `org` (today's, or
+/// the baseline's) whose model lies in the provider/model group `model`.
+fn in_model_scope(org: &Anomaly, model: &Anomaly, f: impl Fn(&Cell) -> f64, today: bool) -> f64 {
+    let cells = if today {
+        &org.models_after
+    } else {
+        &org.models_before
+    };
+    cells
+        .iter()
+        .filter(|(name, _)| {
+            let (provider, m) = name.split_once('/').unwrap_or((name.as_str(), ""));
+            model.filter[3].as_deref().is_none_or(|p| p == provider)
+                && model.filter[4].as_deref().is_none_or(|x| x == m)
+        })
+        .map(|(_, c)| f(c))
+        .sum()
+}
+
+/// The part of group `a`'s cost change that falls in group `b` as well.
+/// Nested groups: `b`'s own change. Crossing groups (a department and a
+/// model): the change of the department's cells of that model, read from
+/// the department's per-model cells.
+fn shared_delta(a: &Anomaly, b: &Anomaly) -> f64 {
+    if contains(&a.filter, &b.filter) {
+        return delta(b);
+    }
+    if contains(&b.filter, &a.filter) {
+        return delta(a);
+    }
+    // One fixes organisation fields, the other provider/model fields.
+    let (org, model) = if a.filter[3].is_none() && a.filter[4].is_none() {
+        (a, b)
+    } else {
+        (b, a)
+    };
+    in_model_scope(org, model, |c| c.usd(), true) - in_model_scope(org, model, |c| c.usd(), false)
+}
+
+/// Group the opening anomalies of one day into events, so a person is
+/// paged once per event, not once per (group, metric):
+///
+/// 1. Each group's explainer is the most specific other group, not wider
+///    than it, that carries at least [`EXPLAINS`] of its cost change (same
+///    direction); following explainers leads to its root, the group nothing
+///    narrower explains. Crossing groups that explain each other (a
+///    department using one model alone) resolve to the organisational one.
+/// 2. Roots inside one department join the department's outermost root: a
+///    department whose traffic tripled is one event, however its projects
+///    and tasks split it (one owner, one page).
+/// 3. A group outside any department (total, provider, model) that no one
+///    group explains, but that disjoint events explain together (two
+///    departments' spikes add up in the total), joins the largest of them.
+///
+/// A group whose cost did not move is its own event. The lead of an event
+/// is its own group's cost anomaly if flagged, else its largest impact; the
+/// others are `related`. Deterministic for the same anomalies.
+pub fn events<'a>(opening: &[&'a Anomaly]) -> Vec<Event<'a>> {
+    // Distinct groups, each with a representative anomaly (any metric:
+    // the cost change is the group's, not the metric's).
+    let mut groups: Vec<&'a Anomaly> = Vec::new();
+    for a in opening {
+        if !groups.iter().any(|g| g.filter == a.filter) {
+            groups.push(a);
+        }
+    }
+    let n = groups.len();
+    let share = |i: usize, j: usize| -> Option<f64> {
+        let d = delta(groups[i]);
+        (d.abs() >= 1e-9).then(|| shared_delta(groups[i], groups[j]) / d)
+    };
+    // `j` may explain `i`: it shares requests with `i`, is not wider, and
+    // either lies inside `i` or, crossing it (a model of a department),
+    // leaves part of `i` out: a model a department uses alone says no more
+    // than the department.
+    let part_of = |i: usize, j: usize| {
+        j != i
+            && overlap(&groups[i].filter, &groups[j].filter)
+            && !contains(&groups[j].filter, &groups[i].filter)
+    };
+    // A team's change is explained by a model it uses only when the model's
+    // price moved: routing, volume, retries, cache and prompts are the
+    // team's own doing, and two teams switching to one model are two events.
+    let priced_out = |i: usize| {
+        groups[i]
+            .causes
+            .first()
+            .is_some_and(|(c, _)| *c == super::Cause::PriceChange)
+    };
+    let organisational = |i: usize| groups[i].filter[3].is_none() && groups[i].filter[4].is_none();
+    let narrower = |i: usize, j: usize| {
+        part_of(i, j) && {
+            let (whole, part) = costs(groups[i], groups[j]);
+            let nested = contains(&groups[i].filter, &groups[j].filter);
+            let crossing_ok = !organisational(i) || organisational(j) || priced_out(i);
+            nested || (crossing_ok && part < whole * (1.0 - 1e-9))
+        }
+    };
+    // 1. Single explainers and roots.
+    let next: Vec<Option<usize>> = (0..n)
+        .map(|i| {
+            (0..n)
+                .filter(|&j| narrower(i, j))
+                .filter_map(|j| share(i, j).filter(|s| *s >= EXPLAINS).map(|s| (j, s)))
+                .max_by(|(x, sx), (y, sy)| {
+                    specificity(&groups[*x].filter)
+                        .cmp(&specificity(&groups[*y].filter))
+                        .then(sx.total_cmp(sy))
+                        .then(groups[*y].key.cmp(&groups[*x].key))
+                })
+                .map(|(j, _)| j)
+        })
+        .collect();
+    let root = |start: usize| -> usize {
+        let mut path = vec![start];
+        let mut at = start;
+        while let Some(nx) = next[at] {
+            if let Some(pos) = path.iter().position(|&p| p == nx) {
+                let cycle = &path[pos..];
+                return cycle
+                    .iter()
+                    .copied()
+                    .find(|&c| organisational(c))
+                    .unwrap_or(cycle[0]);
+            }
+            path.push(nx);
+            at = nx;
+        }
+        at
+    };
+    let roots: Vec<usize> = (0..n).map(root).collect();
+    let is_root = |j: usize| roots.contains(&j);
+    // 2. One event per department: the outermost root of the department.
+    let mut key: Vec<usize> = roots
+        .iter()
+        .map(|&r| {
+            if !organisational(r) || groups[r].filter[0].is_none() {
+                return r;
+            }
+            (0..n)
+                .filter(|&j| {
+                    is_root(j)
+                        && organisational(j)
+                        && groups[j].filter[0] == groups[r].filter[0]
+                        && contains(&groups[j].filter, &groups[r].filter)
+                })
+                .min_by_key(|&j| (specificity(&groups[j].filter), groups[j].key.clone()))
+                .unwrap_or(r)
+        })
+        .collect();
+    // 3. Totals, providers and models that disjoint events explain together.
+    let mut keys: Vec<usize> = key.clone();
+    keys.sort_unstable();
+    keys.dedup();
+    // Narrowest first (models, then providers, then the total), each
+    // against the events still standing: a model two departments share
+    // joins one of them before the total is weighed.
+    keys.sort_by_key(|&k| std::cmp::Reverse(specificity(&groups[k].filter)));
+    let mut redirect: BTreeMap<usize, usize> = BTreeMap::new();
+    for &k in &keys {
+        if groups[k].filter[0].is_some() || next[k].is_some() {
+            continue;
+        }
+        let mut parts: Vec<(usize, f64)> = keys
+            .iter()
+            .copied()
+            .filter(|j| !redirect.contains_key(j))
+            .filter(|&j| part_of(k, j))
+            .filter_map(|j| share(k, j).filter(|s| *s > 0.0).map(|s| (j, s)))
+            .collect();
+        parts
+            .sort_by(|(x, sx), (y, sy)| sy.total_cmp(sx).then(groups[*x].key.cmp(&groups[*y].key)));
+        let mut chosen: Vec<usize> = Vec::new();
+        let mut covered = 0.0;
+        for (j, s) in &parts {
+            if chosen
+                .iter()
+                .all(|&c| !overlap(&groups[c].filter, &groups[*j].filter))
+            {
+                chosen.push(*j);
+                covered += s;
+            }
+        }
+        if covered >= EXPLAINS
+            && let Some(&largest) = chosen.first()
+        {
+            redirect.insert(k, largest);
+        }
+    }
+    for k in key.iter_mut() {
+        let mut seen = vec![*k];
+        while let Some(&to) = redirect.get(k) {
+            if seen.contains(&to) {
+                break;
+            }
+            seen.push(to);
+            *k = to;
+        }
+    }
+
+    let mut out: Vec<Event<'a>> = Vec::new();
+    let mut order: Vec<usize> = Vec::new();
+    for a in opening {
+        let g = groups
+            .iter()
+            .position(|g| g.filter == a.filter)
+            .expect("every anomaly has its group");
+        let k = key[g];
+        match order.iter().position(|&o| o == k) {
+            Some(e) => out[e].related.push(a),
+            None => {
+                order.push(k);
+                out.push(Event {
+                    lead: a,
+                    related: Vec::new(),
+                });
+            }
+        }
+    }
+    // The lead is an anomaly of the event's own group.
+    for (e, &k) in out.iter_mut().zip(&order) {
+        let group = &groups[k].filter;
+        let all: Vec<&'a Anomaly> = std::iter::once(e.lead)
+            .chain(e.related.iter().copied())
+            .collect();
+        let lead = all
+            .iter()
+            .copied()
+            .filter(|a| &a.filter == group)
+            .max_by(|x, y| {
+                (x.metric == super::Metric::CostUsd)
+                    .cmp(&(y.metric == super::Metric::CostUsd))
+                    .then(x.impact_usd.abs().cmp(&y.impact_usd.abs()))
+                    .then(y.metric.cmp(&x.metric))
+            })
+            .unwrap_or(e.lead);
+        e.related = all
+            .into_iter()
+            .filter(|a| !std::ptr::eq(*a, lead))
+            .collect();
+        e.lead = lead;
+    }
+    out
+}
+
+/// One anomaly of an event besides its lead, as the incident lists it.
+#[derive(Clone, Debug, PartialEq, Serialize)]
+pub struct Related {
+    pub dimension: String,
+    pub key: String,
+    pub metric: String,
+    pub value: f64,
+    pub baseline: f64,
+    pub change_pct: Option<f64>,
+    pub impact_usd: String,
+}
+
+impl Related {
+    fn of(a: &Anomaly) -> Self {
+        Related {
+            dimension: a.level.to_string(),
+            key: a.key.clone(),
+            metric: a.metric.name().to_string(),
+            value: a.value,
+            baseline: a.baseline,
+            change_pct: a.change.map(|c| c * 100.0),
+            impact_usd: format_scaled(a.impact_usd, OUT_SCALE),
+        }
+    }
 }
 
 /// One model of the group, before (the mean baseline day) or after (today).
@@ -133,6 +462,9 @@ pub struct Incident {
     pub price_rows: Vec<PriceRowView>,
     pub top_traces: Vec<Trace>,
     pub suggested_action: String,
+    /// The day's other high-severity anomalies of the same event (other
+    /// metrics of this group, wider or crossing groups it explains).
+    pub related: Vec<Related>,
 }
 
 fn shares(models: &BTreeMap<String, Cell>) -> (Vec<ModelShare>, Option<f64>) {
@@ -219,7 +551,7 @@ pub fn suggestion(a: &Anomaly, cheaper: Option<(String, Decimal)>) -> String {
 #[allow(clippy::too_many_arguments)]
 pub fn record(
     date: chrono::NaiveDate,
-    a: &Anomaly,
+    event: &Event<'_>,
     opened_at: DateTime<Utc>,
     window: (DateTime<Utc>, DateTime<Utc>),
     routes: (Vec<RouteShare>, Vec<RouteShare>),
@@ -227,6 +559,7 @@ pub fn record(
     top_traces: Vec<Trace>,
     suggested_action: String,
 ) -> Incident {
+    let a = event.lead;
     let (before, hit_before) = shares(&a.models_before);
     let (after, hit_after) = shares(&a.models_after);
     let t = |d: DateTime<Utc>| d.to_rfc3339_opts(chrono::SecondsFormat::Secs, true);
@@ -258,5 +591,6 @@ pub fn record(
         price_rows,
         top_traces,
         suggested_action,
+        related: event.related.iter().map(|r| Related::of(r)).collect(),
     }
 }

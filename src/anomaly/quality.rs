@@ -76,12 +76,27 @@ pub struct Quality {
     /// Days evaluated.
     pub days: usize,
     pub groups: usize,
+    /// Injected events (of >= $50 or >= 30%) that opened at least one
+    /// incident, and the incidents that touch them: one page per event is
+    /// an incidents-per-event of 1.0.
+    pub events_paged: usize,
+    pub event_incidents: usize,
+    /// Incidents that touch no injected event.
+    pub stray_incidents: usize,
+    /// The high-severity anomalies on the paged events' groups: what one
+    /// incident per anomaly would have filed.
+    pub event_anomalies: usize,
 }
 
 impl Quality {
     /// Flagged group-days that carried an anomaly, over all flagged group-days.
     pub fn precision(&self) -> f64 {
         self.flagged_injected as f64 / (self.flagged_injected + self.flagged_clean).max(1) as f64
+    }
+
+    /// Incidents per injected event that opened any (goal: 1.0).
+    pub fn incidents_per_event(&self) -> f64 {
+        self.event_incidents as f64 / self.events_paged.max(1) as f64
     }
 
     /// False alarms per 30 clean days per 100 series.
@@ -253,6 +268,68 @@ pub fn measure(
             .collect();
         q.days += 1;
         let today: Vec<&Injected> = injected.iter().filter(|x| x.date == *date).collect();
+        // Incidents: the day's high-severity anomalies grouped into events.
+        let opening: Vec<&super::Anomaly> =
+            found.iter().filter(|a| super::incident::opens(a)).collect();
+        let events = super::incident::events(&opening);
+        let scope = |key: &str| -> [Option<String>; 5] {
+            let mut parts = key.split('/').map(|s| Some(s.to_string()));
+            [
+                parts.next().flatten(),
+                parts.next().flatten(),
+                parts.next().flatten(),
+                None,
+                None,
+            ]
+        };
+        // An incident touches an injected event when its lead lies on the
+        // event's group; an incident led by a model or the total (which
+        // overlap every group) when one of its team anomalies does.
+        let touches = |e: &super::incident::Event<'_>, x: &Injected| {
+            let s = scope(&x.key);
+            let on = |a: &super::Anomaly| {
+                a.filter
+                    .iter()
+                    .zip(&s)
+                    .all(|(a, b)| a.is_none() || b.is_none() || a == b)
+            };
+            let all: Vec<&super::Anomaly> = std::iter::once(e.lead)
+                .chain(e.related.iter().copied())
+                .collect();
+            let teams: Vec<&&super::Anomaly> =
+                all.iter().filter(|a| a.filter[0].is_some()).collect();
+            if e.lead.filter[0].is_some() || teams.is_empty() {
+                on(e.lead)
+            } else {
+                teams.iter().any(|a| on(a))
+            }
+        };
+        for x in today
+            .iter()
+            .filter(|x| x.impact_usd.abs() >= 50.0 || x.change.abs() >= 0.3)
+        {
+            let n = events.iter().filter(|e| touches(e, x)).count();
+            if n > 0 {
+                q.events_paged += 1;
+                q.event_incidents += n;
+                // One incident per high anomaly, as before events: every
+                // high anomaly on the event's group, at any level.
+                let s = scope(&x.key);
+                q.event_anomalies += opening
+                    .iter()
+                    .filter(|a| {
+                        a.filter
+                            .iter()
+                            .zip(&s)
+                            .all(|(a, b)| a.is_none() || b.is_none() || a == b)
+                    })
+                    .count();
+            }
+        }
+        q.stray_incidents += events
+            .iter()
+            .filter(|e| !today.iter().any(|x| touches(e, x)))
+            .count();
         for g in &groups {
             let hit = today.iter().find(|x| &x.key == g);
             let flags = flagged.iter().filter(|(k, _)| k == g).count();

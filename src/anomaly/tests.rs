@@ -284,6 +284,29 @@ fn detection_meets_its_quality_goals_on_a_synthetic_history() {
         q.clean_series_days,
         q.false_by_metric
     );
+    // One page per event: 69 incidents for 68 paged events at this seed,
+    // where one incident per high anomaly filed 407.
+    assert!(
+        q.incidents_per_event() <= 1.05 && q.stray_incidents == 0,
+        "{:.3} incidents per event ({} for {} events), {} stray",
+        q.incidents_per_event(),
+        q.event_incidents,
+        q.events_paged,
+        q.stray_incidents
+    );
+    assert!(
+        q.event_anomalies > 3 * q.event_incidents,
+        "{}",
+        q.event_anomalies
+    );
+    eprintln!(
+        "incidents per event {:.3} ({} incidents, {} events paged, {} stray; {} high anomalies on them)",
+        q.incidents_per_event(),
+        q.event_incidents,
+        q.events_paged,
+        q.stray_incidents,
+        q.event_anomalies
+    );
 }
 
 #[test]
@@ -307,4 +330,140 @@ fn route_shares_are_per_model_and_per_day() {
         .map(|r| (r.route.as_str(), r.requests, r.share))
         .collect();
     assert_eq!(got, [("/v1/batch", 3, 0.25), ("/v1/chat", 8, 0.75)]);
+}
+
+/// Four teams' traffic over 28 days, and `today` with the given factors
+/// applied to (dept, project) cells.
+fn teams(factors: &[(&str, &str, i64)]) -> (NaiveDate, DayRows, BTreeMap<NaiveDate, DayRows>) {
+    let d = |s: &str| NaiveDate::parse_from_str(s, "%Y-%m-%d").unwrap();
+    let date = d("2026-03-25");
+    // (dept, project, task, provider, model, requests a day, USD a request)
+    let cells = [
+        ("research", "alpha", "chat", "openai", "gpt-4o", 400, 0.05),
+        (
+            "research",
+            "beta",
+            "summarize",
+            "anthropic",
+            "claude",
+            300,
+            0.08,
+        ),
+        ("sales", "gamma", "chat", "openai", "gpt-4o", 500, 0.05),
+        ("support", "delta", "rag", "anthropic", "claude", 200, 0.08),
+    ];
+    let rows = |i: i64, factor: &dyn Fn(&str, &str) -> i64| -> DayRows {
+        let list: Vec<(&str, &str, &str, &str, &str, Cell)> = cells
+            .iter()
+            .map(|&(dept, project, task, provider, model, n, usd_each)| {
+                let n = (n + (i % 5) * 3) * factor(dept, project);
+                (
+                    dept,
+                    project,
+                    task,
+                    provider,
+                    model,
+                    cell(n, n / 100, 0, n * 100, n as f64 * usd_each),
+                )
+            })
+            .collect();
+        day(&list)
+    };
+    let mut history = BTreeMap::new();
+    for (i, day_) in d("2026-02-25")
+        .iter_days()
+        .take_while(|x| *x < date)
+        .enumerate()
+    {
+        history.insert(day_, rows(i as i64, &|_, _| 1));
+    }
+    let factor = |dept: &str, project: &str| {
+        factors
+            .iter()
+            .find(|(d, p, _)| *d == dept && *p == project)
+            .map_or(1, |f| f.2)
+    };
+    (date, rows(0, &factor), history)
+}
+
+/// Tripling one department's traffic flags the department, its projects
+/// and tasks, the total and the models it uses, on several metrics: one
+/// event, led by the department's cost anomaly (neither project alone
+/// carries 80% of its change), with the rest inside it.
+#[test]
+fn one_department_tripled_is_one_event() {
+    let (date, today, history) = teams(&[("research", "alpha", 3), ("research", "beta", 3)]);
+    let found = detect(date, &today, &history, &Settings::default());
+    let opening: Vec<&Anomaly> = found.iter().filter(|a| incident::opens(a)).collect();
+    assert!(opening.len() >= 8, "{}", opening.len());
+    let events = incident::events(&opening);
+    assert_eq!(
+        events.len(),
+        1,
+        "{:?}",
+        events
+            .iter()
+            .map(|e| (e.lead.level, e.lead.key.as_str()))
+            .collect::<Vec<_>>()
+    );
+    let e = &events[0];
+    assert_eq!((e.lead.level, e.lead.key.as_str()), ("dept", "research"));
+    assert_eq!(e.lead.metric, Metric::CostUsd);
+    assert_eq!(e.related.len(), opening.len() - 1);
+    for (level, key) in [
+        ("total", "all"),
+        ("dept+project", "research/alpha"),
+        ("dept+project+task", "research/beta/summarize"),
+    ] {
+        assert!(
+            e.related.iter().any(|a| a.level == level && a.key == key),
+            "{level} {key} not in the event"
+        );
+    }
+}
+
+/// Two departments moving on the same day are two events; the total, which
+/// neither explains alone, goes with the larger, and the claude model with
+/// the one that carries most of its change.
+#[test]
+fn two_departments_moving_are_two_events() {
+    let (date, today, history) = teams(&[
+        ("research", "alpha", 3),
+        ("research", "beta", 3),
+        ("support", "delta", 5),
+    ]);
+    let found = detect(date, &today, &history, &Settings::default());
+    let opening: Vec<&Anomaly> = found.iter().filter(|a| incident::opens(a)).collect();
+    let events = incident::events(&opening);
+    let leads: Vec<(&str, &str)> = events
+        .iter()
+        .map(|e| (e.lead.level, e.lead.key.as_str()))
+        .collect();
+    assert_eq!(leads.len(), 2, "{leads:?}");
+    assert!(leads.contains(&("dept", "research")), "{leads:?}");
+    // support's change is all in its one project and task: the most
+    // specific group that explains it leads.
+    assert!(
+        leads.contains(&("dept+project+task", "support/delta/rag")),
+        "{leads:?}"
+    );
+    let of = |key: &str| events.iter().find(|e| e.lead.key == key).unwrap();
+    // research +$88 of the total's +$152: the larger part.
+    assert!(of("research").related.iter().any(|a| a.level == "total"));
+    // claude: research's beta +$48, support's delta +$64.
+    assert!(
+        of("support/delta/rag")
+            .related
+            .iter()
+            .any(|a| a.key == "anthropic/claude"),
+        "{:?}",
+        of("support/delta/rag")
+            .related
+            .iter()
+            .map(|a| &a.key)
+            .collect::<Vec<_>>()
+    );
+    // Every opening anomaly is in exactly one event.
+    let total: usize = events.iter().map(|e| 1 + e.related.len()).sum();
+    assert_eq!(total, opening.len());
 }
