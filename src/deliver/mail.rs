@@ -22,6 +22,7 @@ use serde::Serialize;
 use tracing::{info, warn};
 
 use crate::config::RawMail;
+use crate::deliver::Phase;
 use crate::error::{Error, Problems, Result};
 use crate::lake::{Location, Secret, Stores};
 
@@ -87,7 +88,12 @@ pub struct MailConfig {
     /// The largest letter sent whole, in bytes as sent (default 8,000,000:
     /// many servers refuse more than 10 MB).
     pub max_letter_bytes: usize,
+    /// The whole mail phase (every letter, every try) ends within this.
+    pub budget: Duration,
 }
+
+/// Default of `mail.budget_secs`.
+pub const MAIL_BUDGET: Duration = Duration::from_secs(300);
 
 /// Default of `mail.max_letter_bytes`.
 pub const MAX_LETTER_BYTES: usize = 8_000_000;
@@ -100,6 +106,7 @@ impl Default for MailConfig {
             audiences: Vec::new(),
             showback: Vec::new(),
             max_letter_bytes: MAX_LETTER_BYTES,
+            budget: MAIL_BUDGET,
         }
     }
 }
@@ -295,12 +302,21 @@ impl MailConfig {
                 MAX_LETTER_BYTES
             }
         };
+        let budget = match raw.budget_secs {
+            None => MAIL_BUDGET,
+            Some(n @ 1..=86_400) => Duration::from_secs(n),
+            Some(n) => {
+                p.push(format!("mail.budget_secs: {n} is out of range 1..=86400"));
+                MAIL_BUDGET
+            }
+        };
         MailConfig {
             transport,
             from,
             audiences,
             showback,
             max_letter_bytes,
+            budget,
         }
     }
 
@@ -439,13 +455,33 @@ pub struct Deliveries {
     pub failed: Vec<(String, String)>,
 }
 
-async fn smtp_send(cfg: &SmtpConfig, message: &Message) -> std::result::Result<(), String> {
+/// Why one letter was not sent, and whether the relay answered at all (a
+/// relay that did not answer is not asked again for the day's other letters).
+struct SendError {
+    message: String,
+    no_answer: bool,
+}
+
+/// Send one letter over SMTP: up to 3 tries for a temporary failure (4xx, a
+/// dropped connection, no answer), each bounded end to end (connect,
+/// greeting, STARTTLS, AUTH, envelope, data) by `timeout_secs` and all of
+/// them by what is left of the mail phase's budget. lettre bounds only the
+/// TCP connect; a relay silent after its greeting or during AUTH would
+/// otherwise hold the run until the CronJob's deadline kills it.
+async fn smtp_send(
+    cfg: &SmtpConfig,
+    message: &Message,
+    phase: &Phase,
+) -> std::result::Result<(), SendError> {
+    let fail = |message: String| SendError {
+        message,
+        no_answer: false,
+    };
     let builder = match cfg.security {
         Security::StartTls => AsyncSmtpTransport::<Tokio1Executor>::starttls_relay(&cfg.host)
-            .map_err(|e| e.to_string())?,
-        Security::Tls => {
-            AsyncSmtpTransport::<Tokio1Executor>::relay(&cfg.host).map_err(|e| e.to_string())?
-        }
+            .map_err(|e| fail(e.to_string()))?,
+        Security::Tls => AsyncSmtpTransport::<Tokio1Executor>::relay(&cfg.host)
+            .map_err(|e| fail(e.to_string()))?,
         Security::Plain => AsyncSmtpTransport::<Tokio1Executor>::builder_dangerous(&cfg.host),
     };
     let mut builder = builder.port(cfg.port).timeout(Some(cfg.timeout));
@@ -456,21 +492,58 @@ async fn smtp_send(cfg: &SmtpConfig, message: &Message) -> std::result::Result<(
         ));
     }
     let transport = builder.build();
-    // A few tries for temporary failures (4xx, dropped connections).
-    let mut last = String::new();
+    let mut last = fail(String::new());
     for attempt in 0..3u32 {
-        match transport.send(message.clone()).await {
-            Ok(_) => return Ok(()),
-            Err(e) if e.is_permanent() => return Err(e.to_string()),
-            Err(e) => {
-                last = e.to_string();
-                if attempt < 2 {
-                    tokio::time::sleep(Duration::from_millis(200 * 4u64.pow(attempt))).await;
-                }
+        if attempt > 0 {
+            if let Some(why) = phase.refusal() {
+                last.message = format!("{}; {why}", last.message);
+                return Err(last);
+            }
+            tokio::time::sleep(Duration::from_millis(200 * 4u64.pow(attempt - 1))).await;
+        }
+        match phase
+            .bounded(cfg.timeout, transport.send(message.clone()))
+            .await
+        {
+            Ok(Ok(_)) => return Ok(()),
+            Ok(Err(e)) if e.is_permanent() => return Err(fail(e.to_string())),
+            Ok(Err(e)) => {
+                last = SendError {
+                    message: e.to_string(),
+                    no_answer: !e.is_transient() && unreachable(&e),
+                };
+            }
+            Err(bound) => {
+                last = SendError {
+                    message: format!("{bound} (smtp://{}:{})", cfg.host, cfg.port),
+                    no_answer: true,
+                };
             }
         }
     }
     Err(last)
+}
+
+/// Whether an SMTP error means the relay could not be reached at all (a
+/// refused or timed-out connection, an unreachable host), as opposed to a
+/// relay that answered and refused.
+fn unreachable(e: &lettre::transport::smtp::Error) -> bool {
+    use std::io::ErrorKind as K;
+    let mut source = std::error::Error::source(e);
+    while let Some(err) = source {
+        if let Some(io) = err.downcast_ref::<std::io::Error>() {
+            return matches!(
+                io.kind(),
+                K::ConnectionRefused
+                    | K::TimedOut
+                    | K::HostUnreachable
+                    | K::NetworkUnreachable
+                    | K::NotConnected
+            );
+        }
+        source = err.source();
+    }
+    false
 }
 
 /// Send every letter not yet delivered (all of them with `resend`); record
@@ -489,10 +562,16 @@ pub async fn deliver(
     let Some(from) = &cfg.from else {
         return Ok(out);
     };
+    let mut phase = Phase::new("mail", cfg.budget);
     for letter in letters {
         let record = records.join(&format!("{}.json", letter.name));
         if !resend && stores.exists(&record).await? {
             out.skipped.push(letter.name.clone());
+            continue;
+        }
+        if let (Transport::Smtp(_), Some(why)) = (&cfg.transport, phase.refusal()) {
+            warn!(letter = %letter.name, error = %why, "mail not sent");
+            out.failed.push((letter.name.clone(), why));
             continue;
         }
         let message = message(from, letter, &message_id(from, letter, day, run_id))?;
@@ -504,9 +583,18 @@ pub async fn deliver(
             .to_string();
         let result = match &cfg.transport {
             Transport::None => continue,
-            Transport::Smtp(smtp) => smtp_send(smtp, &message)
-                .await
-                .map(|()| format!("smtp://{}:{}", smtp.host, smtp.port)),
+            Transport::Smtp(smtp) => match smtp_send(smtp, &message, &phase).await {
+                Ok(()) => Ok(format!("smtp://{}:{}", smtp.host, smtp.port)),
+                Err(e) => {
+                    if e.no_answer {
+                        phase.mark_down(format!(
+                            "smtp://{}:{} did not answer for letter {}",
+                            smtp.host, smtp.port, letter.name
+                        ));
+                    }
+                    Err(e.message)
+                }
+            },
             Transport::Outbox(dir) => {
                 let loc = dir.join(day).join(&format!("{}.eml", letter.name));
                 stores

@@ -29,6 +29,78 @@ use crate::error::{Error, Result};
 use crate::lake::{Location, Stores};
 use crate::manifest::{OutputObject, sha256};
 
+/// The time budget of one delivery phase (all of a day's letters, or all
+/// of its webhook calls) and what is known of its endpoint. Every send is
+/// bounded by its own timeout *and* by what is left of the budget; after a
+/// send that got no answer at all (timeout, refused connection, on every
+/// try), the endpoint is taken to be down and the rest of the phase is not
+/// attempted: a dead relay costs one letter's tries, not every letter's.
+#[derive(Debug)]
+pub struct Phase {
+    what: &'static str,
+    budget: std::time::Duration,
+    deadline: tokio::time::Instant,
+    down: Option<String>,
+}
+
+impl Phase {
+    pub fn new(what: &'static str, budget: std::time::Duration) -> Self {
+        Phase {
+            what,
+            budget,
+            deadline: tokio::time::Instant::now() + budget,
+            down: None,
+        }
+    }
+
+    /// Why the next send is not attempted, if it is not.
+    pub fn refusal(&self) -> Option<String> {
+        if let Some(why) = &self.down {
+            return Some(format!("not attempted: {why}"));
+        }
+        (tokio::time::Instant::now() >= self.deadline).then(|| {
+            format!(
+                "not attempted: the {} budget of {} s is spent",
+                self.what,
+                self.budget.as_secs()
+            )
+        })
+    }
+
+    /// Run one send bounded by `timeout` and by the budget left; `Err`
+    /// names which bound ended it.
+    pub async fn bounded<T>(
+        &self,
+        timeout: std::time::Duration,
+        send: impl std::future::Future<Output = T>,
+    ) -> std::result::Result<T, String> {
+        let left = self
+            .deadline
+            .saturating_duration_since(tokio::time::Instant::now());
+        let (limit, which) = if timeout <= left {
+            (
+                timeout,
+                format!("no answer within the {} s timeout", timeout.as_secs()),
+            )
+        } else {
+            (
+                left,
+                format!(
+                    "the {} budget of {} s ran out",
+                    self.what,
+                    self.budget.as_secs()
+                ),
+            )
+        };
+        tokio::time::timeout(limit, send).await.map_err(|_| which)
+    }
+
+    /// The endpoint did not answer: the rest of the phase is not attempted.
+    pub fn mark_down(&mut self, why: String) {
+        self.down.get_or_insert(why);
+    }
+}
+
 /// One object to publish.
 #[derive(Debug, Clone)]
 pub struct Output {

@@ -7,51 +7,82 @@
 use std::time::Duration;
 
 use crate::config::Webhook;
+use crate::deliver::Phase;
 
-/// POST `body` to the webhook. `Ok(status)` on a 2xx; `Err` says why the
-/// last try failed.
-pub async fn post(hook: &Webhook, id: &str, body: Vec<u8>) -> Result<u16, String> {
+/// Why a webhook call failed, and whether the receiver answered at all
+/// (one that did not is not called again this run: see [`Phase`]).
+#[derive(Debug)]
+pub struct PostError {
+    pub message: String,
+    pub no_answer: bool,
+}
+
+/// POST `body` to the webhook, each try bounded by the hook's timeout and
+/// all of them by what is left of `phase`. `Ok(status)` on a 2xx; `Err`
+/// says why the last try failed.
+pub async fn post(
+    hook: &Webhook,
+    id: &str,
+    body: Vec<u8>,
+    phase: &Phase,
+) -> Result<u16, PostError> {
+    let fail = |message: String, no_answer: bool| PostError { message, no_answer };
     let client = reqwest::Client::builder()
         .timeout(hook.timeout)
+        .connect_timeout(hook.timeout)
         .build()
-        .map_err(|e| format!("webhook client: {e}"))?;
+        .map_err(|e| fail(format!("webhook client: {e}"), false))?;
+    let host = hook.url.host_str().unwrap_or("webhook").to_string();
     let mut last = String::new();
+    let mut answered = false;
     for attempt in 1..=hook.attempts {
-        let sent = client
+        let request = client
             .post(hook.url.clone())
             .header("content-type", "application/json")
             .header("idempotency-key", id)
             .body(body.clone())
-            .send()
-            .await;
+            .send();
+        let sent = match phase.bounded(hook.timeout, request).await {
+            Ok(sent) => sent,
+            Err(bound) => {
+                last = format!("{bound} ({host})");
+                if attempt < hook.attempts && phase.refusal().is_none() {
+                    continue;
+                }
+                break;
+            }
+        };
         match sent {
             Ok(r) if r.status().is_success() => return Ok(r.status().as_u16()),
             Ok(r) => {
+                answered = true;
                 let status = r.status();
-                last = format!(
-                    "HTTP {status} from {}",
-                    hook.url.host_str().unwrap_or("webhook")
-                );
+                last = format!("HTTP {status} from {host}");
                 if !(status.is_server_error() || status.as_u16() == 429) {
-                    return Err(last);
+                    return Err(fail(last, false));
                 }
             }
             // Never the URL's query string (it may hold a token).
             Err(e) => {
                 last = format!(
-                    "{} to {}",
+                    "{} to {host}",
                     if e.is_timeout() {
                         "timeout"
                     } else {
                         "connection failed"
-                    },
-                    hook.url.host_str().unwrap_or("webhook")
+                    }
                 )
             }
         }
         if attempt < hook.attempts {
+            if phase.refusal().is_some() {
+                break;
+            }
             tokio::time::sleep(Duration::from_millis(250 * (1 << (attempt - 1)))).await;
         }
     }
-    Err(format!("{last} (after {} tries)", hook.attempts))
+    Err(fail(
+        format!("{last} (after {} tries)", hook.attempts),
+        !answered,
+    ))
 }

@@ -11,7 +11,7 @@ use tokenledger::pipeline::{self, RunOptions};
 
 use crate::dashboards::{ALERTS, config};
 use crate::fixture::{self, DATE};
-use crate::smtp::{Received, SmtpServer, dead_port};
+use crate::smtp::{Received, SilentAt, SmtpServer, dead_port, silent_relay};
 
 /// Mail settings for a relay on loopback at `port`, plain (no TLS) as the
 /// config must say explicitly; `extra` adds `[mail.smtp]` keys.
@@ -398,4 +398,126 @@ async fn the_outbox_transport_writes_eml_files_into_the_lake() {
         m.attachments().filter(|p| p.content_id().is_none()).count(),
         11
     );
+}
+
+/// Three plain letters, as the pipeline renders them (content is not the
+/// point here: the relay never takes one).
+fn letters() -> Vec<tokenledger::deliver::mail::Letter> {
+    ["ops", "finance", "showback-research"]
+        .iter()
+        .map(|name| tokenledger::deliver::mail::Letter {
+            name: name.to_string(),
+            subject: format!("LLM report {name}"),
+            to: vec!["oncall@example.com".parse().unwrap()],
+            cc: Vec::new(),
+            text: "text".into(),
+            html: "<p>html</p>".into(),
+            inline: Vec::new(),
+            attachments: Vec::new(),
+        })
+        .collect()
+}
+
+/// A relay that goes silent at any step of the conversation never holds the
+/// run: each try ends at `timeout_secs` (1 s here), the letter's three tries
+/// end, the relay is taken to be down and the other letters are not tried,
+/// so the whole phase ends in about 3 timeouts plus 1 s of backoff, with
+/// every letter reported not sent (exit 5 at run level).
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_relay_silent_at_any_step_costs_bounded_time() {
+    let lake = tempfile::tempdir().unwrap();
+    let password = lake.path().join("smtp-password");
+    std::fs::write(&password, "secret").unwrap();
+    let mut worst = std::time::Duration::ZERO;
+    for step in [
+        SilentAt::Greeting,
+        SilentAt::Ehlo,
+        SilentAt::StartTls,
+        SilentAt::Auth,
+        SilentAt::MailFrom,
+        SilentAt::Data,
+        SilentAt::EndOfData,
+    ] {
+        let (port, connections) = silent_relay(step);
+        let security = if step == SilentAt::StartTls {
+            "starttls"
+        } else {
+            "plain"
+        };
+        let extra = format!(
+            "security = \"{security}\"\nusername = \"ledger\"\npassword_file = \"{}\"",
+            password.display()
+        );
+        let toml = mail_toml(port, &extra).replace("timeout_secs = 5", "timeout_secs = 1");
+        let cfg = config(lake.path(), &toml);
+        let stores = tokenledger::lake::Stores::new(cfg.s3.clone());
+        let records = cfg.reports.join(&format!("date={DATE}")).join("_mail");
+        let started = std::time::Instant::now();
+        let d = tokenledger::deliver::mail::deliver(
+            &stores,
+            &cfg.mail,
+            &letters(),
+            &records,
+            DATE,
+            false,
+            "run-1",
+        )
+        .await
+        .unwrap();
+        let took = started.elapsed();
+        worst = worst.max(took);
+        assert!(d.sent.is_empty(), "{step:?}: {d:?}");
+        assert_eq!(d.failed.len(), 3, "{step:?}: {d:?}");
+        assert!(
+            d.failed[0].1.contains("no answer within the 1 s timeout"),
+            "{step:?}: {}",
+            d.failed[0].1
+        );
+        for (_, why) in &d.failed[1..] {
+            assert!(
+                why.starts_with(&format!(
+                    "not attempted: smtp://127.0.0.1:{port} did not answer for letter ops"
+                )),
+                "{step:?}: {why}"
+            );
+        }
+        // At most one connection per try of the first letter (lettre's pool
+        // may reuse one), none for the others.
+        let n = connections.load(std::sync::atomic::Ordering::SeqCst);
+        assert!((1..=3).contains(&n), "{step:?}: {n} connections");
+        assert!(
+            took < std::time::Duration::from_secs(8),
+            "{step:?} took {took:?}"
+        );
+    }
+    eprintln!("worst mail phase against a silent relay (timeout 1 s): {worst:?}");
+}
+
+/// The budget bounds the whole phase even when the relay answers slowly
+/// enough to pass each timeout: here each letter's relay is silent but the
+/// budget (1 s) is smaller than one try's timeout (5 s).
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn the_mail_budget_bounds_the_whole_phase_and_a_run_exits_5() {
+    let (port, _) = silent_relay(SilentAt::Greeting);
+    let lake = fixture::lake();
+    let toml =
+        mail_toml(port, "security = \"plain\"").replace("[mail]\n", "[mail]\nbudget_secs = 1\n");
+    let started = std::time::Instant::now();
+    let summary = pipeline::run(&config(lake.path(), &toml), fixture::date())
+        .await
+        .unwrap();
+    let took = started.elapsed();
+    assert_eq!(summary.outcome, ExitKind::Delivery);
+    let d = summary.deliveries.unwrap();
+    assert_eq!(d.failed.len(), 3, "{d:?}");
+    assert!(
+        d.failed[0].1.contains("the mail budget of 1 s ran out"),
+        "{}",
+        d.failed[0].1
+    );
+    // The run itself (fixture day, dashboards) takes a few seconds; the
+    // mail phase adds about the budget, not 3 letters x 3 tries x 5 s.
+    assert!(took < std::time::Duration::from_secs(30), "{took:?}");
+    // Everything was published: the reports are there for the rerun.
+    assert!(day_dir(lake.path()).join("manifest.json").exists());
 }

@@ -185,3 +185,103 @@ fn serve(stream: TcpStream, state: Arc<Mutex<State>>) -> std::io::Result<()> {
         }
     }
 }
+
+/// The step of the SMTP conversation at which a [`silent_relay`] stops
+/// answering (and holds the connection open, as a stuck server does).
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum SilentAt {
+    /// Accepts the TCP connection, never sends its 220 greeting.
+    Greeting,
+    Ehlo,
+    StartTls,
+    Auth,
+    MailFrom,
+    Data,
+    /// Takes the whole message, never confirms it.
+    EndOfData,
+}
+
+/// A relay that answers like a normal one (EHLO advertises STARTTLS and
+/// AUTH PLAIN) until `step`, then says nothing more. Returns its port and
+/// a counter of the connections it accepted.
+pub fn silent_relay(step: SilentAt) -> (u16, Arc<std::sync::atomic::AtomicUsize>) {
+    let listener = TcpListener::bind("127.0.0.1:0").unwrap();
+    let port = listener.local_addr().unwrap().port();
+    let connections = Arc::new(std::sync::atomic::AtomicUsize::new(0));
+    let counted = Arc::clone(&connections);
+    std::thread::spawn(move || {
+        for stream in listener.incoming() {
+            let Ok(stream) = stream else { break };
+            counted.fetch_add(1, std::sync::atomic::Ordering::SeqCst);
+            std::thread::spawn(move || {
+                let _ = script(stream, step);
+            });
+        }
+    });
+    (port, connections)
+}
+
+fn script(mut stream: TcpStream, step: SilentAt) -> std::io::Result<()> {
+    // Silent: read (and drop) whatever comes until the client hangs up.
+    fn hold(reader: &mut BufReader<TcpStream>) -> std::io::Result<()> {
+        let mut sink = String::new();
+        while reader.read_line(&mut sink)? > 0 {
+            sink.clear();
+        }
+        Ok(())
+    }
+    let mut reader = BufReader::new(stream.try_clone()?);
+    if step == SilentAt::Greeting {
+        return hold(&mut reader);
+    }
+    stream.write_all(b"220 stuck.example ESMTP\r\n")?;
+    let mut line = String::new();
+    let mut in_data = false;
+    loop {
+        line.clear();
+        if reader.read_line(&mut line)? == 0 {
+            return Ok(());
+        }
+        if in_data {
+            if line == ".\r\n" {
+                in_data = false;
+                if step == SilentAt::EndOfData {
+                    return hold(&mut reader);
+                }
+                stream.write_all(b"250 2.0.0 queued\r\n")?;
+            }
+            continue;
+        }
+        let verb = line
+            .split_whitespace()
+            .next()
+            .unwrap_or("")
+            .to_ascii_uppercase();
+        let (silent, reply): (bool, &[u8]) = match verb.as_str() {
+            "EHLO" | "HELO" => (
+                step == SilentAt::Ehlo,
+                b"250-stuck.example\r\n250-STARTTLS\r\n250-AUTH PLAIN LOGIN\r\n250 8BITMIME\r\n",
+            ),
+            "STARTTLS" => (
+                step == SilentAt::StartTls,
+                b"454 4.7.0 TLS not available\r\n",
+            ),
+            "AUTH" => (step == SilentAt::Auth, b"235 2.7.0 ok\r\n"),
+            "MAIL" => (step == SilentAt::MailFrom, b"250 2.1.0 ok\r\n"),
+            "RCPT" => (false, b"250 2.1.5 ok\r\n"),
+            "DATA" => (step == SilentAt::Data, b"354 go ahead\r\n"),
+            "QUIT" => {
+                stream.write_all(b"221 bye\r\n")?;
+                return Ok(());
+            }
+            _ => (false, b"250 ok\r\n"),
+        };
+        if silent {
+            return hold(&mut reader);
+        }
+        if verb == "DATA" {
+            in_data = true;
+        }
+        stream.write_all(reply)?;
+    }
+}
