@@ -53,7 +53,7 @@ use parquet::file::statistics::Statistics;
 
 use super::schema::{
     Col, ColumnMapping, FileColumns, IntTsUnit, POS_INDEX, POS_ROW_BITS, TRACE_KEY_INDEX,
-    normalize, request_schema, resolve, ts_nanos,
+    normalize, normalize_col, request_schema, resolve, ts_nanos,
 };
 use super::{ObjectInfo, SkipKind, Stores, is_data_file, partition_dir};
 use crate::error::{Error, Problems, Result};
@@ -436,9 +436,14 @@ impl DayInput {
         Col::ALL
             .iter()
             .copied()
-            .filter(|&c| !c.required() && self.files.iter().all(|f| f.cols.get(c).is_none()))
+            .filter(|&c| !c.required() && self.files.iter().all(|f| f.cols.leaves_of(c).is_empty()))
             .map(|c| (c, mapping.source(c).to_string()))
             .collect()
+    }
+
+    /// Objects in which `col` is absent and derived from other columns.
+    pub fn derived_objects(&self, col: Col) -> usize {
+        self.files.iter().filter(|f| f.cols.is_derived(col)).count()
     }
 
     /// Rows in all listed objects.
@@ -966,7 +971,8 @@ async fn open_unit(
     let nullable: Vec<Col> = Col::ALL
         .iter()
         .copied()
-        .filter(|&c| c.required() && c != Col::Ts)
+        // A derived `cache_hit` is never null: nothing to check.
+        .filter(|&c| c.required() && c != Col::Ts && cols.get(c).is_some())
         .filter(|&c| {
             !row_groups.iter().all(|&rg| {
                 no_nulls(&file, rg, c) && (c != Col::TraceId || no_blank_trace_ids(&file, rg))
@@ -1081,9 +1087,7 @@ async fn open_unit(
     let mut need_trace = false;
     for &i in &plan.projection {
         if i < POS_INDEX {
-            if let Some(r) = cols.get(Col::ALL[i]) {
-                leaves.push(r.leaf);
-            }
+            leaves.extend(cols.leaves_of(Col::ALL[i]));
         } else if i == TRACE_KEY_INDEX {
             need_trace = true;
         }
@@ -1093,8 +1097,8 @@ async fn open_unit(
     }
     if plan.options.divert.is_some() {
         for &i in &dup_rows_indices() {
-            if let Some(r) = Col::ALL.get(i).and_then(|&c| cols.get(c)) {
-                leaves.push(r.leaf);
+            if let Some(&c) = Col::ALL.get(i) {
+                leaves.extend(cols.leaves_of(c));
             }
         }
     }
@@ -1193,8 +1197,7 @@ fn project(
     for &i in projection {
         let arr: ArrayRef = if i < POS_INDEX {
             let col = Col::ALL[i];
-            let arr = normalize(batch, col, cols.get(col), cols.ts_unit)
-                .map_err(|e| input_error(file, e))?;
+            let arr = normalize_col(batch, col, cols).map_err(|e| input_error(file, e))?;
             if col.required() && arr.null_count() > 0 {
                 return Err(input_error(
                     file,

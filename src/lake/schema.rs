@@ -283,6 +283,8 @@ impl Preset {
             (Preset::Default, c) => c.name(),
             (Preset::OtelGenai, c) => match c {
                 Col::Ts => "start_time_unix_nano",
+                // One GenAI call is one span; a trace holds many of them.
+                Col::TraceId => "span_id",
                 Col::Model => "gen_ai.request.model",
                 Col::Provider => "gen_ai.provider.name",
                 Col::InputTokens => "gen_ai.usage.input_tokens",
@@ -320,6 +322,27 @@ pub struct ColumnMapping {
     /// exist in every object, optional or not (a typo must not turn every
     /// request into `(untagged)`).
     pub explicit: std::collections::BTreeSet<Col>,
+    /// Older names a preset's source is still written under, tried in
+    /// order where an object lacks it (OTel: `gen_ai.system` before
+    /// `gen_ai.provider.name`). Not used for explicitly mapped columns.
+    pub fallbacks: BTreeMap<Col, Vec<String>>,
+    /// Where an object has no `cache_hit` column, take every row as no
+    /// gateway cache hit: an OTel GenAI client span records a call to the
+    /// provider, and a response served from the gateway's cache makes none
+    /// (a provider's *prompt* cache, `cache_read` tokens, is a billed call,
+    /// not a hit). Off for the default preset and when `cache_hit` is
+    /// mapped explicitly (a gateway that logs its cache hits as spans).
+    pub derive_cache_hit: bool,
+    /// Where an object has no latency column, derive it as this end-time
+    /// column minus `ts`, in ms (OTel spans: `end_time_unix_nano`). Off for
+    /// the default preset and when `latency_ms` is mapped explicitly.
+    pub latency_from_end: Option<String>,
+    /// Where an object has no error column, derive `error` from this span
+    /// status column: OTLP `STATUS_CODE_ERROR` (2, or that name as text).
+    /// OTel exports write `error.type` only on failed spans, so an object
+    /// without a failure may lack it. Off for the default preset and when
+    /// `error` is mapped explicitly.
+    pub error_from_status: Option<String>,
 }
 
 impl ColumnMapping {
@@ -332,6 +355,17 @@ impl ColumnMapping {
                 .collect(),
             ts_unit: preset.ts_unit(),
             explicit: Default::default(),
+            fallbacks: match preset {
+                Preset::Default => BTreeMap::new(),
+                Preset::OtelGenai => BTreeMap::from([
+                    (Col::Provider, vec!["gen_ai.system".to_string()]),
+                    (Col::TraceId, vec!["trace_id".to_string()]),
+                ]),
+            },
+            derive_cache_hit: preset == Preset::OtelGenai,
+            latency_from_end: (preset == Preset::OtelGenai)
+                .then(|| "end_time_unix_nano".to_string()),
+            error_from_status: (preset == Preset::OtelGenai).then(|| "status.code".to_string()),
         }
     }
 
@@ -339,6 +373,36 @@ impl ColumnMapping {
     pub fn map(&mut self, col: Col, source: String) {
         self.sources.insert(col, source);
         self.explicit.insert(col);
+        self.fallbacks.remove(&col);
+        if col == Col::CacheHit {
+            self.derive_cache_hit = false;
+        }
+        if col == Col::LatencyMs {
+            self.latency_from_end = None;
+        }
+        if col == Col::Error {
+            self.error_from_status = None;
+        }
+    }
+
+    /// How `col` is derived where an object lacks it, as the data-quality
+    /// section says it (`None`: it is not).
+    pub fn derivation(&self, col: Col) -> Option<String> {
+        match col {
+            Col::CacheHit if self.derive_cache_hit => Some(
+                "false (a GenAI span is a call to the provider; map `cache_hit` if the gateway logs its cache hits as spans)"
+                    .to_string(),
+            ),
+            Col::LatencyMs => self
+                .latency_from_end
+                .as_ref()
+                .map(|end| format!("`{end}` - `{}`", self.source(Col::Ts))),
+            Col::Error => self
+                .error_from_status
+                .as_ref()
+                .map(|status| format!("`{status}` = STATUS_CODE_ERROR (2)")),
+            _ => None,
+        }
     }
 
     pub fn source(&self, col: Col) -> &str {
@@ -369,14 +433,48 @@ pub struct Resolved {
 /// The columns of one file, resolved against the mapping.
 #[derive(Clone, Debug)]
 pub struct FileColumns {
-    /// By [`Col`] position; `None` for an optional column the file lacks.
+    /// By [`Col`] position; `None` for an optional column the file lacks
+    /// (and for `cache_hit` when it is derived).
     pub cols: Vec<Option<Resolved>>,
     pub ts_unit: Option<IntTsUnit>,
+    /// `cache_hit` is absent and taken as false
+    /// ([`ColumnMapping::derive_cache_hit`]).
+    pub derived_cache_hit: bool,
+    /// The latency column is absent and derived as this end-time column
+    /// minus `ts` ([`ColumnMapping::latency_from_end`]).
+    pub latency_end: Option<Resolved>,
+    /// The error column is absent and derived from this span status
+    /// column ([`ColumnMapping::error_from_status`]).
+    pub error_status: Option<Resolved>,
 }
 
 impl FileColumns {
     pub fn get(&self, col: Col) -> Option<&Resolved> {
         self.cols[col as usize].as_ref()
+    }
+
+    /// Whether `col` is absent from the file and derived from other columns.
+    pub fn is_derived(&self, col: Col) -> bool {
+        match col {
+            Col::CacheHit => self.derived_cache_hit,
+            Col::LatencyMs => self.latency_end.is_some(),
+            Col::Error => self.error_status.is_some(),
+            _ => false,
+        }
+    }
+
+    /// The Parquet leaves to decode for `col`: its own, or for a derived
+    /// column those it is computed from.
+    pub fn leaves_of(&self, col: Col) -> Vec<usize> {
+        match self.get(col) {
+            Some(r) => vec![r.leaf],
+            None if col == Col::Error => self.error_status.iter().map(|r| r.leaf).collect(),
+            None if col == Col::LatencyMs => match (&self.latency_end, self.get(Col::Ts)) {
+                (Some(end), Some(ts)) => vec![end.leaf, ts.leaf],
+                _ => Vec::new(),
+            },
+            None => Vec::new(),
+        }
     }
 }
 
@@ -390,10 +488,41 @@ pub fn resolve(
 ) -> Result<FileColumns, Vec<String>> {
     let mut problems = Vec::new();
     let mut cols = Vec::with_capacity(Col::ALL.len());
+    let mut derived_cache_hit = false;
+    let mut latency_end = None;
+    let mut error_status = None;
     for col in Col::ALL {
         let source = mapping.source(col);
-        let Some((path, dt)) = find_path(arrow_schema.fields(), source) else {
-            if col.required() {
+        let found = std::iter::once(source)
+            .chain(
+                mapping
+                    .fallbacks
+                    .get(&col)
+                    .into_iter()
+                    .flatten()
+                    .map(String::as_str),
+            )
+            .find_map(|name| find_path(arrow_schema.fields(), name).map(|f| (name, f)));
+        let Some((source, (path, dt))) = found else {
+            if col == Col::CacheHit && mapping.derive_cache_hit {
+                derived_cache_hit = true;
+            } else if col == Col::LatencyMs
+                && let Some(end) = &mapping.latency_from_end
+                && let Some((path, dt)) = find_path(arrow_schema.fields(), end)
+            {
+                match end_time(key, end, path, dt, parquet_schema, mapping.ts_unit) {
+                    Ok(r) => latency_end = Some(r),
+                    Err(p) => problems.push(p),
+                }
+            } else if col == Col::Error
+                && let Some(status) = &mapping.error_from_status
+                && let Some((path, dt)) = find_path(arrow_schema.fields(), status)
+            {
+                match status_column(key, status, path, dt, parquet_schema) {
+                    Ok(r) => error_status = Some(r),
+                    Err(p) => problems.push(p),
+                }
+            } else if col.required() {
                 problems.push(format!(
                     "{key}: required column `{}` (read from `{source}`) is missing; expected {}",
                     col.name(),
@@ -442,10 +571,69 @@ pub fn resolve(
         Ok(FileColumns {
             cols,
             ts_unit: mapping.ts_unit,
+            derived_cache_hit,
+            latency_end,
+            error_status,
         })
     } else {
         Err(problems)
     }
+}
+
+/// The span status column `error` is derived from: an integer code or text.
+fn status_column(
+    key: &str,
+    name: &str,
+    path: Vec<String>,
+    dt: DataType,
+    parquet_schema: &SchemaDescriptor,
+) -> Result<Resolved, String> {
+    if !(is_int(&dt) || is_text(&dt)) {
+        return Err(format!(
+            "{key}: column `{name}` (the span status, for `error`) has type {dt}; expected an integer code or a string"
+        ));
+    }
+    let leaf = parquet_schema
+        .columns()
+        .iter()
+        .position(|c| c.path().parts() == path.as_slice())
+        .ok_or_else(|| {
+            format!("{key}: column `{name}` (the span status, for `error`) is not a plain Parquet column")
+        })?;
+    Ok(Resolved {
+        path,
+        leaf,
+        source_type: dt,
+    })
+}
+
+/// The end-time column a latency is derived from: typed as `ts` may be.
+fn end_time(
+    key: &str,
+    name: &str,
+    path: Vec<String>,
+    dt: DataType,
+    parquet_schema: &SchemaDescriptor,
+    ts_unit: Option<IntTsUnit>,
+) -> Result<Resolved, String> {
+    if !accepts(Col::Ts, &dt, ts_unit) {
+        return Err(format!(
+            "{key}: column `{name}` (the span end, for `latency_ms`) has type {dt}; expected {}",
+            Kind::Timestamp.expected()
+        ));
+    }
+    let leaf = parquet_schema
+        .columns()
+        .iter()
+        .position(|c| c.path().parts() == path.as_slice())
+        .ok_or_else(|| {
+            format!("{key}: column `{name}` (the span end, for `latency_ms`) is not a plain Parquet column")
+        })?;
+    Ok(Resolved {
+        path,
+        leaf,
+        source_type: dt,
+    })
 }
 
 /// Find `path` among `fields`: an exact field name first (names may contain
@@ -609,6 +797,74 @@ pub fn normalize(
         }
         _ => cast_with_options(&arr, &target, &safe).map_err(|e| e.to_string()),
     }
+}
+
+/// The normalized column `col` of a decoded batch of a file with columns
+/// `cols`: [`normalize`] of its source; a derived `cache_hit` is false, a
+/// derived `error` the span status, a derived `latency_ms` the span's end
+/// minus its start.
+pub fn normalize_col(
+    batch: &RecordBatch,
+    col: Col,
+    cols: &FileColumns,
+) -> Result<ArrayRef, String> {
+    if col == Col::CacheHit && cols.derived_cache_hit {
+        return Ok(Arc::new(BooleanArray::from(vec![false; batch.num_rows()])));
+    }
+    if col == Col::Error
+        && cols.get(col).is_none()
+        && let Some(status) = &cols.error_status
+    {
+        // OTLP status codes: 0 unset, 1 ok, 2 error; as text, the enum name
+        // (`STATUS_CODE_ERROR`) or its short form (`ERROR`, `Error`).
+        let arr = column_at(batch, &status.path).ok_or_else(|| {
+            format!(
+                "column `{}` missing from decoded batch",
+                status.path.join(".")
+            )
+        })?;
+        let error: BooleanArray = if is_text(arr.data_type()) {
+            let text = cast_with_options(&arr, &DataType::Utf8View, &CastOptions::default())
+                .map_err(|e| e.to_string())?;
+            text.as_string_view()
+                .iter()
+                .map(|v| {
+                    Some(v.is_some_and(|s| {
+                        s.eq_ignore_ascii_case("STATUS_CODE_ERROR")
+                            || s.eq_ignore_ascii_case("ERROR")
+                    }))
+                })
+                .collect()
+        } else {
+            let codes = cast_with_options(&arr, &DataType::Int64, &CastOptions::default())
+                .map_err(|e| e.to_string())?;
+            codes
+                .as_primitive::<arrow::datatypes::Int64Type>()
+                .iter()
+                .map(|v| Some(v == Some(2)))
+                .collect()
+        };
+        return Ok(Arc::new(error));
+    }
+    if col == Col::LatencyMs
+        && cols.get(col).is_none()
+        && let (Some(end), Some(ts)) = (&cols.latency_end, cols.get(Col::Ts))
+    {
+        let start = ts_nanos(batch, ts, cols.ts_unit)?;
+        let end = ts_nanos(batch, end, cols.ts_unit)?;
+        // Milliseconds from the span's start to its end; null where either
+        // is null or the end precedes the start (a broken span).
+        let ms: arrow::array::Float64Array = start
+            .iter()
+            .zip(end.iter())
+            .map(|(s, e)| match (s, e) {
+                (Some(s), Some(e)) if e >= s => Some((e - s) as f64 / 1e6),
+                _ => None,
+            })
+            .collect();
+        return Ok(Arc::new(ms));
+    }
+    normalize(batch, col, cols.get(col), cols.ts_unit)
 }
 
 /// Normalize the `ts` column to nanoseconds as plain i64 (for the window filter).
