@@ -39,14 +39,6 @@ macro_rules! errln {
     }};
 }
 
-/// `eprint!` that never panics.
-macro_rules! err {
-    ($($arg:tt)*) => {{
-        use std::io::Write as _;
-        let _ = write!(std::io::stderr().lock(), $($arg)*);
-    }};
-}
-
 #[derive(Debug, Parser)]
 #[command(
     name = "tokenledger",
@@ -229,6 +221,13 @@ impl ConfigArgs {
     }
 }
 
+/// Whether stderr carries JSON log lines (set once by [`init_logging`]).
+static JSON_LOGS: std::sync::OnceLock<bool> = std::sync::OnceLock::new();
+
+fn json_logs() -> bool {
+    JSON_LOGS.get().copied().unwrap_or(false)
+}
+
 fn init_logging(format: LogFormat) {
     use tracing_subscriber::EnvFilter;
     let filter = EnvFilter::try_from_env("TOKENLEDGER_LOG")
@@ -238,22 +237,115 @@ fn init_logging(format: LogFormat) {
         LogFormat::Text => false,
         LogFormat::Auto => !std::io::stderr().is_terminal(),
     };
+    let _ = JSON_LOGS.set(json);
     // A log line that cannot be written (stderr closed or on a full device)
     // is lost; the subscriber must not `eprintln!` about it (that panics).
     let builder = tracing_subscriber::fmt()
         .with_env_filter(filter)
-        .with_writer(std::io::stderr)
         .log_internal_errors(false);
     let _ = if json {
         builder
+            .with_writer(std::io::stderr)
             .json()
             .flatten_event(true)
             .with_current_span(true)
             .with_span_list(false)
             .try_init()
     } else {
-        builder.with_target(false).try_init()
+        builder
+            .with_writer(progress::LogWriter::default)
+            .with_target(false)
+            .try_init()
     };
+}
+
+/// The progress line `backfill` draws on a terminal, kept below the text
+/// log: a log event clears the line, is written, and the line is drawn
+/// again, so INFO lines never overwrite the bar nor the bar a log line.
+mod progress {
+    use std::io::Write;
+    use std::sync::Mutex;
+
+    /// The line on screen now, if any.
+    static LINE: Mutex<Option<String>> = Mutex::new(None);
+
+    const CLEAR: &str = "\r\x1b[2K";
+
+    fn line() -> std::sync::MutexGuard<'static, Option<String>> {
+        LINE.lock()
+            .unwrap_or_else(std::sync::PoisonError::into_inner)
+    }
+
+    /// Replace the progress line.
+    pub fn draw(text: String) {
+        let mut current = line();
+        let mut err = std::io::stderr().lock();
+        let _ = write!(err, "{CLEAR}{text}");
+        let _ = err.flush();
+        *current = Some(text);
+    }
+
+    /// End the progress line (a newline under it), if one was drawn.
+    pub fn finish() {
+        if line().take().is_some() {
+            let _ = writeln!(std::io::stderr().lock());
+        }
+    }
+
+    /// Write one log event to `out` with the progress line `bar` kept below.
+    pub fn log_above(out: &mut impl Write, bar: Option<&str>, event: &[u8]) {
+        match bar {
+            Some(bar) => {
+                let _ = write!(out, "{CLEAR}");
+                let _ = out.write_all(event);
+                let _ = write!(out, "{bar}");
+            }
+            None => {
+                let _ = out.write_all(event);
+            }
+        }
+        let _ = out.flush();
+    }
+
+    /// The text log's writer: buffers one event, writes it on drop.
+    #[derive(Debug, Default)]
+    pub struct LogWriter(Vec<u8>);
+
+    impl Write for LogWriter {
+        fn write(&mut self, buf: &[u8]) -> std::io::Result<usize> {
+            self.0.extend_from_slice(buf);
+            Ok(buf.len())
+        }
+        fn flush(&mut self) -> std::io::Result<()> {
+            Ok(())
+        }
+    }
+
+    impl Drop for LogWriter {
+        fn drop(&mut self) {
+            if self.0.is_empty() {
+                return;
+            }
+            let current = line();
+            log_above(&mut std::io::stderr().lock(), current.as_deref(), &self.0);
+        }
+    }
+
+    #[cfg(test)]
+    mod tests {
+        #[test]
+        fn a_log_line_is_written_above_the_progress_bar() {
+            let mut out = Vec::new();
+            super::log_above(&mut out, Some("[###   ] 3/9"), b"INFO day built\n");
+            assert_eq!(
+                String::from_utf8(out).unwrap(),
+                "\r\x1b[2KINFO day built\n[###   ] 3/9"
+            );
+            let mut out = Vec::new();
+            super::log_above(&mut out, None, b"INFO plain\n");
+            assert_eq!(out, b"INFO plain\n");
+        }
+    }
 }
 
 /// Parse the command line, run, print errors with their causes, exit.
@@ -277,7 +369,10 @@ pub fn main() -> ExitCode {
     {
         Ok(rt) => rt,
         Err(e) => {
-            errln!("error: cannot start the async runtime: {e}");
+            tracing::error!(exit_code = ExitKind::Runtime.code(), error = %e, "cannot start the async runtime");
+            if !json_logs() {
+                errln!("error: cannot start the async runtime: {e}");
+            }
             return ExitKind::Runtime.into();
         }
     };
@@ -299,7 +394,11 @@ pub fn main() -> ExitCode {
         }
         Err(e) => {
             let chain = render_chain(&e);
-            errln!("error: {chain}");
+            // JSON logs: the `finished` event below carries the error; a
+            // plain line would break the stream for log pipelines.
+            if !json_logs() {
+                errln!("error: {chain}");
+            }
             let kind = e.kind();
             tracing::error!(exit_code = kind.code(), outcome = ?kind, seconds, error = %chain, "finished");
             kind.into()
@@ -464,7 +563,8 @@ async fn run(command: Command, run_id: &str) -> Result<ExitKind> {
             }
             let config = config.load()?;
             let total = (to - from).num_days() + 1;
-            let tty = std::io::stderr().is_terminal();
+            // JSON logs keep stderr one JSON line per event: no bar then.
+            let bar = std::io::stderr().is_terminal() && !json_logs();
             let mut n = 0;
             let days = crate::pipeline::backfill(&config, from, to, force, |date, outcome| {
                 use crate::pipeline::Backfilled;
@@ -472,26 +572,27 @@ async fn run(command: Command, run_id: &str) -> Result<ExitKind> {
                 let what = match outcome {
                     Backfilled::Present => "present".to_string(),
                     Backfilled::NoLogs => "no logs".to_string(),
-                    Backfilled::Built { requests } => format!("built ({requests} requests)"),
+                    Backfilled::Built { requests, .. } => format!("built ({requests} requests)"),
                     Backfilled::Failed(e) => format!("FAILED: {}", e.to_string().lines().next().unwrap_or_default()),
                 };
-                if tty {
-                    // A progress bar on a terminal; one log line per day otherwise.
+                if bar {
+                    // A progress bar below the log on a terminal (log lines
+                    // are written above it); one log line per day otherwise.
                     let width = 30usize;
                     let done = (n as usize * width) / total.max(1) as usize;
-                    err!(
-                        "\r[{}{}] {n}/{total} {date} {what:<60}",
+                    progress::draw(format!(
+                        "[{}{}] {n}/{total} {date} {what}",
                         "#".repeat(done),
                         " ".repeat(width - done)
-                    );
+                    ));
                 } else {
                     tracing::info!(date = %date, day = n, days = total, outcome = %what, "backfill");
                 }
             })
-            .await?;
-            if tty {
-                errln!();
-            }
+            .await;
+            progress::finish();
+            let days = days?;
+            crate::pipeline::warn_price_jumps(&crate::pipeline::jumps_of(&days));
             let count = |f: fn(&crate::pipeline::Backfilled) -> bool| {
                 days.iter().filter(|(_, o)| f(o)).count()
             };
@@ -504,6 +605,9 @@ async fn run(command: Command, run_id: &str) -> Result<ExitKind> {
             );
             let mut kind = ExitKind::Ok;
             for (date, o) in &days {
+                if let crate::pipeline::Backfilled::NoLogs = o {
+                    outln!("  {date}: no logs (no request rows of the day)");
+                }
                 if let crate::pipeline::Backfilled::Failed(e) = o {
                     outln!("  {date}: {}", render_chain(e));
                     if kind == ExitKind::Ok {

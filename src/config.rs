@@ -59,6 +59,30 @@ pub struct RawConfig {
     pub anomaly: RawAnomaly,
     #[serde(default)]
     pub lease: RawLease,
+    #[serde(default)]
+    pub focus: RawFocus,
+}
+
+/// `[focus]`: the billing accounts `focus_costs.csv` names (FOCUS 1.2's
+/// mandatory `BillingAccountId` and `BillingAccountName`).
+#[derive(Debug, Default, Deserialize, Serialize)]
+#[serde(deny_unknown_fields)]
+pub struct RawFocus {
+    /// The account of providers without their own entry (default: the
+    /// provider's name as both id and name).
+    pub billing_account_id: Option<String>,
+    pub billing_account_name: Option<String>,
+    /// One entry per provider account: `provider`, `id`, `name`.
+    #[serde(default)]
+    pub accounts: Vec<RawFocusAccount>,
+}
+
+#[derive(Debug, Default, Deserialize, Serialize)]
+#[serde(deny_unknown_fields)]
+pub struct RawFocusAccount {
+    pub provider: Option<String>,
+    pub id: Option<String>,
+    pub name: Option<String>,
 }
 
 /// `[anomaly]`: the seasonal baseline and the noise guards.
@@ -77,6 +101,9 @@ pub struct RawAnomaly {
     pub webhook_url: Option<String>,
     pub webhook_timeout_secs: Option<u64>,
     pub webhook_attempts: Option<u32>,
+    /// All of a run's webhook calls end within this many seconds (default
+    /// 120); the incidents left are sent by the next run (exit 5).
+    pub webhook_budget_secs: Option<u64>,
     /// Build the rollups missing from the baseline window before a run
     /// (default true): a first run on a lake with history flags anomalies
     /// without a separate `backfill`.
@@ -172,6 +199,9 @@ pub struct RawMail {
     /// The largest letter sent whole, in bytes (default 8000000); larger
     /// ones leave out their attachments, then the tails of long tables.
     pub max_letter_bytes: Option<u64>,
+    /// The whole mail phase (every letter and try) ends within this many
+    /// seconds (default 300); letters left are reported not sent (exit 5).
+    pub budget_secs: Option<u64>,
     #[serde(default)]
     pub smtp: RawSmtp,
     #[serde(default)]
@@ -436,6 +466,8 @@ pub struct Config {
     pub alerts: crate::report::model::AlertRules,
     pub mail: crate::deliver::mail::MailConfig,
     pub reconcile: ReconcileConfig,
+    /// Billing accounts of the FOCUS export.
+    pub focus: crate::report::focus::Accounts,
     pub anomaly: crate::anomaly::Settings,
     /// Build missing rollups of the anomaly window before a run.
     pub backfill_missing: bool,
@@ -516,21 +548,69 @@ impl Config {
             Error::config(source_name, p)
         })?;
         let applied = apply_env(&mut value, env).map_err(|p| Error::config(source_name, p))?;
-        let raw: RawConfig = RawConfig::deserialize(toml::Value::Table(value)).map_err(|e| {
-            let mut p = Problems::new();
-            let mut msg = e.to_string().trim_end().to_string();
-            if !applied.is_empty() {
-                msg.push_str(&format!(
-                    " (environment overrides applied: {})",
-                    applied.join(", ")
-                ));
+        // serde stops at the first unknown key or mistyped value: take each
+        // one out and try again, so one `check` names every problem, then
+        // validate what remains.
+        let mut problems = Problems::new();
+        let raw = loop {
+            match RawConfig::deserialize(toml::Value::Table(value.clone())) {
+                Ok(raw) => break Some(raw),
+                Err(e) => {
+                    let mut msg = e.to_string().trim_end().to_string();
+                    let removed = problems.len() < 100 && remove_offender(&mut value, &msg);
+                    if !applied.is_empty() {
+                        msg.push_str(&format!(
+                            " (environment overrides applied: {})",
+                            applied.join(", ")
+                        ));
+                    }
+                    problems.push(msg);
+                    if !removed {
+                        break None;
+                    }
+                }
             }
-            p.push(msg);
-            Error::config(source_name, p)
-        })?;
-        raw.validate(overrides)
-            .map_err(|p| Error::config(source_name, p))
+        };
+        match raw.map(|raw| raw.validate(overrides)) {
+            Some(Ok(config)) if problems.is_empty() => Ok(config),
+            Some(Err(more)) => {
+                problems.extend(more);
+                Err(Error::config(source_name, problems))
+            }
+            _ => Err(Error::config(source_name, problems)),
+        }
     }
+}
+
+/// Take out of `table` the key a deserialization error `msg` names (toml
+/// ends it with ``in `section.key` ``): an unknown key itself, or the key of
+/// a mistyped value. False when the message names nothing removable (a
+/// missing required key, a path into an array): reporting stops there.
+fn remove_offender(table: &mut toml::Table, msg: &str) -> bool {
+    let path: Vec<&str> = match msg.rsplit_once("\nin `") {
+        Some((_, rest)) => match rest.strip_suffix('`') {
+            Some(p) if !p.contains(['[', '"', '\'']) => p.split('.').collect(),
+            _ => return false,
+        },
+        None => Vec::new(),
+    };
+    let unknown = msg
+        .strip_prefix("unknown field `")
+        .and_then(|r| r.split_once('`'))
+        .map(|(k, _)| k);
+    let (parent, key): (&[&str], &str) = match (unknown, path.split_last()) {
+        (Some(k), _) => (&path, k),
+        (None, Some((k, parent))) if !msg.starts_with("missing field") => (parent, k),
+        _ => return false,
+    };
+    let mut cur = table;
+    for part in parent {
+        match cur.get_mut(*part).and_then(toml::Value::as_table_mut) {
+            Some(t) => cur = t,
+            None => return false,
+        }
+    }
+    cur.remove(key).is_some()
 }
 
 /// Apply `TOKENLEDGER_SECTION__KEY=value` variables onto the TOML table.
@@ -627,6 +707,8 @@ pub struct Webhook {
     pub timeout: std::time::Duration,
     /// Tries for a temporary failure (connection, 429, 5xx).
     pub attempts: u32,
+    /// All of a run's webhook calls end within this.
+    pub budget: std::time::Duration,
 }
 
 /// The validated `[reconcile]` section.
@@ -925,9 +1007,78 @@ pub fn cgroup_memory_limit() -> Option<u64> {
     cgroup_limit_in(&table, |p| std::fs::read_to_string(p).ok())
 }
 
+/// The CPU limit of this process's cgroup in thousandths of a core (a
+/// Kubernetes `limits.cpu: 1500m` is 1500): the smallest quota on its cgroup
+/// and the cgroup's ancestors, v2 (`cpu.max`: `quota period`, or `max`) or v1
+/// (`cpu.cfs_quota_us` / `cpu.cfs_period_us`, -1 for none).
+pub fn cgroup_cpu_millis() -> Option<u64> {
+    let table = std::fs::read_to_string("/proc/self/cgroup").unwrap_or_default();
+    cgroup_cpu_in(&table, |p| std::fs::read_to_string(p).ok())
+}
+
+/// The worker threads a CPU limit of `millis` thousandths of a core pays
+/// for: rounded up (1500m runs 2 threads that share 1.5 cores), at least 1.
+pub fn threads_for_cpu_millis(millis: u64) -> usize {
+    usize::try_from(millis.div_ceil(1000))
+        .unwrap_or(usize::MAX)
+        .max(1)
+}
+
 /// [`cgroup_memory_limit`] over a `/proc/self/cgroup` text and a file reader.
 fn cgroup_limit_in(table: &str, read: impl Fn(&str) -> Option<String>) -> Option<u64> {
-    let mut candidates: Vec<(String, &str)> = Vec::new();
+    let mut best: Option<u64> = None;
+    for (dir, v2) in cgroup_dirs(table, "memory") {
+        let file = if v2 {
+            "memory.max"
+        } else {
+            "memory.limit_in_bytes"
+        };
+        if let Some(text) = read(&format!("{dir}/{file}"))
+            && let Ok(limit) = text.trim().parse::<u64>() // "max": none
+            && limit < (1 << 50)
+        // v1 reports "none" as a huge number
+        {
+            best = Some(best.map_or(limit, |b| b.min(limit)));
+        }
+    }
+    best
+}
+
+/// [`cgroup_cpu_millis`] over a `/proc/self/cgroup` text and a file reader.
+fn cgroup_cpu_in(table: &str, read: impl Fn(&str) -> Option<String>) -> Option<u64> {
+    let millis = |quota: &str, period: &str| -> Option<u64> {
+        let quota: u64 = quota.trim().parse().ok()?; // "max" or -1: none
+        let period: u64 = period.trim().parse().ok()?;
+        (period > 0 && quota > 0).then(|| (quota * 1000).div_ceil(period))
+    };
+    let mut best: Option<u64> = None;
+    for (dir, v2) in cgroup_dirs(table, "cpu") {
+        let found = if v2 {
+            read(&format!("{dir}/cpu.max")).and_then(|text| {
+                let mut parts = text.split_whitespace();
+                millis(parts.next()?, parts.next().unwrap_or("100000"))
+            })
+        } else {
+            match (
+                read(&format!("{dir}/cpu.cfs_quota_us")),
+                read(&format!("{dir}/cpu.cfs_period_us")),
+            ) {
+                (Some(q), Some(p)) => millis(&q, &p),
+                _ => None,
+            }
+        };
+        if let Some(m) = found {
+            best = Some(best.map_or(m, |b| b.min(m)));
+        }
+    }
+    best
+}
+
+/// The directories holding this process's cgroup files for `controller`
+/// and those of every ancestor, each with whether it is cgroup v2 (unified)
+/// or v1 (mounted per controller under `/sys/fs/cgroup/<controller>`).
+fn cgroup_dirs(table: &str, controller: &str) -> Vec<(String, bool)> {
+    let mut leaves: Vec<(String, bool)> = Vec::new();
     for line in table.lines() {
         let mut parts = line.splitn(3, ':');
         let (_, controllers, path) = (parts.next(), parts.next(), parts.next());
@@ -936,34 +1087,30 @@ fn cgroup_limit_in(table: &str, read: impl Fn(&str) -> Option<String>) -> Option
         };
         let path = path.trim_end_matches('/');
         if controllers.is_empty() {
-            candidates.push((format!("/sys/fs/cgroup{path}"), "memory.max"));
-        } else if controllers.split(',').any(|c| c == "memory") {
-            candidates.push((
-                format!("/sys/fs/cgroup/memory{path}"),
-                "memory.limit_in_bytes",
-            ));
+            leaves.push((format!("/sys/fs/cgroup{path}"), true));
+        } else if controllers.split(',').any(|c| c == controller) {
+            leaves.push((format!("/sys/fs/cgroup/{controller}{path}"), false));
         }
     }
     // Inside a container's cgroup namespace the root is the container's own.
-    candidates.push(("/sys/fs/cgroup".into(), "memory.max"));
-    candidates.push(("/sys/fs/cgroup/memory".into(), "memory.limit_in_bytes"));
-    let mut best: Option<u64> = None;
-    for (mut dir, file) in candidates {
+    leaves.push(("/sys/fs/cgroup".into(), true));
+    leaves.push((format!("/sys/fs/cgroup/{controller}"), false));
+    let mut dirs = Vec::new();
+    for (mut dir, v2) in leaves {
+        let floor = if v2 {
+            "/sys/fs/cgroup".len()
+        } else {
+            "/sys/fs/cgroup/".len() + controller.len()
+        };
         loop {
-            if let Some(text) = read(&format!("{dir}/{file}"))
-                && let Ok(limit) = text.trim().parse::<u64>() // "max": none
-                && limit < (1 << 50)
-            // v1 reports "none" as a huge number
-            {
-                best = Some(best.map_or(limit, |b| b.min(limit)));
-            }
+            dirs.push((dir.clone(), v2));
             match dir.rfind('/') {
-                Some(i) if dir[..i].len() >= "/sys/fs/cgroup".len() => dir.truncate(i),
+                Some(i) if i >= floor => dir.truncate(i),
                 _ => break,
             }
         }
     }
-    best
+    dirs
 }
 
 fn set_path(table: &mut toml::Table, path: &[String], value: toml::Value) -> Result<(), String> {
@@ -1062,9 +1209,15 @@ impl RawConfig {
             }
         };
         let threads = match self.run.threads {
-            None => std::thread::available_parallelism()
-                .map(|n| n.get())
-                .unwrap_or(2),
+            // The cores this process may use, and no more than its cgroup's
+            // CPU limit pays for: a pod limited to 2 CPUs on a 64-core node
+            // runs 2 threads, not 64 that the kernel throttles.
+            None => {
+                let cores = std::thread::available_parallelism()
+                    .map(|n| n.get())
+                    .unwrap_or(2);
+                cgroup_cpu_millis().map_or(cores, |m| cores.min(threads_for_cpu_millis(m)))
+            }
             Some(n @ 1..=1024) => n as usize,
             Some(n) => {
                 p.push(format!("run.threads: {n} is out of range 1..=1024"));
@@ -1263,6 +1416,7 @@ impl RawConfig {
             None => ReconcileConfig::default(),
         };
         let anomaly = validate_anomaly(&self.anomaly, &mut p);
+        let focus = crate::report::focus::Accounts::validate(&self.focus, &mut p);
         let webhook = self
             .anomaly
             .webhook_url
@@ -1274,6 +1428,12 @@ impl RawConfig {
                         self.anomaly.webhook_timeout_secs.unwrap_or(10).max(1),
                     ),
                     attempts: self.anomaly.webhook_attempts.unwrap_or(3).clamp(1, 10),
+                    budget: std::time::Duration::from_secs(
+                        self.anomaly
+                            .webhook_budget_secs
+                            .unwrap_or(120)
+                            .clamp(1, 86_400),
+                    ),
                 }),
                 Ok(url) => {
                     p.push(format!(
@@ -1332,6 +1492,7 @@ impl RawConfig {
             alerts,
             mail,
             reconcile,
+            focus,
             anomaly,
             backfill_missing: self.anomaly.backfill_missing.unwrap_or(true),
             incidents: incidents.expect("the lake parsed, so did its paths"),
@@ -1358,6 +1519,7 @@ impl Config {
             "invoices": self.invoices.as_str(),
             "reconcile": reconcile,
             "anomaly": format!("{:?}", self.anomaly),
+            "focus": format!("{:?}", self.focus),
         });
         let mut h = Sha256::new();
         h.update(view.to_string().as_bytes());
@@ -1419,6 +1581,58 @@ mod tests {
     }
 
     #[test]
+    fn cgroup_cpu_limits_set_the_thread_count() {
+        use super::{cgroup_cpu_in, threads_for_cpu_millis};
+        let files = |pairs: &'static [(&'static str, &'static str)]| {
+            move |p: &str| {
+                pairs
+                    .iter()
+                    .find(|(k, _)| *k == p)
+                    .map(|(_, v)| v.to_string())
+            }
+        };
+        // v2: `limits.cpu: 1500m` on the container; the pod's parent has none.
+        let v2 = "0::/kubepods/pod1/ctr\n";
+        let read = files(&[
+            (
+                "/sys/fs/cgroup/kubepods/pod1/ctr/cpu.max",
+                "150000 100000\n",
+            ),
+            ("/sys/fs/cgroup/kubepods/pod1/cpu.max", "max 100000\n"),
+        ]);
+        assert_eq!(cgroup_cpu_in(v2, read), Some(1500));
+        assert_eq!(threads_for_cpu_millis(1500), 2);
+        // v1: quota -1 is none; the parent's 2 cores win over none.
+        let v1 = "5:cpu,cpuacct:/kubepods/pod1/ctr\n4:memory:/x\n";
+        let read = files(&[
+            (
+                "/sys/fs/cgroup/cpu/kubepods/pod1/ctr/cpu.cfs_quota_us",
+                "-1",
+            ),
+            (
+                "/sys/fs/cgroup/cpu/kubepods/pod1/ctr/cpu.cfs_period_us",
+                "100000",
+            ),
+            (
+                "/sys/fs/cgroup/cpu/kubepods/pod1/cpu.cfs_quota_us",
+                "200000",
+            ),
+            (
+                "/sys/fs/cgroup/cpu/kubepods/pod1/cpu.cfs_period_us",
+                "100000",
+            ),
+        ]);
+        assert_eq!(cgroup_cpu_in(v1, read), Some(2000));
+        assert_eq!(threads_for_cpu_millis(2000), 2);
+        // A quarter core still runs one thread; no limit anywhere is None.
+        assert_eq!(threads_for_cpu_millis(250), 1);
+        assert_eq!(
+            cgroup_cpu_in("0::/\n", files(&[("/sys/fs/cgroup/cpu.max", "max 100000")])),
+            None
+        );
+    }
+
+    #[test]
     fn sizes_parse_with_binary_and_decimal_units() {
         use super::parse_size;
         assert_eq!(parse_size("400MiB"), Some(400 << 20));
@@ -1437,6 +1651,30 @@ mod tests {
             .map(|(k, v)| (k.to_string(), v.to_string()))
             .collect();
         Config::from_sources(toml, "test.toml", &env, &Overrides::default())
+    }
+
+    #[test]
+    fn every_problem_of_a_config_is_reported_at_once() {
+        // Two unknown keys in two sections, a top-level one, a mistyped value
+        // and a value only validation rejects: five problems, one error.
+        let err = load(
+            "bogus = 1\n[lake]\nroot = \"/l\"\n[run]\nthreads = \"x\"\ntimezone = \"Mars/Olympus\"\nlate = 2\n\
+             [mail]\nfrm = \"a@b.c\"\n",
+            &[],
+        )
+        .unwrap_err()
+        .to_string();
+        for needle in [
+            "unknown field `bogus`",
+            "unknown field `frm`",
+            "in `mail`",
+            "unknown field `late`",
+            "in `run.threads`",
+            "run.timezone: `Mars/Olympus` is not an IANA time zone",
+        ] {
+            assert!(err.contains(needle), "{needle} missing from: {err}");
+        }
+        assert_eq!(err.matches("\n  - ").count(), 5, "{err}");
     }
 
     #[test]

@@ -30,6 +30,16 @@ pub struct Manifest {
     pub started_at: String,
     pub finished_at: String,
     pub config_digest: String,
+    /// `preliminary` while rows of the day may still arrive (its lateness
+    /// window, `run.late_days` days after its end, was open when the run
+    /// started), else `final`.
+    pub status: String,
+    /// When the lateness window closes (UTC).
+    pub final_after: String,
+    /// Set when this publication restates an earlier one of the day (late
+    /// rows arrived): what it replaces.
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub restated_from: Option<Restated>,
     /// The day's figures at a glance (the report index lists them).
     pub headline: Headline,
     pub inputs: Inputs,
@@ -57,10 +67,37 @@ pub struct Headline {
 }
 
 /// What the report index needs of a published day's manifest.
+/// The publication a restatement replaces: its run, when it was
+/// published, its headline figures, and the input objects that were new or
+/// changed since.
+#[derive(Debug, Clone, Serialize, Deserialize, PartialEq, Eq)]
+pub struct Restated {
+    pub run_id: String,
+    pub published_at: String,
+    pub requests: u64,
+    pub cost_usd: String,
+    pub objects: Vec<String>,
+}
+
+/// What the report index and the settling of late rows need of a published
+/// day's manifest.
 #[derive(Debug, Clone, Deserialize, PartialEq, Eq)]
 pub struct Published {
     pub date: String,
     pub headline: Headline,
+    #[serde(default)]
+    pub run_id: String,
+    #[serde(default)]
+    pub finished_at: String,
+    #[serde(default)]
+    pub timezone: String,
+    /// Absent before manifest version 3.
+    #[serde(default)]
+    pub status: Option<String>,
+    #[serde(default)]
+    pub final_after: Option<String>,
+    #[serde(default)]
+    pub restated_from: Option<Restated>,
 }
 
 impl Published {
@@ -79,7 +116,9 @@ pub struct InputObject {
     pub version: Option<String>,
     /// Rows in the object (request logs) or data rows (tables).
     pub rows: u64,
-    /// Digest of the content, for tables read whole.
+    /// Digest of the content: for tables read whole, and for request
+    /// objects of a local lake (replay compares those by content, since a
+    /// local etag changes with a copy or restore).
     #[serde(skip_serializing_if = "Option::is_none")]
     pub sha256: Option<String>,
     /// The partition a request-log object was listed under.
@@ -201,10 +240,10 @@ impl Manifest {
 }
 
 /// The manifest version this program writes: 2 added `inputs.skipped`.
-pub const MANIFEST_VERSION: u32 = 2;
+pub const MANIFEST_VERSION: u32 = 3;
 
 /// The manifest versions this program can replay.
-pub const MANIFEST_VERSIONS: &[u64] = &[1, 2];
+pub const MANIFEST_VERSIONS: &[u64] = &[1, 2, 3];
 
 /// A request-log object as a manifest recorded it.
 #[derive(Debug, Clone, PartialEq, Eq)]
@@ -215,6 +254,9 @@ pub struct RecordedRequest {
     pub version: Option<String>,
     /// The partition it was listed under (`date=YYYY-MM-DD`), when recorded.
     pub partition: Option<String>,
+    /// The content digest, recorded for objects of a local lake (whose
+    /// etags follow inode and mtime, so a copy or restore changes them).
+    pub sha256: Option<String>,
 }
 
 /// A table read whole, as a manifest recorded it: its key and digest.
@@ -251,6 +293,11 @@ pub struct Recorded {
     /// whose pages did not list them).
     pub skipped: Vec<SkippedObject>,
     pub outputs: Vec<RecordedOutput>,
+    /// The day's status and what it restated (version 3): a replay renders
+    /// the pages as published, not as the day stands now.
+    pub status: Option<String>,
+    pub final_after: Option<chrono::DateTime<chrono::Utc>>,
+    pub restated_from: Option<Restated>,
 }
 
 /// `sha256:` and 64 lower-case hex digits.
@@ -478,6 +525,10 @@ impl Recorded {
                 let etag = f.optional_string(o, &path, "etag");
                 let version = f.optional_string(o, &path, "version");
                 let partition = f.optional_string(o, &path, "partition");
+                let sha256 = match o.get("sha256") {
+                    None | Some(serde_json::Value::Null) => None,
+                    Some(_) => f.digest(o, &path),
+                };
                 if let (Some(key), Some(size)) = (key, size) {
                     requests.push(RecordedRequest {
                         key,
@@ -485,6 +536,7 @@ impl Recorded {
                         etag,
                         version,
                         partition,
+                        sha256,
                     });
                 }
             }
@@ -545,6 +597,44 @@ impl Recorded {
                 }
             }
         }
+        let status = match v.get("status") {
+            None | Some(serde_json::Value::Null) => None,
+            Some(serde_json::Value::String(s)) if s == "preliminary" || s == "final" => {
+                Some(s.clone())
+            }
+            Some(other) => {
+                problems.push(format!(
+                    "`status`: expected \"preliminary\" or \"final\", found {other}"
+                ));
+                None
+            }
+        };
+        let final_after = match v.get("final_after") {
+            None | Some(serde_json::Value::Null) => None,
+            Some(serde_json::Value::String(t)) => match chrono::DateTime::parse_from_rfc3339(t) {
+                Ok(t) => Some(t.with_timezone(&chrono::Utc)),
+                Err(e) => {
+                    problems.push(format!(
+                        "`final_after`: `{t}` is not an RFC 3339 instant: {e}"
+                    ));
+                    None
+                }
+            },
+            Some(other) => {
+                problems.push(format!("`final_after`: expected a string, found {other}"));
+                None
+            }
+        };
+        let restated_from = match v.get("restated_from") {
+            None | Some(serde_json::Value::Null) => None,
+            Some(r) => match serde_json::from_value::<Restated>(r.clone()) {
+                Ok(r) => Some(r),
+                Err(e) => {
+                    problems.push(format!("`restated_from`: {e}"));
+                    None
+                }
+            },
+        };
         match (
             manifest_version,
             date,
@@ -572,6 +662,9 @@ impl Recorded {
                 history,
                 skipped,
                 outputs,
+                status,
+                final_after,
+                restated_from,
             }),
             _ => Err(problems),
         }

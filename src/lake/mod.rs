@@ -234,6 +234,36 @@ impl fmt::Debug for Secret {
     }
 }
 
+/// The content digest (`sha256:<hex>`, as [`crate::manifest::sha256`]) of
+/// a local file, read in 1 MiB blocks on a blocking thread: a local lake's
+/// request objects are recorded and replayed by content, since their etags
+/// follow inode and mtime.
+pub async fn file_sha256(path: &std::path::Path) -> Result<String> {
+    use sha2::{Digest, Sha256};
+    use std::io::Read;
+    let owned = path.to_path_buf();
+    let io = |source: std::io::Error| Error::Io {
+        what: format!("reading {} for its digest", path.display()),
+        source,
+    };
+    tokio::task::spawn_blocking(move || {
+        let mut file = std::fs::File::open(&owned)?;
+        let mut hasher = Sha256::new();
+        let mut block = vec![0u8; 1 << 20];
+        loop {
+            let n = file.read(&mut block)?;
+            if n == 0 {
+                break;
+            }
+            hasher.update(&block[..n]);
+        }
+        Ok(format!("sha256:{}", hex::encode(hasher.finalize())))
+    })
+    .await
+    .map_err(|e| Error::Internal(format!("digest task: {e}")))?
+    .map_err(io)
+}
+
 /// Static S3 credentials. Without them the standard AWS environment variables
 /// and credential chain (web identity, instance metadata) are used.
 #[derive(Clone, Debug)]

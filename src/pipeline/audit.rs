@@ -113,11 +113,30 @@ fn adapter_for(config: &Config, loc: &Location, recorded: &str) -> Option<Adapte
 
 /// Compare a request object with what the manifest recorded: size, and
 /// etag or version. Without an etag or version recorded, equal sizes do not
-/// identify the content: the object is unverified.
-fn compare_request(o: &RecordedRequest, now: &ObjectInfo, report: &mut ReplayReport) {
+/// identify the content: the object is unverified. With a content digest
+/// recorded and the digest of the object now (`content`: a local lake),
+/// the content decides and the etag is not compared: a copied or restored
+/// local lake has new etags for the same bytes.
+fn compare_request(
+    o: &RecordedRequest,
+    now: &ObjectInfo,
+    content: Option<&str>,
+    report: &mut ReplayReport,
+) {
     let mut diffs = Vec::new();
     if o.size != now.size {
         diffs.push(format!("size {} -> {}", o.size, now.size));
+    }
+    if let (Some(recorded), Some(content)) = (&o.sha256, content) {
+        if recorded != content {
+            diffs.push(format!("content {recorded} -> {content}"));
+        }
+        if !diffs.is_empty() {
+            report
+                .changed_inputs
+                .push(format!("{}: {}", o.key, diffs.join(", ")));
+        }
+        return;
     }
     if let Some(etag) = &o.etag
         && Some(etag.as_str()) != now.e_tag.as_deref()
@@ -177,7 +196,11 @@ pub async fn replay(config: &Config, manifest: &Location) -> Result<ReplayReport
         match stores.head(&loc).await? {
             None => report.changed_inputs.push(format!("{}: gone", o.key)),
             Some(now) => {
-                compare_request(o, &now, &mut report);
+                let content = match (&o.sha256, loc.local_path()) {
+                    (Some(_), Some(path)) => Some(crate::lake::file_sha256(&path).await?),
+                    _ => None,
+                };
+                compare_request(o, &now, content.as_deref(), &mut report);
                 requests.push((loc, partition_of(o, date)));
             }
         }
@@ -258,6 +281,13 @@ pub async fn replay(config: &Config, manifest: &Location) -> Result<ReplayReport
             prices,
             run_id: None,
             skipped: Some(m.skipped.clone()),
+            // The pages as published: preliminary or final then, and what
+            // they restated.
+            standing: crate::pipeline::settle::Standing::recorded(
+                &crate::calendar::Day::new(m.date, m.timezone),
+                config.late_days,
+                &m,
+            ),
         },
     )
     .await?;

@@ -164,6 +164,9 @@ impl Dashboards {
             let mut extra = Context::new();
             extra.insert("kind", kind);
             extra.insert("link", link);
+            if a.kind == ReportKind::Finance && !ctx.restated.is_empty() {
+                extra.insert("restated", ctx.restated);
+            }
             let attachments = match a.kind {
                 ReportKind::Ops => Vec::new(),
                 ReportKind::Finance => ctx
@@ -337,6 +340,9 @@ pub struct LetterContext<'a> {
     pub rollup_daily: &'a [RecordBatch],
     pub finance_by_dimension: (&'a SchemaRef, &'a [RecordBatch]),
     pub quality_failed: bool,
+    /// Earlier days this run restated (late rows), one line each; the
+    /// finance letter lists them.
+    pub restated: &'a [String],
 }
 
 /// A subject on one line: control characters (a hostile tag with a newline)
@@ -406,6 +412,7 @@ fn only_dept(batches: &[RecordBatch], dept: &str) -> Result<Vec<RecordBatch>> {
 /// Rebuild `index.html` under the reports root from every published day's
 /// manifest, newest first; returns the number of days listed.
 pub async fn publish_index(stores: &Stores, reports: &Location) -> Result<usize> {
+    let now = chrono::Utc::now();
     let objects = stores.list(reports).await?;
     let manifests: Vec<(String, Location)> = objects
         .into_iter()
@@ -424,6 +431,7 @@ pub async fn publish_index(stores: &Stores, reports: &Location) -> Result<usize>
         .buffered(16)
         .map_ok(|(date, published)| match published {
             Ok(p) => IndexDay {
+                status: standing_of(&p, now),
                 date,
                 requests: format::int(p.headline.requests as i64),
                 spend: spend_of(&p.headline.cost_usd),
@@ -434,6 +442,7 @@ pub async fn publish_index(stores: &Stores, reports: &Location) -> Result<usize>
             Err(e) => {
                 warn!(error = %e, "report index: day listed without figures");
                 IndexDay {
+                    status: "—".into(),
                     date,
                     requests: "—".into(),
                     spend: "—".into(),
@@ -451,6 +460,29 @@ pub async fn publish_index(stores: &Stores, reports: &Location) -> Result<usize>
         .put(&reports.join("index.html"), Bytes::from(html))
         .await?;
     Ok(days.len())
+}
+
+/// A day's standing as the index lists it at `now`: preliminary while its
+/// lateness window is open, final after; restated days say by how much
+/// (`restated +$12.400000`).
+fn standing_of(p: &crate::manifest::Published, now: chrono::DateTime<chrono::Utc>) -> String {
+    let open = p
+        .final_after
+        .as_deref()
+        .and_then(|t| chrono::DateTime::parse_from_rfc3339(t).ok())
+        .is_some_and(|t| now < t);
+    let status = match (&p.status, open) {
+        (None, _) => "—",
+        (Some(_), true) => "preliminary",
+        (Some(_), false) => "final",
+    };
+    match &p.restated_from {
+        Some(r) => format!(
+            "{status}, restated {}",
+            crate::pipeline::settle::delta_text(&r.cost_usd, &p.headline.cost_usd)
+        ),
+        None => status.to_string(),
+    }
 }
 
 /// A manifest's 6-decimal spend for people.

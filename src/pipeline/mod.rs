@@ -14,7 +14,7 @@
 //! The day's rows are never collected: they stream through DataFusion.
 //! ARCHITECTURE.md walks through the data flow step by step.
 
-use std::collections::BTreeMap;
+use std::collections::{BTreeMap, BTreeSet};
 use std::sync::Arc;
 
 use arrow::array::{Array, AsArray, RecordBatch};
@@ -30,7 +30,7 @@ use crate::fx::FxTable;
 use crate::lake::scan::{
     DayInput, Divert, DivertSink, KeySet, ScanCounters, ScanOptions, dup_rows_schema,
 };
-use crate::lake::schema::request_schema;
+use crate::lake::schema::{Col, request_schema};
 use crate::lake::{Location, ObjectInfo, Stores, partition_dir};
 use crate::manifest::{
     DataQuality, FxFacts, Headline, InputObject, Inputs, Manifest, PricingFacts, RowCounts,
@@ -45,6 +45,7 @@ use datafusion::execution::context::SessionContext;
 pub mod audit;
 pub mod dashboards;
 pub mod prices;
+pub mod settle;
 
 use crate::deliver::mail::{self, Deliveries};
 use crate::report::model::InputFacts;
@@ -88,6 +89,8 @@ pub struct RunSummary {
     pub run_id: String,
     /// Seconds per stage.
     pub stages: Stages,
+    /// Earlier days this run restated (late rows).
+    pub restated: Vec<settle::Restatement>,
 }
 
 /// How to run a day.
@@ -123,6 +126,10 @@ pub struct Selection {
     /// The objects the run listed and did not read (a replay reports what
     /// the run reported; default: what this listing skips).
     pub skipped: Option<Vec<SkippedObject>>,
+    /// The day's status and what the publication restates (a replay: as
+    /// recorded; a restatement: the run it replaces; default: the status at
+    /// this run's start, restating nothing).
+    pub standing: Option<settle::Standing>,
 }
 
 /// A new run id: UTC start time and 32 random bits (`20261128T020000Z-1a2b3c4d`).
@@ -393,7 +400,13 @@ pub async fn list_invoices(stores: &Stores, config: &Config) -> Result<InvoiceLi
 
 /// Read every invoice object of every source, a few at a time; every problem
 /// in every object is reported together (exit 3).
-pub async fn load_invoices(stores: &Stores, config: &Config, fx: &FxTable) -> Result<Invoices> {
+/// With `fx` None (a broken FX table in `check`) the lines are parsed and
+/// checked but not converted: `lines` stays empty.
+pub async fn load_invoices(
+    stores: &Stores,
+    config: &Config,
+    fx: Option<&FxTable>,
+) -> Result<Invoices> {
     let listing = list_invoices(stores, config).await?;
     for o in &listing.unread {
         if o.kind == SkipKind::Hidden {
@@ -412,7 +425,7 @@ pub async fn read_invoices(
     stores: &Stores,
     config: &Config,
     listed: Vec<(Location, crate::reconcile::invoices::Adapter)>,
-    fx: &FxTable,
+    fx: Option<&FxTable>,
 ) -> Result<Invoices> {
     use futures::{StreamExt, TryStreamExt};
     let fetched: Vec<_> =
@@ -470,14 +483,15 @@ pub async fn read_invoices(
             Err(p) => problems.extend(p),
         }
     }
-    match crate::reconcile::to_usd(lines, fx) {
-        Ok(mut usd) => {
+    match fx.map(|fx| crate::reconcile::to_usd(lines, fx)) {
+        Some(Ok(mut usd)) => {
             for (l, repeat) in usd.iter_mut().zip(repeats) {
                 l.duplicate_of = repeat;
             }
             out.lines = usd;
         }
-        Err(p) => problems.extend(p),
+        Some(Err(p)) => problems.extend(p),
+        None => {}
     }
     if problems.is_empty() {
         Ok(out)
@@ -537,27 +551,27 @@ pub async fn check(config: &Config) -> Result<Vec<String>> {
             None
         }
     };
-    if let Some(fx) = fx {
-        match load_invoices(&stores, config, &fx).await {
-            Ok(inv) => {
-                checked.push(format!(
-                    "invoices under {}: {} object(s), {} line(s)",
-                    config.invoices,
-                    inv.objects.len(),
-                    inv.lines.len()
-                ));
-                // An invoice no source reads is a layout or config mistake;
-                // markers and hidden files are only listed.
-                for o in &inv.unread {
-                    if o.kind == SkipKind::Hidden {
-                        checked.push(format!("invoice object {} not read: {}", o.key, o.reason));
-                    } else {
-                        problems.push(format!("invoice object {}: {}", o.key, o.reason));
-                    }
+    // A broken FX table does not hide the invoices' own problems: they are
+    // read and parsed all the same, only not converted to USD.
+    match load_invoices(&stores, config, fx.as_ref()).await {
+        Ok(inv) => {
+            checked.push(format!(
+                "invoices under {}: {} object(s), {} line(s)",
+                config.invoices,
+                inv.objects.len(),
+                inv.objects.iter().map(|o| o.rows).sum::<u64>()
+            ));
+            // An invoice no source reads is a layout or config mistake;
+            // markers and hidden files are only listed.
+            for o in &inv.unread {
+                if o.kind == SkipKind::Hidden {
+                    checked.push(format!("invoice object {} not read: {}", o.key, o.reason));
+                } else {
+                    problems.push(format!("invoice object {}: {}", o.key, o.reason));
                 }
             }
-            Err(e) => problems.push(e.to_string()),
         }
+        Err(e) => problems.push(e.to_string()),
     }
     if problems.is_empty() {
         Ok(checked)
@@ -760,14 +774,21 @@ async fn run_leased(
         );
     }
     check_published_zone(stores, config, date, day_dir, options.replace_zone).await?;
+    // Late rows of the days before restate them first, so this day's month
+    // to date and baselines read their settled rollups.
+    let restated = settle::settle(config, date, run_id).await?;
+    let restated_lines: Vec<String> = restated.iter().map(settle::Restatement::line).collect();
+    let mut jumps = BTreeSet::new();
     if config.backfill_missing {
-        history_for(config, date).await?;
+        jumps = history_for(config, date).await?;
     }
     let sel = Selection {
         run_id: Some(run_id.to_string()),
         ..Selection::default()
     };
     let c = compute(config, date, &sel).await?;
+    jumps.extend(c.manifest.pricing.price_jumps.iter().cloned());
+    warn_price_jumps(&jumps);
     let Computed {
         stores,
         day,
@@ -824,6 +845,7 @@ async fn run_leased(
                 rollup_daily: rollup,
                 finance_by_dimension: (fbd_schema, fbd),
                 quality_failed: !gate_problems.is_empty(),
+                restated: &restated_lines,
             },
         )?;
         let d = mail::deliver(
@@ -865,20 +887,30 @@ async fn run_leased(
         reconciliation,
         run_id,
         stages,
+        restated,
     })
+}
+
+/// One warning per price move in force on any day this run computed, however
+/// many days it built (a backfill of 29 days warns once, not 29 times).
+pub fn warn_price_jumps(jumps: &BTreeSet<crate::pricing::Jump>) {
+    for j in jumps {
+        tracing::warn!(jump = %j, "a price in force on a computed day moved 10x or more between versions");
+    }
 }
 
 /// Build the rollups missing from the anomaly baseline window of `date`
 /// (days with request logs only): a one-time scan of each such day, after
 /// which runs read rollups alone. Days that cannot be built are skipped with
-/// a warning; the baseline is then shorter.
-async fn history_for(config: &Config, date: NaiveDate) -> Result<()> {
+/// a warning; the baseline is then shorter. Returns the price moves in force
+/// on the days built, for the run to warn about once.
+async fn history_for(config: &Config, date: NaiveDate) -> Result<BTreeSet<crate::pricing::Jump>> {
     let days = i64::from(config.anomaly.window_days);
     let from = date - chrono::Duration::days(days);
     let to = date - chrono::Duration::days(1);
     let started = std::time::Instant::now();
     let done = backfill(config, from, to, false, |d, outcome| match outcome {
-        Backfilled::Built { requests } => {
+        Backfilled::Built { requests, .. } => {
             info!(date = %d, requests, "history: built the missing rollup")
         }
         Backfilled::Failed(e) => {
@@ -898,7 +930,18 @@ async fn history_for(config: &Config, date: NaiveDate) -> Result<()> {
             "history: rollups built for the anomaly baseline"
         );
     }
-    Ok(())
+    Ok(jumps_of(&done))
+}
+
+/// The price moves in force on the days a backfill built.
+pub fn jumps_of(days: &[(NaiveDate, Backfilled)]) -> BTreeSet<crate::pricing::Jump> {
+    days.iter()
+        .flat_map(|(_, o)| match o {
+            Backfilled::Built { price_jumps, .. } => price_jumps.as_slice(),
+            _ => &[],
+        })
+        .cloned()
+        .collect()
 }
 
 /// What `backfill` did with one day.
@@ -906,10 +949,15 @@ async fn history_for(config: &Config, date: NaiveDate) -> Result<()> {
 pub enum Backfilled {
     /// The rollup was there already.
     Present,
-    /// No request-log objects in the day's partitions: nothing to build.
+    /// No request rows of the day (no objects in the partitions that can
+    /// hold them, or only rows of neighbouring days): nothing to build.
     NoLogs,
-    /// Built: the day's kept requests.
-    Built { requests: u64 },
+    /// Built: the day's kept requests, and the 10x price moves in force on
+    /// it (for the caller to warn about once, not once per day).
+    Built {
+        requests: u64,
+        price_jumps: Vec<crate::pricing::Jump>,
+    },
     /// Could not be built (e.g. no logs that day).
     Failed(Error),
 }
@@ -951,10 +999,21 @@ pub async fn backfill(
                     for o in rollups {
                         stores.put(&o.location, o.bytes.clone()).await?;
                     }
-                    Backfilled::Built { requests: c.kept }
+                    Backfilled::Built {
+                        requests: c.kept,
+                        price_jumps: c.manifest.pricing.price_jumps.clone(),
+                    }
                 }
                 Err(e @ (Error::Storage { .. } | Error::Io { .. } | Error::Internal(_))) => {
                     return Err(e);
+                }
+                // Objects in the partitions around the day but no row of the
+                // day itself (the day before the lake's first partition, whose
+                // late-row window reaches into it): a day without logs, as a
+                // run's history counts it, not a failure.
+                Err(Error::EmptyDay { detail, .. }) => {
+                    info!(date = %date, %detail, "backfill: no request rows of the day");
+                    Backfilled::NoLogs
                 }
                 Err(e) => Backfilled::Failed(e),
             }
@@ -999,7 +1058,11 @@ pub async fn compute(config: &Config, date: NaiveDate, sel: &Selection) -> Resul
     let mut stages = Stages::default();
     let run_id = sel.run_id.clone().unwrap_or_else(new_run_id);
     let day = Day::new(date, config.timezone);
-    info!(date = %date, zone = %config.timezone, start = %day.start, end = %day.end, "report day");
+    let standing = sel
+        .standing
+        .clone()
+        .unwrap_or_else(|| settle::Standing::at(&day, config.late_days, started));
+    info!(date = %date, zone = %config.timezone, start = %day.start, end = %day.end, status = standing.status, "report day");
     queries::parse_all()?;
     crate::report::html::templates()?;
 
@@ -1011,8 +1074,8 @@ pub async fn compute(config: &Config, date: NaiveDate, sel: &Selection) -> Resul
     }
     let (fx_obj, fx) = load_fx(&stores, config).await?;
     let invoices = match &sel.invoices {
-        Some(list) => read_invoices(&stores, config, list.clone(), &fx).await?,
-        None => load_invoices(&stores, config, &fx).await?,
+        Some(list) => read_invoices(&stores, config, list.clone(), Some(&fx)).await?,
+        None => load_invoices(&stores, config, Some(&fx)).await?,
     };
     info!(
         objects = invoices.objects.len(),
@@ -1072,7 +1135,7 @@ pub async fn compute(config: &Config, date: NaiveDate, sel: &Selection) -> Resul
     if let Some(recorded) = &sel.skipped {
         skipped = recorded.clone();
     }
-    let absent_columns: Vec<String> = input
+    let mut absent_columns: Vec<String> = input
         .absent_everywhere(&config.columns)
         .into_iter()
         .map(|(col, source)| {
@@ -1085,6 +1148,19 @@ pub async fn compute(config: &Config, date: NaiveDate, sel: &Selection) -> Resul
             text
         })
         .collect();
+    // Said where a person looks: a derived column is not a logged one.
+    for col in [Col::Error, Col::CacheHit, Col::LatencyMs] {
+        let derived = input.derived_objects(col);
+        if let (true, Some(how)) = (derived > 0, config.columns.derivation(col)) {
+            absent_columns.push(format!(
+                "`{}` (read from `{}`): absent from {derived} of the day's {} object(s), derived there as {how}",
+                col.name(),
+                config.columns.source(col),
+                input.files().len()
+            ));
+            info!(column = col.name(), objects = derived, derived_as = %how, "column derived (columns.preset)");
+        }
+    }
     if input.rows_listed() == 0 {
         return Err(Error::EmptyDay {
             date: date.to_string(),
@@ -1098,14 +1174,37 @@ pub async fn compute(config: &Config, date: NaiveDate, sel: &Selection) -> Resul
         });
     }
 
+    // A local lake's request objects are recorded by content (their etags
+    // follow inode and mtime, so a copy or restore would look changed to a
+    // replay), hashed on blocking threads while the queries run.
+    let local_digests = {
+        let paths: Vec<Option<std::path::PathBuf>> = input
+            .files()
+            .iter()
+            .map(|f| f.info.location.local_path())
+            .collect();
+        tokio::spawn(async move {
+            use futures::{StreamExt, TryStreamExt};
+            futures::stream::iter(paths.into_iter().map(|p| async move {
+                match p {
+                    Some(p) => crate::lake::file_sha256(&p).await.map(Some),
+                    None => Ok(None),
+                }
+            }))
+            .buffered(4)
+            .try_collect::<Vec<Option<String>>>()
+            .await
+        })
+    };
+
     let spill = spill_dir(config.spill_dir.as_deref())?;
     let ctx = queries::session(config.threads, config.memory_limit, spill.path())?;
     match config.memory_limit {
         Some(bytes) => {
-            info!(memory_limit_bytes = bytes, spill_dir = %spill.path().display(), "query memory pool")
+            info!(threads = config.threads, memory_limit_bytes = bytes, spill_dir = %spill.path().display(), "query memory pool")
         }
         None => {
-            info!(spill_dir = %spill.path().display(), "query memory unbounded (no run.memory_limit, no cgroup limit)")
+            info!(threads = config.threads, spill_dir = %spill.path().display(), "query memory unbounded (no run.memory_limit, no cgroup limit)")
         }
     }
     let params = Params {
@@ -1168,9 +1267,7 @@ pub async fn compute(config: &Config, date: NaiveDate, sel: &Selection) -> Resul
         .into_iter()
         .filter(|j| j.price_ids.iter().any(|id| used.contains(id.as_str())))
         .collect();
-    for j in &price_jumps {
-        tracing::warn!(jump = %j, "a price in force today moved 10x or more between versions");
-    }
+    // Warned once per run by the caller (`warn_price_jumps`), not per day.
 
     // Facts for the manifest and the gates.
     let ops_daily = results.get("ops_daily")?;
@@ -1375,10 +1472,22 @@ pub async fn compute(config: &Config, date: NaiveDate, sel: &Selection) -> Resul
         .results
         .insert("anomalies", (batch.schema(), vec![batch]));
 
-    // FOCUS's Tags column is JSON, built from the tag columns.
+    // FOCUS 1.2 rows: accounts, the billing period (the day's calendar
+    // month in the report's zone, as providers invoice), Tags as JSON.
     let focus = {
+        use chrono::Datelike;
         let (schema, batches) = results.get("focus_costs")?;
-        crate::report::focus::with_tags(schema, batches)?
+        let first = date.with_day(1).expect("day 1 exists");
+        let next = first
+            .checked_add_months(chrono::Months::new(1))
+            .ok_or_else(|| Error::Internal(format!("no month after {first}")))?;
+        let start_ns = |d: NaiveDate| Day::new(d, config.timezone).window().start_ns;
+        crate::report::focus::finish(
+            schema,
+            batches,
+            &config.focus,
+            (start_ns(first), start_ns(next)),
+        )?
     };
     results.results.insert("focus_costs", focus);
 
@@ -1428,6 +1537,7 @@ pub async fn compute(config: &Config, date: NaiveDate, sel: &Selection) -> Resul
     };
     let dashboards = Dashboards::build(&crate::report::model::Inputs {
         day: &day,
+        standing: standing.note(kept, &cost_usd),
         ops_daily: &results.get("ops_daily")?.1,
         ops_by_model: &results.get("ops_by_model")?.1,
         hourly: &results.get("hourly")?.1,
@@ -1447,6 +1557,9 @@ pub async fn compute(config: &Config, date: NaiveDate, sel: &Selection) -> Resul
         .collect();
     outputs.extend(dashboards.site(&reports)?);
 
+    let local_digests = local_digests
+        .await
+        .map_err(|e| Error::Internal(format!("digest task: {e}")))??;
     let manifest = Manifest {
         manifest_version: crate::manifest::MANIFEST_VERSION,
         program: format!("tokenledger {}", env!("CARGO_PKG_VERSION")),
@@ -1459,6 +1572,11 @@ pub async fn compute(config: &Config, date: NaiveDate, sel: &Selection) -> Resul
         started_at: started.to_rfc3339_opts(SecondsFormat::Millis, true),
         finished_at: Utc::now().to_rfc3339_opts(SecondsFormat::Millis, true),
         config_digest: config.digest.clone(),
+        status: standing.status.to_string(),
+        final_after: standing
+            .final_after
+            .to_rfc3339_opts(SecondsFormat::Secs, true),
+        restated_from: standing.restated_from.clone(),
         headline: Headline {
             requests: kept,
             cost_usd: cost_usd.clone(),
@@ -1476,12 +1594,13 @@ pub async fn compute(config: &Config, date: NaiveDate, sel: &Selection) -> Resul
             requests: input
                 .files()
                 .iter()
-                .map(|f| {
+                .zip(local_digests)
+                .map(|(f, digest)| {
                     object(
                         &f.info,
                         &config.lake,
                         f.rows,
-                        None,
+                        digest,
                         Some(partition_dir(f.partition_date)),
                     )
                 })
@@ -1857,6 +1976,9 @@ async fn incidents(
     if opening.is_empty() {
         return Ok(Vec::new());
     }
+    // One incident per event, not per (group, metric): a person is paged once.
+    let events = incident::events(&opening);
+    let opening: Vec<&crate::anomaly::Anomaly> = events.iter().map(|e| e.lead).collect();
     // Each group's traces cost a narrow scan of the day: at most
     // EVIDENCE_PAIRS of them, for the largest impacts (`opening` is sorted so).
     let filters: Vec<[Option<String>; 5]> = opening
@@ -1868,7 +1990,7 @@ async fn incidents(
     batches.resize(opening.len(), RecordBatch::new_empty(schema));
     let opened_at = Utc::now();
     let mut out = Vec::new();
-    for (a, b) in opening.iter().zip(&batches) {
+    for ((a, b), event) in opening.iter().zip(&batches).zip(&events) {
         let text = |name: &str| -> Result<Vec<String>> {
             let c = b
                 .column_by_name(name)
@@ -1931,7 +2053,7 @@ async fn incidents(
         });
         out.push(incident::record(
             day.date,
-            a,
+            event,
             opened_at,
             (day.start, day.end),
             (
@@ -1957,6 +2079,10 @@ async fn file_incidents(
 ) -> Result<bool> {
     let dir = config.incidents.join(&partition_dir(date));
     let mut failed = false;
+    let mut phase = config
+        .webhook
+        .as_ref()
+        .map(|hook| crate::deliver::Phase::new("webhook", hook.budget));
     for inc in incidents {
         let record = dir.join(&format!("{}.json", inc.id));
         if !stores.exists(&record).await? {
@@ -1965,16 +2091,21 @@ async fn file_incidents(
             stores.put(&record, bytes::Bytes::from(json)).await?;
             info!(id = %inc.id, key = %inc.key, metric = %inc.metric, "incident opened");
         }
-        let Some(hook) = &config.webhook else {
+        let (Some(hook), Some(phase)) = (&config.webhook, phase.as_mut()) else {
             continue;
         };
         let sent = dir.join(&format!("{}.webhook.json", inc.id));
         if stores.exists(&sent).await? {
             continue;
         }
+        if let Some(why) = phase.refusal() {
+            tracing::warn!(id = %inc.id, error = %why, "incident webhook failed; a rerun sends it");
+            failed = true;
+            continue;
+        }
         // The stored record is what is sent (a rerun sends the first version).
         let (_, body) = stores.get(&record).await?;
-        match crate::deliver::webhook::post(hook, &inc.id, body.to_vec()).await {
+        match crate::deliver::webhook::post(hook, &inc.id, body.to_vec(), phase).await {
             Ok(status) => {
                 let note = serde_json::json!({
                     "id": inc.id,
@@ -1987,7 +2118,14 @@ async fn file_incidents(
                     .await?;
             }
             Err(e) => {
-                tracing::warn!(id = %inc.id, error = %e, "incident webhook failed; a rerun sends it");
+                tracing::warn!(id = %inc.id, error = %e.message, "incident webhook failed; a rerun sends it");
+                if e.no_answer {
+                    phase.mark_down(format!(
+                        "{} did not answer for incident {}",
+                        hook.url.host_str().unwrap_or("webhook"),
+                        inc.id
+                    ));
+                }
                 failed = true;
             }
         }

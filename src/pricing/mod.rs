@@ -59,13 +59,24 @@ impl PriceRow {
     pub fn in_force_at(&self, t: DateTime<Utc>) -> bool {
         self.valid_from <= t && self.valid_to.is_none_or(|e| t < e)
     }
+}
 
-    fn span(&self) -> String {
-        match self.valid_to {
-            Some(t) => format!("[{}, {})", self.valid_from.to_rfc3339(), t.to_rfc3339()),
-            None => format!("[{}, open)", self.valid_from.to_rfc3339()),
-        }
+/// `[from, to)` or `[from, open)`, as problems print a validity.
+fn span_text(from: DateTime<Utc>, to: Option<DateTime<Utc>>) -> String {
+    match to {
+        Some(t) => format!("[{}, {})", from.to_rfc3339(), t.to_rfc3339()),
+        None => format!("[{}, open)", from.to_rfc3339()),
     }
+}
+
+/// The key and validity of one table row, kept for the overlap and id
+/// checks even when the row's prices have problems.
+struct Span {
+    label: String,
+    key: (String, String),
+    price_id: Option<String>,
+    valid_from: DateTime<Utc>,
+    valid_to: Option<DateTime<Utc>>,
 }
 
 /// Whether a price moving from `a` to `b` moves 10x or more either way
@@ -76,7 +87,7 @@ pub fn tenfold(a: Decimal, b: Decimal) -> bool {
 }
 
 /// A 10x move between consecutive versions of a model's price.
-#[derive(Clone, Debug, PartialEq, Eq, Serialize)]
+#[derive(Clone, Debug, PartialEq, Eq, PartialOrd, Ord, Serialize)]
 pub struct Jump {
     pub provider: String,
     pub model: String,
@@ -152,6 +163,7 @@ impl PriceTable {
         let (c_from, c_to) = (col("valid_from").expect("checked"), col("valid_to"));
 
         let mut rows = Vec::with_capacity(table.rows.len());
+        let mut spans: Vec<Span> = Vec::with_capacity(table.rows.len());
         for (label, cells) in &table.rows {
             let cell = |i: Option<usize>| i.and_then(|i| cells.get(i).cloned().flatten());
             let mut row_problems = Vec::new();
@@ -211,6 +223,25 @@ impl PriceTable {
                     f.to_rfc3339()
                 ));
             }
+            // A row with other problems still takes part in the overlap and
+            // id checks when its key and validity parse: every problem of the
+            // table is reported in one go, not one fix at a time.
+            let valid_to_ok = valid_to.is_some() || cell(c_to).is_none_or(|v| v.trim().is_empty());
+            if let Some(from) = valid_from
+                && !provider.is_empty()
+                && !model.is_empty()
+                && valid_to_ok
+                && valid_to.is_none_or(|t| t > from)
+            {
+                let id = cell(c_id).map(|s| s.trim().to_string()).unwrap_or_default();
+                spans.push(Span {
+                    label: label.clone(),
+                    key: (provider.clone(), model.clone()),
+                    price_id: (!id.is_empty()).then_some(id),
+                    valid_from: from,
+                    valid_to,
+                });
+            }
             if !row_problems.is_empty() {
                 row_problems.into_iter().for_each(|p| problems.push(p));
                 continue;
@@ -233,6 +264,12 @@ impl PriceTable {
             if row.price_id.is_empty() {
                 row.price_id = default_price_id(&row);
             }
+            // A valid row always has its span (pushed above): give it the id.
+            if let Some(span) = spans.last_mut()
+                && span.label == row.label
+            {
+                span.price_id = Some(row.price_id.clone());
+            }
             rows.push(row);
         }
 
@@ -243,13 +280,17 @@ impl PriceTable {
                 .or_default()
                 .push(i);
         }
-        let mut keys: Vec<_> = by_key.keys().cloned().collect();
-        keys.sort();
-        for key in keys {
-            let idx = by_key.get_mut(&key).expect("key listed");
+        for idx in by_key.values_mut() {
             idx.sort_by_key(|&i| (rows[i].valid_from, rows[i].label.clone()));
-            for w in idx.windows(2) {
-                let (a, b) = (&rows[w[0]], &rows[w[1]]);
+        }
+        let mut span_keys: BTreeMap<&(String, String), Vec<&Span>> = BTreeMap::new();
+        for s in &spans {
+            span_keys.entry(&s.key).or_default().push(s);
+        }
+        for (key, versions) in &mut span_keys {
+            versions.sort_by_key(|s| (s.valid_from, s.label.clone()));
+            for w in versions.windows(2) {
+                let (a, b) = (w[0], w[1]);
                 if a.valid_to.is_none_or(|t| t > b.valid_from) {
                     problems.push(format!(
                         "{} and {}: prices of {}/{} overlap: {} and {}",
@@ -257,18 +298,22 @@ impl PriceTable {
                         b.label,
                         key.0,
                         key.1,
-                        a.span(),
-                        b.span()
+                        span_text(a.valid_from, a.valid_to),
+                        span_text(b.valid_from, b.valid_to)
                     ));
                 }
             }
         }
         let mut ids: BTreeMap<&str, &str> = BTreeMap::new();
-        for r in &rows {
-            if let Some(first) = ids.insert(&r.price_id, &r.label) {
+        for s in &spans {
+            // Rows with problems and no explicit id have no id to compare.
+            let Some(id) = s.price_id.as_deref() else {
+                continue;
+            };
+            if let Some(first) = ids.insert(id, &s.label) {
                 problems.push(format!(
-                    "{first} and {}: price_id `{}` is used twice",
-                    r.label, r.price_id
+                    "{first} and {}: price_id `{id}` is used twice",
+                    s.label
                 ));
             }
         }
@@ -656,6 +701,35 @@ mod tests {
             "{all}"
         );
         assert_eq!(err.len(), 5, "{all}");
+    }
+
+    #[test]
+    fn a_row_with_a_bad_price_is_still_checked_for_overlap_and_ids() {
+        // Line 3's price is not a number and it overlaps line 2; line 5 has a
+        // bad output price and reuses line 4's id. All four problems at once.
+        let err = table(
+            "provider,model,input_usd_per_1k,output_usd_per_1k,valid_from,valid_to,price_id\n\
+             openai,gpt-4o,0.0025,0.01,2024-01-01,2024-06-01,\n\
+             openai,gpt-4o,0.0o2,0.008,2024-05-01,,\n\
+             openai,o1,0.015,0.06,2024-01-01,,p-o1\n\
+             openai,o3,0.01,-1,2024-01-01,,p-o1\n",
+        )
+        .unwrap_err();
+        let all = err.to_string();
+        assert!(all.contains("line 3: `input_usd_per_1k`: `0.0o2`"), "{all}");
+        assert!(
+            all.contains("line 2 and line 3: prices of openai/gpt-4o overlap"),
+            "{all}"
+        );
+        assert!(
+            all.contains("line 5: `output_usd_per_1k` is negative"),
+            "{all}"
+        );
+        assert!(
+            all.contains("line 4 and line 5: price_id `p-o1` is used twice"),
+            "{all}"
+        );
+        assert_eq!(err.len(), 4, "{all}");
     }
 
     #[test]

@@ -160,6 +160,9 @@ pub fn page(
 #[derive(Debug, Clone, Serialize, PartialEq)]
 pub struct IndexDay {
     pub date: String,
+    /// `preliminary`, `final`, and `restated +$x` where a later run
+    /// restated the day.
+    pub status: String,
     pub requests: String,
     pub spend: String,
     pub unpriced: String,
@@ -205,6 +208,7 @@ mod tests {
     fn the_index_escapes_what_it_shows() {
         let html = index(&[IndexDay {
             date: "2026-10-31".into(),
+            status: "final, restated +$12.400000".into(),
             requests: "1,000".into(),
             spend: "$<b>1</b>".into(),
             unpriced: "0".into(),
@@ -217,5 +221,9 @@ mod tests {
             "{html}"
         );
         assert!(html.contains("date=2026-10-31/finance.html"));
+        assert!(
+            html.contains("<td>final, restated +$12.400000</td>"),
+            "{html}"
+        );
     }
 }

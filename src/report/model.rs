@@ -377,6 +377,8 @@ pub struct Report {
     pub date_long: String,
     pub zone: String,
     pub hours_in_day: i64,
+    /// Preliminary or final, and what a restatement replaces.
+    pub standing: String,
     pub alerts: Vec<Alert>,
     pub ops: Ops,
     pub finance: Finance,
@@ -394,6 +396,8 @@ pub struct Report {
 #[derive(Debug)]
 pub struct Inputs<'a> {
     pub day: &'a Day,
+    /// Preliminary or final, and what a restatement replaces (one sentence).
+    pub standing: String,
     pub ops_daily: &'a [RecordBatch],
     pub ops_by_model: &'a [RecordBatch],
     pub hourly: &'a [RecordBatch],
@@ -1105,6 +1109,7 @@ pub fn build(inp: &Inputs<'_>) -> Result<Report> {
         date_long: date.format("%A %-d %B %Y").to_string(),
         zone: day.zone.to_string(),
         hours_in_day: day.seconds() / 3600,
+        standing: inp.standing.clone(),
         alerts,
         ops: Ops {
             tiles,

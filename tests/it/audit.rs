@@ -107,6 +107,61 @@ async fn a_replay_is_byte_identical_until_an_input_changes() {
     assert_eq!(report(lake.path(), "ops_daily.csv"), published);
 }
 
+fn copy_dir(from: &std::path::Path, to: &std::path::Path) {
+    std::fs::create_dir_all(to).unwrap();
+    for e in std::fs::read_dir(from).unwrap() {
+        let e = e.unwrap();
+        let target = to.join(e.file_name());
+        if e.file_type().unwrap().is_dir() {
+            copy_dir(&e.path(), &target);
+        } else {
+            std::fs::copy(e.path(), &target).unwrap();
+        }
+    }
+}
+
+/// A local lake copied elsewhere (a restore, a colleague's copy) has new
+/// inodes and mtimes, so new local etags for the same bytes: the replay
+/// compares the request objects by the content digest the run recorded.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_copied_local_lake_replays_identical_by_content() {
+    let lake = fixture::lake();
+    run_fixture(lake.path(), None).await;
+    let manifest: serde_json::Value =
+        serde_json::from_slice(&std::fs::read(lake.path().join(MANIFEST)).unwrap()).unwrap();
+    let requests = manifest["inputs"]["requests"].as_array().unwrap();
+    assert_eq!(requests.len(), 4);
+    for r in requests {
+        let key = r["key"].as_str().unwrap();
+        let bytes = std::fs::read(lake.path().join(key)).unwrap();
+        assert_eq!(r["sha256"], tokenledger::manifest::sha256(&bytes), "{key}");
+    }
+    let copy = tempfile::tempdir().unwrap();
+    std::thread::sleep(std::time::Duration::from_millis(20));
+    copy_dir(lake.path(), copy.path());
+    let etag = |dir: &std::path::Path| {
+        let key = requests[0]["key"].as_str().unwrap();
+        let m = std::fs::metadata(dir.join(key)).unwrap();
+        (
+            std::os::unix::fs::MetadataExt::ino(&m),
+            m.modified().unwrap(),
+        )
+    };
+    assert_ne!(
+        etag(lake.path()),
+        etag(copy.path()),
+        "a copy has a new inode"
+    );
+    let out = replay_cli(copy.path());
+    let (stdout, stderr) = text(&out);
+    assert_eq!(code(&out), 0, "{stdout}{stderr}");
+    assert!(
+        stdout.contains("11 input object(s) checked, 0 changed, 0 unverified"),
+        "{stdout}"
+    );
+    assert!(stdout.contains("result: byte-identical\n"), "{stdout}");
+}
+
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn replay_exits_0_on_an_untouched_day() {
     let lake = fixture::lake();
@@ -315,12 +370,12 @@ fn a_manifest_with_damaged_fields_names_every_one() {
 
 #[test]
 fn a_manifest_of_an_unknown_version_is_refused() {
-    let (code, stdout, stderr) = replay_damaged(|m| m["manifest_version"] = 3.into());
+    let (code, stdout, stderr) = replay_damaged(|m| m["manifest_version"] = 4.into());
     assert_eq!(code, 3, "{stdout}{stderr}");
     assert!(!stdout.contains("byte-identical"), "{stdout}");
     assert!(
         stderr.contains(
-            "`manifest_version`: 3 is not a version this program knows (it knows [1, 2])"
+            "`manifest_version`: 4 is not a version this program knows (it knows [1, 2, 3])"
         ),
         "{stderr}"
     );
@@ -334,6 +389,7 @@ fn an_input_without_etag_or_version_is_unverified_never_unchanged() {
     let (code, stdout, stderr) = replay_damaged(|m| {
         m["inputs"]["requests"][1]["etag"] = serde_json::Value::Null;
         m["inputs"]["requests"][1]["version"] = serde_json::Value::Null;
+        m["inputs"]["requests"][1]["sha256"] = serde_json::Value::Null;
     });
     assert_eq!(code, 0, "{stdout}{stderr}");
     assert!(

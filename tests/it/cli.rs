@@ -17,11 +17,23 @@ pub fn tokenledger(args: &[&str], envs: &[(&str, &str)]) -> Output {
     cmd.output().unwrap()
 }
 
+/// stdout and stderr as text. Piped, stderr is JSON lines (one format per
+/// stream: no plain `error:` line): the `error` of the final `finished`
+/// event is appended decoded, as `error: <chain>`, for the assertions that
+/// read its text.
 pub fn text(o: &Output) -> (String, String) {
-    (
-        String::from_utf8_lossy(&o.stdout).into_owned(),
-        String::from_utf8_lossy(&o.stderr).into_owned(),
-    )
+    let mut stderr = String::from_utf8_lossy(&o.stderr).into_owned();
+    let decoded: Vec<String> = stderr
+        .lines()
+        .filter_map(|l| serde_json::from_str::<serde_json::Value>(l).ok())
+        .filter(|v| v["message"] == "finished")
+        .filter_map(|v| v["error"].as_str().map(|e| format!("error: {e}")))
+        .collect();
+    for e in decoded {
+        stderr.push('\n');
+        stderr.push_str(&e);
+    }
+    (String::from_utf8_lossy(&o.stdout).into_owned(), stderr)
 }
 
 pub fn code(o: &Output) -> i32 {
@@ -157,31 +169,85 @@ fn check_validates_the_example_config() {
 #[test]
 fn check_reports_every_problem_at_once() {
     let lake = tempfile::tempdir().unwrap();
+    // Line 3 both has a bad price and overlaps line 2: both are named.
     std::fs::write(
         lake.path().join("prices.csv"),
         "provider,model,input_usd_per_1k,output_usd_per_1k,valid_from,valid_to\n\
          openai,gpt-4o,0.0025,0.01,2024-01-01,\n\
-         openai,gpt-4o,0.002,0.008,2024-06-01,\n\
+         openai,gpt-4o,0.0o2,0.008,2024-06-01,\n\
          openai,o1,-1,0.06,2024-01-01,\n\
          openai,o3,0.01,0.04,not-a-date,\n",
     )
     .unwrap();
+    // A broken FX table does not hide the invoices' own problems.
     std::fs::write(
         lake.path().join("fx.csv"),
         "date,currency,usd_per_unit\n2026-03-06,EURO,1.1\n",
     )
     .unwrap();
+    std::fs::create_dir_all(lake.path().join("invoices")).unwrap();
+    std::fs::write(
+        lake.path().join("invoices/2026-03.csv"),
+        "provider,date,model,amount,currency,token_type\nopenai,2026-03-07,gpt-4o,ten,USD,\n",
+    )
+    .unwrap();
+    // Two unknown keys in two sections and a mistyped value: all named.
+    let cfg = lake.path().join("bad.toml");
+    std::fs::write(
+        &cfg,
+        "[run]\ntimezon = \"UTC\"\nthreads = \"two\"\n[mail]\nfrm = \"x@y.z\"\n",
+    )
+    .unwrap();
+    let out = tokenledger(&["check", "--config", &lake_arg(&cfg)], &[]);
+    assert_eq!(code(&out), 2);
+    let (_, stderr) = text(&out);
+    for needle in [
+        "unknown field `timezon`",
+        "in `run.threads`",
+        "unknown field `frm`",
+    ] {
+        assert!(stderr.contains(needle), "missing {needle:?} in {stderr}");
+    }
+
     let out = tokenledger(&["check", "--lake", &lake_arg(lake.path())], &[]);
     assert_eq!(code(&out), 2);
     let (_, stderr) = text(&out);
     for needle in [
         "line 2 and line 3: prices of openai/gpt-4o overlap",
+        "line 3: `input_usd_per_1k`: `0.0o2` is not a decimal number",
         "line 4: `input_usd_per_1k` is negative (-1)",
         "line 5: `valid_from`: `not-a-date` is not a timestamp",
         "line 2: currency `EURO` is not a 3-letter ISO 4217 code",
+        "invoices/2026-03.csv line 2: amount: `ten` is not a decimal number",
     ] {
         assert!(stderr.contains(needle), "missing {needle:?} in {stderr}");
     }
+}
+
+/// One format per stream: piped (JSON logs), every stderr line of a failing
+/// command is a JSON object and the failure is in the `finished` event; with
+/// `--log-format text` the plain `error:` line is there.
+#[test]
+fn json_logs_keep_stderr_all_json_even_on_failure() {
+    let dir = tempfile::tempdir().unwrap();
+    let missing = dir.path().join("missing.toml");
+    let args = ["run", "--config", missing.to_str().unwrap(), "--date", DATE];
+    let out = tokenledger(&args, &[]);
+    assert_eq!(code(&out), 2);
+    let raw = String::from_utf8_lossy(&out.stderr).into_owned();
+    assert!(!raw.trim().is_empty());
+    for line in raw.lines() {
+        let v: serde_json::Value =
+            serde_json::from_str(line).unwrap_or_else(|e| panic!("not a JSON line ({e}): {line}"));
+        assert!(v["level"].is_string(), "{line}");
+    }
+    assert!(raw.contains("\"message\":\"finished\"") && raw.contains("missing.toml"));
+    let mut text_args = args.to_vec();
+    text_args.extend(["--log-format", "text"]);
+    let out = tokenledger(&text_args, &[]);
+    assert_eq!(code(&out), 2);
+    let raw = String::from_utf8_lossy(&out.stderr).into_owned();
+    assert!(raw.lines().any(|l| l.starts_with("error: ")), "{raw}");
 }
 
 /// Every configured secret (S3 keys, SMTP password) is grepped for in all
@@ -500,7 +566,7 @@ fn a_failed_mail_exits_5_and_resend_mails_again() {
 
 /// `backfill` builds only the missing rollups, from the logs, and writes
 /// nothing else. In the fixture lake: 6 March has no row (its only candidate
-/// object holds a row of the 7th), the 7th two rows (old.parquet's and t11
+/// object holds a row of the 7th: "without logs"), the 7th two rows (old.parquet's and t11
 /// from the 8th's partition), the 8th the
 /// 13 kept requests, the 9th one row (late.parquet's 01:00 row).
 #[test]
@@ -517,21 +583,17 @@ fn backfill_builds_missing_rollups_only() {
     ];
     let out = tokenledger(&args, &[]);
     let (stdout, stderr) = text(&out);
-    assert_eq!(
-        code(&out),
-        3,
-        "the empty day is an input error: {stdout}{stderr}"
-    );
+    // The 6th lies before the lake's first partition of its own: only the
+    // 7th's partition (its late-row window) has objects, none with a row of
+    // the 6th. A day without logs, as a run's history counts it, not exit 3.
+    assert_eq!(code(&out), 0, "{stdout}{stderr}");
     assert!(
         stdout.contains(
-            "backfill 2026-03-06..2026-03-09: 3 built, 0 present, 0 without logs, 1 failed"
+            "backfill 2026-03-06..2026-03-09: 3 built, 0 present, 1 without logs, 0 failed"
         ),
         "{stdout}"
     );
-    assert!(
-        stdout.contains("  2026-03-06: no request rows for 2026-03-06"),
-        "{stdout}"
-    );
+    assert!(stdout.contains("  2026-03-06: no logs"), "{stdout}");
     // Not a terminal: one JSON log line per day.
     assert_eq!(
         stderr.matches("\"message\":\"backfill\"").count(),
@@ -570,9 +632,43 @@ fn backfill_builds_missing_rollups_only() {
     let out = tokenledger(&args, &[]);
     let (stdout, _) = text(&out);
     assert!(
-        stdout.contains("0 built, 3 present, 0 without logs, 1 failed"),
+        stdout.contains("0 built, 3 present, 1 without logs, 0 failed"),
         "{stdout}"
     );
+}
+
+/// A price move of 10x in force on the days a backfill builds is warned
+/// about once per run, not once per day.
+#[test]
+fn a_price_jump_is_warned_once_per_backfill() {
+    let lake = fixture::lake();
+    let prices = std::fs::read_to_string(lake.path().join("prices.csv"))
+        .unwrap()
+        .replace(
+            "openai,gpt-4o,0.002,0.008,0.001,,2026-03-08T12:00:00Z,",
+            "openai,gpt-4o,0.025,0.1,0.0125,,2026-03-08T12:00:00Z,",
+        );
+    std::fs::write(lake.path().join("prices.csv"), prices).unwrap();
+    let out = tokenledger(
+        &[
+            "backfill",
+            "--lake",
+            &lake_arg(lake.path()),
+            "--from",
+            "2026-03-07",
+            "--to",
+            "2026-03-09",
+        ],
+        &[],
+    );
+    let (stdout, stderr) = text(&out);
+    assert_eq!(code(&out), 0, "{stdout}{stderr}");
+    assert!(stdout.contains("3 built"), "{stdout}");
+    let warnings = stderr
+        .lines()
+        .filter(|l| l.contains("moved 10x or more"))
+        .count();
+    assert_eq!(warnings, 2, "{stderr}");
 }
 
 /// A wrong path is a usage error (exit 2, "fix the command"), not a runtime
