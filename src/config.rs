@@ -63,27 +63,7 @@ pub struct RawConfig {
     pub focus: RawFocus,
 }
 
-/// `[focus]`: the billing accounts `focus_costs.csv` names (FOCUS 1.2's
-/// mandatory `BillingAccountId` and `BillingAccountName`).
-#[derive(Debug, Default, Deserialize, Serialize)]
-#[serde(deny_unknown_fields)]
-pub struct RawFocus {
-    /// The account of providers without their own entry (default: the
-    /// provider's name as both id and name).
-    pub billing_account_id: Option<String>,
-    pub billing_account_name: Option<String>,
-    /// One entry per provider account: `provider`, `id`, `name`.
-    #[serde(default)]
-    pub accounts: Vec<RawFocusAccount>,
-}
-
-#[derive(Debug, Default, Deserialize, Serialize)]
-#[serde(deny_unknown_fields)]
-pub struct RawFocusAccount {
-    pub provider: Option<String>,
-    pub id: Option<String>,
-    pub name: Option<String>,
-}
+pub use crate::report::focus::{RawFocus, RawFocusAccount};
 
 /// `[anomaly]`: the seasonal baseline and the noise guards.
 #[derive(Debug, Default, Deserialize, Serialize)]
@@ -188,61 +168,7 @@ pub struct RawModelThresholds {
     pub review_pass_rate_min: Option<f64>,
 }
 
-#[derive(Debug, Default, Deserialize, Serialize)]
-#[serde(deny_unknown_fields)]
-pub struct RawMail {
-    /// `none` (default), `smtp`, or `outbox` (write `.eml` files into the lake).
-    pub transport: Option<String>,
-    pub from: Option<String>,
-    /// Where the outbox transport writes (relative to the lake root).
-    pub outbox: Option<String>,
-    /// The largest letter sent whole, in bytes (default 8000000); larger
-    /// ones leave out their attachments, then the tails of long tables.
-    pub max_letter_bytes: Option<u64>,
-    /// The whole mail phase (every letter and try) ends within this many
-    /// seconds (default 300); letters left are reported not sent (exit 5).
-    pub budget_secs: Option<u64>,
-    #[serde(default)]
-    pub smtp: RawSmtp,
-    #[serde(default)]
-    pub audiences: Vec<RawAudience>,
-    #[serde(default)]
-    pub showback: Vec<RawShowback>,
-}
-
-#[derive(Debug, Default, Deserialize, Serialize)]
-#[serde(deny_unknown_fields)]
-pub struct RawSmtp {
-    pub host: Option<String>,
-    pub port: Option<u16>,
-    /// `starttls` (default), `tls` (implicit), or `plain` (a local relay only).
-    pub security: Option<String>,
-    pub username: Option<String>,
-    /// The password in a file (a mounted secret) or an environment variable.
-    pub password_file: Option<PathBuf>,
-    pub password_env: Option<String>,
-    pub timeout_secs: Option<u64>,
-}
-
-#[derive(Debug, Default, Deserialize, Serialize)]
-#[serde(deny_unknown_fields)]
-pub struct RawAudience {
-    pub name: Option<String>,
-    /// `ops` or `finance`.
-    pub report: Option<String>,
-    #[serde(default)]
-    pub to: Vec<String>,
-    #[serde(default)]
-    pub cc: Vec<String>,
-}
-
-#[derive(Debug, Default, Deserialize, Serialize)]
-#[serde(deny_unknown_fields)]
-pub struct RawShowback {
-    pub dept: Option<String>,
-    #[serde(default)]
-    pub to: Vec<String>,
-}
+pub use crate::deliver::mail::{RawAudience, RawMail, RawShowback, RawSmtp};
 
 #[derive(Debug, Default, Deserialize, Serialize)]
 #[serde(deny_unknown_fields)]
@@ -475,21 +401,8 @@ pub struct Config {
     pub digest: String,
 }
 
-/// How the day lease behaves (see `lease`).
-#[derive(Debug, Clone, Copy, PartialEq, Eq)]
-pub struct LeaseSettings {
-    pub stale_after: std::time::Duration,
-    pub wait: std::time::Duration,
-}
-
-impl Default for LeaseSettings {
-    fn default() -> Self {
-        LeaseSettings {
-            stale_after: std::time::Duration::from_secs(120),
-            wait: std::time::Duration::ZERO,
-        }
-    }
-}
+/// How the day lease behaves: defined beside the lease.
+pub use crate::lake::lease::LeaseSettings;
 
 #[derive(Debug, Clone, Copy, PartialEq, Serialize)]
 pub struct QualityGates {
@@ -700,16 +613,7 @@ fn validate_anomaly(raw: &RawAnomaly, p: &mut Problems) -> crate::anomaly::Setti
     }
 }
 
-/// Where incidents are POSTed.
-#[derive(Debug, Clone)]
-pub struct Webhook {
-    pub url: url::Url,
-    pub timeout: std::time::Duration,
-    /// Tries for a temporary failure (connection, 429, 5xx).
-    pub attempts: u32,
-    /// All of a run's webhook calls end within this.
-    pub budget: std::time::Duration,
-}
+pub use crate::deliver::webhook::Webhook;
 
 /// The validated `[reconcile]` section.
 #[derive(Debug, Clone, Default)]

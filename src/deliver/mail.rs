@@ -10,6 +10,7 @@
 //! configured, for a local relay), or an outbox of `.eml` files in the lake.
 //! Credentials never reach a log or a record.
 
+use std::path::PathBuf;
 use std::time::Duration;
 
 use bytes::Bytes;
@@ -18,13 +19,70 @@ use lettre::message::header::{ContentTransferEncoding, ContentType};
 use lettre::message::{Attachment, Body, Mailbox, MultiPart, SinglePart};
 use lettre::transport::smtp::authentication::Credentials;
 use lettre::{AsyncSmtpTransport, AsyncTransport, Message, Tokio1Executor};
-use serde::Serialize;
+use serde::{Deserialize, Serialize};
 use tracing::{info, warn};
 
-use crate::config::RawMail;
 use crate::deliver::Phase;
 use crate::error::{Error, Problems, Result};
 use crate::lake::{Location, Secret, Stores};
+
+// ---- `[mail]` as written (validated by `MailConfig::validate`) -------------
+
+#[derive(Debug, Default, Deserialize, Serialize)]
+#[serde(deny_unknown_fields)]
+pub struct RawMail {
+    /// `none` (default), `smtp`, or `outbox` (write `.eml` files into the lake).
+    pub transport: Option<String>,
+    pub from: Option<String>,
+    /// Where the outbox transport writes (relative to the lake root).
+    pub outbox: Option<String>,
+    /// The largest letter sent whole, in bytes (default 8000000); larger
+    /// ones leave out their attachments, then the tails of long tables.
+    pub max_letter_bytes: Option<u64>,
+    /// The whole mail phase (every letter and try) ends within this many
+    /// seconds (default 300); letters left are reported not sent (exit 5).
+    pub budget_secs: Option<u64>,
+    #[serde(default)]
+    pub smtp: RawSmtp,
+    #[serde(default)]
+    pub audiences: Vec<RawAudience>,
+    #[serde(default)]
+    pub showback: Vec<RawShowback>,
+}
+
+#[derive(Debug, Default, Deserialize, Serialize)]
+#[serde(deny_unknown_fields)]
+pub struct RawSmtp {
+    pub host: Option<String>,
+    pub port: Option<u16>,
+    /// `starttls` (default), `tls` (implicit), or `plain` (a local relay only).
+    pub security: Option<String>,
+    pub username: Option<String>,
+    /// The password in a file (a mounted secret) or an environment variable.
+    pub password_file: Option<PathBuf>,
+    pub password_env: Option<String>,
+    pub timeout_secs: Option<u64>,
+}
+
+#[derive(Debug, Default, Deserialize, Serialize)]
+#[serde(deny_unknown_fields)]
+pub struct RawAudience {
+    pub name: Option<String>,
+    /// `ops` or `finance`.
+    pub report: Option<String>,
+    #[serde(default)]
+    pub to: Vec<String>,
+    #[serde(default)]
+    pub cc: Vec<String>,
+}
+
+#[derive(Debug, Default, Deserialize, Serialize)]
+#[serde(deny_unknown_fields)]
+pub struct RawShowback {
+    pub dept: Option<String>,
+    #[serde(default)]
+    pub to: Vec<String>,
+}
 
 /// How the SMTP connection is secured.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize)]

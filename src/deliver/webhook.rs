@@ -6,8 +6,18 @@
 
 use std::time::Duration;
 
-use crate::config::Webhook;
 use crate::deliver::Phase;
+
+/// Where incidents are POSTed.
+#[derive(Debug, Clone)]
+pub struct Webhook {
+    pub url: url::Url,
+    pub timeout: std::time::Duration,
+    /// Tries for a temporary failure (connection, 429, 5xx).
+    pub attempts: u32,
+    /// All of a run's webhook calls end within this.
+    pub budget: std::time::Duration,
+}
 
 /// Why a webhook call failed, and whether the receiver answered at all
 /// (one that did not is not called again this run: see [`Phase`]).

@@ -21,9 +21,24 @@ use chrono::{DateTime, Utc};
 use serde::{Deserialize, Serialize};
 use tracing::{info, warn};
 
-use crate::config::LeaseSettings;
 use crate::error::{Error, Result};
 use crate::lake::{Location, Stores};
+
+/// How the day lease behaves (`[lease]`: its validation is the config's).
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct LeaseSettings {
+    pub stale_after: std::time::Duration,
+    pub wait: std::time::Duration,
+}
+
+impl Default for LeaseSettings {
+    fn default() -> Self {
+        LeaseSettings {
+            stale_after: std::time::Duration::from_secs(120),
+            wait: std::time::Duration::ZERO,
+        }
+    }
+}
 
 /// What a lease object holds.
 #[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]

@@ -333,16 +333,18 @@ async fn changed_objects(
                 .unwrap_or_else(|| info.location.to_string());
             match read.get(key.as_str()) {
                 Some(r) => {
-                    let same = r.size == info.size
-                        && (r.etag.is_none() || r.etag == info.e_tag || r.sha256.is_some())
-                        && (r.version.is_none() || r.version == info.version);
-                    // A local object recorded by content: compare the content
-                    // (a copied lake has new etags for the same bytes).
-                    let same = match (&r.sha256, info.location.local_path()) {
-                        (Some(sha), Some(path)) if same => {
+                    let meta =
+                        r.size == info.size && (r.version.is_none() || r.version == info.version);
+                    let same = match (&r.etag, &r.sha256, info.location.local_path()) {
+                        // Same etag: unchanged (the cheap, common case).
+                        (Some(etag), _, _) if Some(etag) == info.e_tag.as_ref() => meta,
+                        // A local object recorded by content whose etag moved
+                        // (a copied or restored lake): compare the content.
+                        (_, Some(sha), Some(path)) if meta => {
                             crate::lake::file_sha256(&path).await? == *sha
                         }
-                        _ => same,
+                        (None, _, _) => meta,
+                        _ => false,
                     };
                     if !same {
                         changed.push(key);

@@ -15,7 +15,7 @@ use std::sync::Arc;
 
 use arrow::array::{Array, ArrayRef, AsArray, RecordBatch, StringArray, TimestampNanosecondArray};
 use arrow::datatypes::{DataType, Decimal128Type, Field, Schema, SchemaRef, TimeUnit};
-use serde::Serialize;
+use serde::{Deserialize, Serialize};
 
 use crate::error::{Error, Problems, Result};
 use crate::money::format_scaled;
@@ -34,6 +34,28 @@ const EXACT: [&str; 5] = [
     "PricingQuantity",
 ];
 
+/// `[focus]`: the billing accounts `focus_costs.csv` names (FOCUS 1.2's
+/// mandatory `BillingAccountId` and `BillingAccountName`).
+#[derive(Debug, Default, Deserialize, Serialize)]
+#[serde(deny_unknown_fields)]
+pub struct RawFocus {
+    /// The account of providers without their own entry (default: the
+    /// provider's name as both id and name).
+    pub billing_account_id: Option<String>,
+    pub billing_account_name: Option<String>,
+    /// One entry per provider account: `provider`, `id`, `name`.
+    #[serde(default)]
+    pub accounts: Vec<RawFocusAccount>,
+}
+
+#[derive(Debug, Default, Deserialize, Serialize)]
+#[serde(deny_unknown_fields)]
+pub struct RawFocusAccount {
+    pub provider: Option<String>,
+    pub id: Option<String>,
+    pub name: Option<String>,
+}
+
 /// The billing accounts named in the export: FOCUS 1.2's mandatory
 /// `BillingAccountId` and `BillingAccountName`, per provider.
 #[derive(Clone, Debug, Default, PartialEq, Eq, Serialize)]
@@ -46,7 +68,7 @@ pub struct Accounts {
 
 impl Accounts {
     /// Validate `[focus]`, adding every problem to `p`.
-    pub fn validate(raw: &crate::config::RawFocus, p: &mut Problems) -> Accounts {
+    pub fn validate(raw: &RawFocus, p: &mut Problems) -> Accounts {
         fn text(v: &Option<String>) -> Option<&str> {
             v.as_deref().map(str::trim).filter(|s| !s.is_empty())
         }
@@ -266,10 +288,10 @@ mod tests {
     #[test]
     fn accounts_fall_back_from_provider_to_default_to_the_provider_name() {
         let mut p = Problems::new();
-        let raw = crate::config::RawFocus {
+        let raw = RawFocus {
             billing_account_id: Some("acct-1".into()),
             billing_account_name: None,
-            accounts: vec![crate::config::RawFocusAccount {
+            accounts: vec![RawFocusAccount {
                 provider: Some("openai".into()),
                 id: Some("org-abc".into()),
                 name: Some("Acme OpenAI".into()),

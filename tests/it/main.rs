@@ -20,3 +20,4 @@ mod reliability;
 mod s3;
 mod settle;
 mod smtp;
+mod tidy;
