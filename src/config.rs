@@ -1446,17 +1446,19 @@ impl Config {
 
 #[cfg(test)]
 mod tests {
+    /// A file reader over fixed (path, content) pairs: a cgroup tree.
+    fn files(pairs: &'static [(&'static str, &'static str)]) -> impl Fn(&str) -> Option<String> {
+        move |p: &str| {
+            pairs
+                .iter()
+                .find(|(k, _)| *k == p)
+                .map(|(_, v)| v.to_string())
+        }
+    }
+
     #[test]
     fn cgroup_limits_are_found_for_v1_and_v2_and_the_smallest_wins() {
         use super::cgroup_limit_in;
-        let files = |pairs: &'static [(&'static str, &'static str)]| {
-            move |p: &str| {
-                pairs
-                    .iter()
-                    .find(|(k, _)| *k == p)
-                    .map(|(_, v)| v.to_string())
-            }
-        };
         // v2: the pod's limit on a parent is smaller than the container's.
         let v2 = "0::/kubepods/pod1/ctr\n";
         let read = files(&[
@@ -1487,14 +1489,6 @@ mod tests {
     #[test]
     fn cgroup_cpu_limits_set_the_thread_count() {
         use super::{cgroup_cpu_in, threads_for_cpu_millis};
-        let files = |pairs: &'static [(&'static str, &'static str)]| {
-            move |p: &str| {
-                pairs
-                    .iter()
-                    .find(|(k, _)| *k == p)
-                    .map(|(_, v)| v.to_string())
-            }
-        };
         // v2: `limits.cpu: 1500m` on the container; the pod's parent has none.
         let v2 = "0::/kubepods/pod1/ctr\n";
         let read = files(&[
