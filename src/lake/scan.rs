@@ -82,6 +82,17 @@ pub struct InputFile {
     cols: FileColumns,
 }
 
+impl InputFile {
+    /// Whether the object can hold rows of `window`: some row group's `ts`
+    /// statistics overlap it, or do not say (then it might).
+    pub fn may_hold(&self, window: DayWindow) -> bool {
+        (0..self.metadata.metadata().num_row_groups()).any(|rg| match ts_stats(self, rg) {
+            Some((min, max, _)) => max >= window.start_ns && min < window.end_ns,
+            None => true,
+        })
+    }
+}
+
 impl fmt::Debug for InputFile {
     fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
         f.debug_struct("InputFile")

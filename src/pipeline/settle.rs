@@ -304,12 +304,14 @@ async fn restate(
     Ok(Some(r))
 }
 
-/// Objects in the partitions that can hold rows of `date` that its
-/// manifest neither read nor listed as skipped, or whose size, etag or
-/// version differ from what it read.
+/// Objects that change `date` since its manifest: in the partitions that
+/// can hold its rows, objects it neither read nor listed as skipped, or
+/// whose size, etag or version (content, for a local object whose etag
+/// moved) differ from what it read, and that can hold rows of the day; and
+/// objects it read that are gone.
 async fn changed_objects(
     config: &Config,
-    stores: &Stores,
+    stores: &std::sync::Arc<Stores>,
     date: NaiveDate,
     recorded: &Recorded,
 ) -> Result<Vec<String>> {
@@ -321,16 +323,20 @@ async fn changed_objects(
     let skipped: std::collections::BTreeSet<&str> =
         recorded.skipped.iter().map(|s| s.key.as_str()).collect();
     let day = Day::new(date, config.timezone);
-    let mut changed = Vec::new();
+    let mut candidates: Vec<(crate::lake::ObjectInfo, NaiveDate, String)> = Vec::new();
+    let mut listed = std::collections::BTreeSet::new();
     for p in day.partitions(config.late_days) {
-        for info in stores
-            .list(&config.requests.join(&partition_dir(p)))
-            .await?
-        {
+        let prefix = config.requests.join(&partition_dir(p));
+        for info in stores.list(&prefix).await? {
             let key = info
                 .location
                 .relative_to(&config.lake)
                 .unwrap_or_else(|| info.location.to_string());
+            listed.insert(key.clone());
+            // Markers and temporary files hold no rows.
+            if crate::lake::hidden_reason(&info.location, &prefix).is_some() {
+                continue;
+            }
             match read.get(key.as_str()) {
                 Some(r) => {
                     let meta =
@@ -347,14 +353,39 @@ async fn changed_objects(
                         _ => false,
                     };
                     if !same {
-                        changed.push(key);
+                        candidates.push((info, p, key));
                     }
                 }
                 None if skipped.contains(key.as_str()) => {}
-                None => changed.push(key),
+                None => candidates.push((info, p, key)),
             }
         }
     }
+    // An object the day read that is gone changes it for certain.
+    let mut changed: Vec<String> = recorded
+        .requests
+        .iter()
+        .filter(|r| !listed.contains(&r.key))
+        .map(|r| r.key.clone())
+        .collect();
+    // A new or changed object matters only if it can hold rows of the day:
+    // its footer's `ts` statistics say (objects of the next day's partition
+    // written during that day, the nightly common case, cannot). An object
+    // whose footer cannot be read or checked is kept: the recompute names it.
+    for (info, partition, key) in candidates {
+        let open = crate::lake::scan::DayInput::open_objects(
+            std::sync::Arc::clone(stores),
+            vec![(info, partition)],
+            &config.columns,
+            day.window(),
+        )
+        .await;
+        match open {
+            Ok(input) if !input.files().iter().any(|f| f.may_hold(day.window())) => {}
+            _ => changed.push(key),
+        }
+    }
+    changed.sort();
     Ok(changed)
 }
 

@@ -124,8 +124,9 @@ async fn a_late_row_restates_its_day_and_nothing_else_is_rewritten() {
     assert!(again.restated.is_empty());
     assert_eq!(manifest_bytes(lake.path(), "2026-03-08"), before);
 
-    // An object with no row of the 8th (only the 9th's) makes the 8th be
-    // recomputed, but its figures do not move: still nothing rewritten.
+    // An object with no row of the 8th (only the 9th's, as the 9th's
+    // partition fills during the 9th): its footer's ts statistics rule it
+    // out, so the 8th is not even recomputed, and nothing is rewritten.
     late_object(
         lake.path(),
         "2026-03-09",
