@@ -14,16 +14,10 @@ fn read(path: &str) -> String {
 
 /// A `key: [...]` flow sequence of the CronJob (written as JSON arrays).
 fn array(yaml: &str, key: &str) -> Vec<String> {
-    let line = yaml
-        .lines()
-        .find(|l| l.trim_start().starts_with(&format!("{key}: [")))
-        .unwrap_or_else(|| panic!("no `{key}:` array in the CronJob"));
-    serde_json::from_str(
-        line.trim_start()
-            .trim_start_matches(&format!("{key}:"))
-            .trim(),
-    )
-    .unwrap()
+    array_after(yaml, "", key)
+        .into_iter()
+        .map(|v| v.as_str().unwrap().to_string())
+        .collect()
 }
 
 #[test]

@@ -10,6 +10,23 @@ use tokenledger::config::{Config, Overrides};
 
 use crate::fixture::{self, report};
 
+/// Run the fixture day on `lake` under the `otel_genai` preset.
+async fn run_otel(lake: &std::path::Path) -> tokenledger::pipeline::RunSummary {
+    let config = Config::from_sources(
+        "[columns]\npreset = \"otel_genai\"\n",
+        "test",
+        &[],
+        &Overrides {
+            lake: Some(lake.to_string_lossy().to_string()),
+            ..Overrides::default()
+        },
+    )
+    .unwrap();
+    tokenledger::pipeline::run(&config, fixture::date())
+        .await
+        .unwrap()
+}
+
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn otel_genai_preset_reads_otel_attribute_columns() {
     let lake = tempfile::tempdir().unwrap();
@@ -58,19 +75,7 @@ async fn otel_genai_preset_reads_otel_attribute_columns() {
     std::fs::create_dir_all(&part).unwrap();
     std::fs::write(part.join("spans.parquet"), fixture::parquet_of(&batch)).unwrap();
     std::fs::write(lake.path().join("prices.csv"), fixture::PRICES).unwrap();
-    let config = Config::from_sources(
-        "[columns]\npreset = \"otel_genai\"\n",
-        "test",
-        &[],
-        &Overrides {
-            lake: Some(lake.path().to_string_lossy().to_string()),
-            ..Overrides::default()
-        },
-    )
-    .unwrap();
-    let summary = tokenledger::pipeline::run(&config, fixture::date())
-        .await
-        .unwrap();
+    let summary = run_otel(lake.path()).await;
     assert_eq!(summary.requests, 3);
     // 0.00325 + 0.0014 + 0.00045
     assert_eq!(summary.cost_usd, "0.005100");
@@ -186,19 +191,7 @@ async fn an_otel_collector_span_export_reads_with_derived_columns() {
     std::fs::write(part.join("spans-0002.parquet"), fixture::parquet_of(&b)).unwrap();
     std::fs::write(lake.path().join("prices.csv"), fixture::PRICES).unwrap();
 
-    let config = Config::from_sources(
-        "[columns]\npreset = \"otel_genai\"\n",
-        "test",
-        &[],
-        &Overrides {
-            lake: Some(lake.path().to_string_lossy().to_string()),
-            ..Overrides::default()
-        },
-    )
-    .unwrap();
-    let summary = tokenledger::pipeline::run(&config, fixture::date())
-        .await
-        .unwrap();
+    let summary = run_otel(lake.path()).await;
     assert_eq!(
         summary.requests, 3,
         "two spans of one trace are two requests"
