@@ -10,7 +10,6 @@
 
 use std::path::{Path, PathBuf};
 
-use regex::Regex;
 use serde::{Deserialize, Serialize};
 use sha2::{Digest, Sha256};
 
@@ -63,77 +62,11 @@ pub struct RawConfig {
     pub focus: RawFocus,
 }
 
+pub use crate::anomaly::RawAnomaly;
+pub use crate::reconcile::settings::{
+    RawInvoiceSource, RawModelRule, RawReconcile, ReconcileConfig,
+};
 pub use crate::report::focus::{RawFocus, RawFocusAccount};
-
-/// `[anomaly]`: the seasonal baseline and the noise guards.
-#[derive(Debug, Default, Deserialize, Serialize)]
-#[serde(deny_unknown_fields)]
-pub struct RawAnomaly {
-    pub window_days: Option<i64>,
-    pub min_score: Option<f64>,
-    pub min_requests: Option<i64>,
-    pub min_impact_usd: Option<f64>,
-    pub min_change: Option<f64>,
-    pub min_change_impact_usd: Option<f64>,
-    pub high_impact_usd: Option<f64>,
-    pub high_change: Option<f64>,
-    /// Where each new incident is POSTed as JSON (none: no webhook).
-    pub webhook_url: Option<String>,
-    pub webhook_timeout_secs: Option<u64>,
-    pub webhook_attempts: Option<u32>,
-    /// All of a run's webhook calls end within this many seconds (default
-    /// 120); the incidents left are sent by the next run (exit 5).
-    pub webhook_budget_secs: Option<u64>,
-    /// Build the rollups missing from the baseline window before a run
-    /// (default true): a first run on a lake with history flags anomalies
-    /// without a separate `backfill`.
-    pub backfill_missing: Option<bool>,
-}
-
-/// `[reconcile]`: tolerances, invoice sources and model-name rules.
-#[derive(Debug, Default, Deserialize, Serialize)]
-#[serde(deny_unknown_fields)]
-pub struct RawReconcile {
-    /// USD; default 0.01 (SPEC 2).
-    pub abs_tolerance_usd: Option<f64>,
-    /// A share; default 0.005 (0.5%, SPEC 2).
-    pub rel_tolerance: Option<f64>,
-    /// Logged against computed cost; defaults 0.01 USD and 0.01 (1%).
-    pub logged_abs_tolerance_usd: Option<f64>,
-    pub logged_rel_tolerance: Option<f64>,
-    /// Exit with code 6 when any reconciliation line is not `ok`.
-    pub fail_on_mismatch: Option<bool>,
-    /// Where invoices are read from; default: one source per adapter under
-    /// `inputs.invoices` (`normalized/`, `openai/`, `anthropic/`, `aws_cur/`, `focus/`).
-    #[serde(default)]
-    pub sources: Vec<RawInvoiceSource>,
-    #[serde(default)]
-    pub models: Vec<RawModelRule>,
-}
-
-#[derive(Debug, Default, Deserialize, Serialize)]
-#[serde(deny_unknown_fields)]
-pub struct RawInvoiceSource {
-    /// normalized, openai_costs, anthropic_cost_report, aws_cur or focus.
-    pub adapter: Option<String>,
-    /// An object or a prefix, relative to `inputs.invoices`, or a URL.
-    pub path: Option<String>,
-    pub provider: Option<String>,
-    pub provider_name: Option<String>,
-    pub service_name: Option<String>,
-    pub model_column: Option<String>,
-    pub product_code: Option<String>,
-}
-
-#[derive(Debug, Default, Deserialize, Serialize)]
-#[serde(deny_unknown_fields)]
-pub struct RawModelRule {
-    pub provider: Option<String>,
-    pub model: Option<String>,
-    pub model_regex: Option<String>,
-    /// The reconciliation name (`$1` and `${name}` expand for a regex).
-    pub name: Option<String>,
-}
 
 #[derive(Debug, Default, Deserialize, Serialize)]
 #[serde(deny_unknown_fields)]
@@ -143,30 +76,7 @@ pub struct RawReport {
     pub public_base_url: Option<String>,
 }
 
-/// `[alerts]`: global thresholds, and `[[alerts.models]]` overrides.
-#[derive(Debug, Default, Deserialize, Serialize)]
-#[serde(deny_unknown_fields)]
-pub struct RawAlerts {
-    pub error_rate_max: Option<f64>,
-    pub latency_p95_ms_max: Option<f64>,
-    pub cache_hit_rate_min: Option<f64>,
-    pub citation_rate_min: Option<f64>,
-    pub review_pass_rate_min: Option<f64>,
-    #[serde(default)]
-    pub models: Vec<RawModelThresholds>,
-}
-
-#[derive(Debug, Default, Deserialize, Serialize)]
-#[serde(deny_unknown_fields)]
-pub struct RawModelThresholds {
-    pub provider: Option<String>,
-    pub model: Option<String>,
-    pub error_rate_max: Option<f64>,
-    pub latency_p95_ms_max: Option<f64>,
-    pub cache_hit_rate_min: Option<f64>,
-    pub citation_rate_min: Option<f64>,
-    pub review_pass_rate_min: Option<f64>,
-}
+pub use crate::report::alerts::{RawAlerts, RawModelThresholds};
 
 pub use crate::deliver::mail::{RawAudience, RawMail, RawShowback, RawSmtp};
 
@@ -226,16 +136,7 @@ pub struct RawStorage {
     pub s3: RawS3,
 }
 
-/// The day lease: one run per day at a time.
-#[derive(Debug, Default, Deserialize, Serialize)]
-#[serde(deny_unknown_fields)]
-pub struct RawLease {
-    /// Seconds without renewal after which a lease's holder is taken for
-    /// dead and its lease taken over (default 120; renewed every quarter).
-    pub stale_after_secs: Option<u64>,
-    /// Seconds to wait for a held lease before giving up (default 0: exit at once).
-    pub wait_secs: Option<u64>,
-}
+pub use crate::lake::lease::RawLease;
 
 #[derive(Debug, Default, Deserialize, Serialize)]
 #[serde(deny_unknown_fields)]
@@ -389,7 +290,7 @@ pub struct Config {
     pub quality: QualityGates,
     /// Public address of `reports/` (links in mail).
     pub public_base_url: Option<url::Url>,
-    pub alerts: crate::report::model::AlertRules,
+    pub alerts: crate::report::alerts::AlertRules,
     pub mail: crate::deliver::mail::MailConfig,
     pub reconcile: ReconcileConfig,
     /// Billing accounts of the FOCUS export.
@@ -570,314 +471,7 @@ pub fn apply_env(
     }
 }
 
-fn validate_anomaly(raw: &RawAnomaly, p: &mut Problems) -> crate::anomaly::Settings {
-    let d = crate::anomaly::Settings::default();
-    let positive = |name: &str, v: Option<f64>, default: f64, p: &mut Problems| match v {
-        None => default,
-        Some(x) if x.is_finite() && x >= 0.0 => x,
-        Some(x) => {
-            p.push(format!("anomaly.{name}: {x} must be a number >= 0"));
-            default
-        }
-    };
-    let window_days = match raw.window_days {
-        None => d.window_days,
-        Some(n @ 7..=366) => n as u32,
-        Some(n) => {
-            p.push(format!("anomaly.window_days: {n} is out of range 7..=366"));
-            d.window_days
-        }
-    };
-    let min_requests = match raw.min_requests {
-        None => d.min_requests,
-        Some(n) if n >= 0 => n,
-        Some(n) => {
-            p.push(format!("anomaly.min_requests: {n} must be >= 0"));
-            d.min_requests
-        }
-    };
-    crate::anomaly::Settings {
-        window_days,
-        min_score: positive("min_score", raw.min_score, d.min_score, p),
-        min_requests,
-        min_impact_usd: positive("min_impact_usd", raw.min_impact_usd, d.min_impact_usd, p),
-        min_change: positive("min_change", raw.min_change, d.min_change, p),
-        min_change_impact_usd: positive(
-            "min_change_impact_usd",
-            raw.min_change_impact_usd,
-            d.min_change_impact_usd,
-            p,
-        ),
-        high_impact_usd: positive("high_impact_usd", raw.high_impact_usd, d.high_impact_usd, p),
-        high_change: positive("high_change", raw.high_change, d.high_change, p),
-    }
-}
-
 pub use crate::deliver::webhook::Webhook;
-
-/// The validated `[reconcile]` section.
-#[derive(Debug, Clone, Default)]
-pub struct ReconcileConfig {
-    pub settings: crate::reconcile::Settings,
-    /// Where invoices come from and how to read them.
-    pub sources: Vec<(Location, crate::reconcile::invoices::Adapter)>,
-    /// The default layout's `inputs.invoices/*.csv` (SPEC 1.4): normalized
-    /// CSVs directly under this prefix (not its sub-folders, which have
-    /// their own sources). `None` when `[[reconcile.sources]]` are given.
-    pub csv_root: Option<Location>,
-    pub fail_on_mismatch: bool,
-}
-
-fn pattern(
-    at: &str,
-    exact: &Option<String>,
-    regex: &Option<String>,
-    p: &mut Problems,
-) -> Option<ModelPattern> {
-    match (exact, regex) {
-        (Some(m), None) => Some(ModelPattern::Exact(m.clone())),
-        (None, Some(re)) => match Regex::new(&format!("^(?:{re})$")) {
-            Ok(r) => Some(ModelPattern::Regex(r)),
-            Err(e) => {
-                p.push(format!("{at}.model_regex: {e}"));
-                None
-            }
-        },
-        _ => {
-            p.push(format!(
-                "{at}: give exactly one of `model` or `model_regex`"
-            ));
-            None
-        }
-    }
-}
-
-fn validate_reconcile(
-    raw: &RawReconcile,
-    invoices: &Location,
-    p: &mut Problems,
-) -> ReconcileConfig {
-    use crate::reconcile::invoices::{Adapter, Format};
-    use crate::reconcile::{ModelRule, ModelRules, Settings, Tolerance};
-    let decimal =
-        |name: &str, v: Option<f64>, default: rust_decimal::Decimal, p: &mut Problems| match v {
-            None => default,
-            Some(x) if x.is_finite() && x >= 0.0 => {
-                // The shortest text of the float is the decimal the user wrote.
-                crate::tabular::parse_decimal(&x.to_string()).unwrap_or(default)
-            }
-            Some(x) => {
-                p.push(format!("reconcile.{name}: {x} must be a number >= 0"));
-                default
-            }
-        };
-    let usd6 = |d: rust_decimal::Decimal, name: &str, p: &mut Problems| {
-        crate::money::to_scaled(d, 6).unwrap_or_else(|| {
-            p.push(format!(
-                "reconcile.{name}: more than 6 decimals of a dollar"
-            ));
-            0
-        })
-    };
-    let defaults = Settings::default();
-    let abs = decimal(
-        "abs_tolerance_usd",
-        raw.abs_tolerance_usd,
-        rust_decimal::Decimal::new(1, 2),
-        p,
-    );
-    let logged_abs = decimal(
-        "logged_abs_tolerance_usd",
-        raw.logged_abs_tolerance_usd,
-        rust_decimal::Decimal::new(1, 2),
-        p,
-    );
-    let invoice = Tolerance {
-        abs: usd6(abs, "abs_tolerance_usd", p),
-        rel: decimal("rel_tolerance", raw.rel_tolerance, defaults.invoice.rel, p),
-    };
-    let logged = Tolerance {
-        abs: usd6(logged_abs, "logged_abs_tolerance_usd", p),
-        rel: decimal(
-            "logged_rel_tolerance",
-            raw.logged_rel_tolerance,
-            defaults.logged.rel,
-            p,
-        ),
-    };
-    let mut models = Vec::new();
-    for (i, r) in raw.models.iter().enumerate() {
-        let at = format!("reconcile.models[{i}]");
-        let pat = pattern(&at, &r.model, &r.model_regex, p);
-        let name = match &r.name {
-            Some(n) if !n.trim().is_empty() => Some(n.trim().to_string()),
-            _ => {
-                p.push(format!(
-                    "{at}.name: required (the model name both sides reconcile as)"
-                ));
-                None
-            }
-        };
-        if let (Some(pattern), Some(model)) = (pat, name) {
-            models.push(ModelRule {
-                provider: r.provider.clone(),
-                pattern,
-                model,
-            });
-        }
-    }
-    let mut sources = Vec::new();
-    let csv_root = raw.sources.is_empty().then(|| invoices.clone());
-    if raw.sources.is_empty() {
-        for (dir, format) in [
-            ("normalized", Format::Normalized),
-            ("openai", Format::OpenAiCosts),
-            ("anthropic", Format::AnthropicCostReport),
-            ("aws_cur", Format::AwsCur),
-            ("focus", Format::Focus),
-        ] {
-            sources.push((invoices.join(dir), Adapter::new(format)));
-        }
-    }
-    for (i, s) in raw.sources.iter().enumerate() {
-        let at = format!("reconcile.sources[{i}]");
-        let names: Vec<&str> = Format::ALL.iter().map(|(n, _)| *n).collect();
-        let format = match s.adapter.as_deref() {
-            Some(a) => Format::parse(a).or_else(|| {
-                p.push(format!(
-                    "{at}.adapter: `{a}` is not one of {}",
-                    names.join(", ")
-                ));
-                None
-            }),
-            None => {
-                p.push(format!("{at}.adapter: required ({})", names.join(", ")));
-                None
-            }
-        };
-        let location = match s.path.as_deref() {
-            Some(path) => Location::parse(path, Some(invoices))
-                .map_err(|e| p.push(format!("{at}.path: {e}")))
-                .ok(),
-            None => {
-                p.push(format!(
-                    "{at}.path: required (an object or prefix under inputs.invoices, or a URL)"
-                ));
-                None
-            }
-        };
-        if let Some(format) = format {
-            let only = |name: &str, v: &Option<String>, allowed: bool, p: &mut Problems| {
-                if v.is_some() && !allowed {
-                    p.push(format!(
-                        "{at}.{name}: only for the {} adapter",
-                        if name == "product_code" {
-                            "aws_cur"
-                        } else {
-                            "focus"
-                        }
-                    ));
-                }
-            };
-            only(
-                "provider_name",
-                &s.provider_name,
-                format == Format::Focus,
-                p,
-            );
-            only("service_name", &s.service_name, format == Format::Focus, p);
-            only("model_column", &s.model_column, format == Format::Focus, p);
-            only("product_code", &s.product_code, format == Format::AwsCur, p);
-            if format == Format::Normalized && s.provider.is_some() {
-                p.push(format!(
-                    "{at}.provider: the normalized CSV names the provider on every line"
-                ));
-            }
-            if let Some(location) = location {
-                sources.push((
-                    location,
-                    Adapter {
-                        format,
-                        provider: s.provider.clone(),
-                        provider_name: s.provider_name.clone(),
-                        service_name: s.service_name.clone(),
-                        model_column: s.model_column.clone(),
-                        product_code: s.product_code.clone(),
-                    },
-                ));
-            }
-        }
-    }
-    ReconcileConfig {
-        settings: Settings {
-            invoice,
-            logged,
-            models: ModelRules(models),
-        },
-        sources,
-        csv_root,
-        fail_on_mismatch: raw.fail_on_mismatch.unwrap_or(false),
-    }
-}
-
-fn validate_alerts(raw: &RawAlerts, p: &mut Problems) -> crate::report::model::AlertRules {
-    use crate::report::model::{AlertRules, Thresholds};
-    let share = |at: &str, name: &str, v: Option<f64>, p: &mut Problems| match v {
-        Some(x) if !(0.0..=1.0).contains(&x) => {
-            p.push(format!("{at}.{name}: {x} is not a share between 0 and 1"));
-            None
-        }
-        v => v,
-    };
-    let ms = |at: &str, v: Option<f64>, p: &mut Problems| match v {
-        Some(x) if x.is_nan() || x <= 0.0 => {
-            p.push(format!("{at}.latency_p95_ms_max: {x} must be > 0"));
-            None
-        }
-        v => v,
-    };
-    let thresholds = |at: &str,
-                      e: Option<f64>,
-                      l: Option<f64>,
-                      c: Option<f64>,
-                      ci: Option<f64>,
-                      r: Option<f64>,
-                      p: &mut Problems| Thresholds {
-        error_rate_max: share(at, "error_rate_max", e, p),
-        latency_p95_ms_max: ms(at, l, p),
-        cache_hit_rate_min: share(at, "cache_hit_rate_min", c, p),
-        citation_rate_min: share(at, "citation_rate_min", ci, p),
-        review_pass_rate_min: share(at, "review_pass_rate_min", r, p),
-    };
-    let g = raw;
-    let global = thresholds(
-        "alerts",
-        g.error_rate_max,
-        g.latency_p95_ms_max,
-        g.cache_hit_rate_min,
-        g.citation_rate_min,
-        g.review_pass_rate_min,
-        p,
-    );
-    let mut models = Vec::new();
-    for (i, m) in raw.models.iter().enumerate() {
-        let at = format!("alerts.models[{i}]");
-        let t = thresholds(
-            &at,
-            m.error_rate_max,
-            m.latency_p95_ms_max,
-            m.cache_hit_rate_min,
-            m.citation_rate_min,
-            m.review_pass_rate_min,
-            p,
-        );
-        match (&m.provider, &m.model) {
-            (Some(provider), Some(model)) => models.push((provider.clone(), model.clone(), t)),
-            _ => p.push(format!("{at}: give both `provider` and `model`")),
-        }
-    }
-    AlertRules { global, models }
-}
 
 /// Set `path` (sections then key) in `table`; `Err(part)` names a path part
 /// that exists but is not a section.
@@ -1048,30 +642,179 @@ fn read_secret(path: &Path, field: &str, problems: &mut Problems) -> Option<Secr
     }
 }
 
+/// `[storage]`: S3 options, credentials from files, retries.
+fn validate_storage(st: &RawStorage, p: &mut Problems) -> S3Options {
+    let s3raw = &st.s3;
+    let key = s3raw
+        .access_key_id_file
+        .as_deref()
+        .and_then(|f| read_secret(f, "access_key_id_file", p));
+    let secret = s3raw
+        .secret_access_key_file
+        .as_deref()
+        .and_then(|f| read_secret(f, "secret_access_key_file", p));
+    let token = s3raw
+        .session_token_file
+        .as_deref()
+        .and_then(|f| read_secret(f, "session_token_file", p));
+    let credentials = match (key, secret) {
+        (Some(access_key_id), Some(secret_access_key)) => Some(S3Credentials {
+            access_key_id,
+            secret_access_key,
+            session_token: token,
+        }),
+        (None, None) => None,
+        _ => {
+            if s3raw.access_key_id_file.is_some() != s3raw.secret_access_key_file.is_some() {
+                p.push("storage.s3: access_key_id_file and secret_access_key_file go together");
+            }
+            None
+        }
+    };
+    if let Some(ep) = &s3raw.endpoint {
+        let shown = crate::lake::redact_userinfo(ep);
+        match url::Url::parse(ep) {
+            Err(_) => p.push(format!(
+                "storage.s3.endpoint: `{shown}` is not a URL (e.g. http://minio:9000)"
+            )),
+            Ok(u) if !u.username().is_empty() || u.password().is_some() => p.push(format!(
+                "storage.s3.endpoint: `{shown}`: credentials in a URL are refused; give them as access_key_id_file and secret_access_key_file"
+            )),
+            Ok(_) => {}
+        }
+    }
+    let secs = |v: Option<u64>, default: u64, field: &str, p: &mut Problems| match v {
+        Some(0) => {
+            p.push(format!("storage.{field}: must be at least 1 second"));
+            std::time::Duration::from_secs(default)
+        }
+        v => std::time::Duration::from_secs(v.unwrap_or(default)),
+    };
+    let retry = crate::lake::RetryPolicy {
+        timeout: secs(st.timeout_secs, 30, "timeout_secs", p),
+        connect_timeout: secs(st.connect_timeout_secs, 5, "connect_timeout_secs", p),
+        max_retries: st.max_retries.unwrap_or(10),
+        retry_timeout: secs(st.retry_timeout_secs, 120, "retry_timeout_secs", p),
+    };
+    if retry.max_retries > 100 {
+        p.push(format!(
+            "storage.max_retries: {} is out of range 0..=100",
+            retry.max_retries
+        ));
+    }
+    S3Options {
+        endpoint: s3raw.endpoint.clone(),
+        region: s3raw.region.clone(),
+        allow_http: s3raw.allow_http.unwrap_or(false),
+        virtual_hosted_style: s3raw.virtual_hosted_style.unwrap_or(false),
+        credentials,
+        retry,
+    }
+}
+
+/// `run.memory_limit`: `auto` (60% of the cgroup's limit), `off` or a size.
+fn memory_limit(text: Option<&str>, p: &mut Problems) -> Option<u64> {
+    match text.map(str::trim) {
+        None | Some("auto") => cgroup_memory_limit().map(|limit| limit / 10 * 6),
+        Some("off") => None,
+        Some(text) => match parse_size(text) {
+            Some(n) if n >= 32 << 20 => Some(n),
+            Some(_) => {
+                p.push(format!(
+                    "run.memory_limit: `{text}` is below the 32MiB a day's queries need"
+                ));
+                None
+            }
+            None => {
+                p.push(format!(
+                    "run.memory_limit: `{text}` is not `auto`, `off` or a size such as `400MiB`"
+                ));
+                None
+            }
+        },
+    }
+}
+
+/// `[columns]`: the preset, the integer timestamp unit, the overrides.
+fn validate_columns(raw: &RawColumns, p: &mut Problems) -> ColumnMapping {
+    let preset_name = raw.preset.as_deref().unwrap_or("default");
+    let preset = Preset::parse(preset_name).unwrap_or_else(|| {
+        p.push(format!(
+            "columns.preset: `{preset_name}` is not a preset (default, otel_genai)"
+        ));
+        Preset::Default
+    });
+    let mut columns = ColumnMapping::preset(preset);
+    if let Some(u) = &raw.ts_unit {
+        match IntTsUnit::parse(u) {
+            Some(unit) => columns.ts_unit = Some(unit),
+            None => p.push(format!(
+                "columns.ts_unit: `{u}` is not one of s, ms, us, ns"
+            )),
+        }
+    }
+    for (name, source) in raw.overrides() {
+        let col = Col::from_name(name).expect("override names are column names");
+        if source.trim().is_empty() {
+            p.push(format!("columns.{name}: the source column name is empty"));
+        } else {
+            columns.map(col, source.trim().to_string());
+        }
+    }
+    columns
+}
+
+/// `[[pricing.aliases]]`, in order.
+fn validate_aliases(aliases: &[RawAlias], p: &mut Problems) -> Vec<AliasRule> {
+    let mut rules = Vec::new();
+    for (i, a) in aliases.iter().enumerate() {
+        let at = format!("pricing.aliases[{i}]");
+        let model = ModelPattern::validate(&at, &a.model, &a.model_regex, p);
+        let price_model = match &a.price_model {
+            Some(m) if !m.trim().is_empty() => Some(m.trim().to_string()),
+            _ => {
+                p.push(format!("{at}.price_model: required"));
+                None
+            }
+        };
+        if let (Some(model), Some(price_model)) = (model, price_model) {
+            rules.push(AliasRule {
+                provider: a.provider.clone(),
+                model,
+                price_provider: a.price_provider.clone(),
+                price_model,
+            });
+        }
+    }
+    rules
+}
+
+/// `[quality]`: the data-quality gates.
+fn validate_quality(raw: &RawQuality, p: &mut Problems) -> QualityGates {
+    let share = |name: &str, v: Option<f64>, p: &mut Problems| -> Option<f64> {
+        match v {
+            Some(x) if (0.0..=1.0).contains(&x) => Some(x),
+            Some(x) => {
+                p.push(format!(
+                    "quality.{name}: {x} is not a share between 0 and 1"
+                ));
+                None
+            }
+            None => None,
+        }
+    };
+    QualityGates {
+        max_unpriced_share: share("max_unpriced_share", raw.max_unpriced_share, p),
+        max_rejected_share: share("max_rejected_share", raw.max_rejected_share, p).unwrap_or(0.0),
+    }
+}
+
 impl RawConfig {
     /// Validate into a [`Config`], collecting every problem.
     pub fn validate(self, overrides: &Overrides) -> Result<Config, Problems> {
         let mut p = Problems::new();
 
-        let root = match (&overrides.lake, &self.lake.root, &overrides.config_dir) {
-            (Some(flag), _, _) => Some(Location::parse(flag, None)),
-            (None, Some(text), Some(dir)) => Some(
-                Location::from_local_path(dir).and_then(|base| Location::parse(text, Some(&base))),
-            ),
-            (None, Some(text), None) => Some(Location::parse(text, None)),
-            (None, None, _) => None,
-        };
-        let lake = match root {
-            Some(Ok(l)) => Some(l),
-            Some(Err(e)) => {
-                p.push(format!("lake.root: {e}"));
-                None
-            }
-            None => {
-                p.push("lake.root: no lake given (pass --lake DIR|URL, set lake.root, or TOKENLEDGER_LAKE__ROOT)");
-                None
-            }
-        };
+        let lake = self.lake_root(overrides, &mut p);
         let mut loc = |field: &str, given: &Option<String>, default: &str| -> Option<Location> {
             let lake = lake.as_ref()?;
             let text = given.as_deref().unwrap_or(default);
@@ -1091,219 +834,19 @@ impl RawConfig {
         let rollups = loc("outputs.rollups", &self.outputs.rollups, "rollups");
         let incidents = loc("outputs.incidents", &self.outputs.incidents, "incidents");
 
-        let tz_text = overrides
-            .timezone
-            .clone()
-            .or(self.run.timezone.clone())
-            .unwrap_or_else(|| "UTC".into());
-        let timezone = match tz_text.parse::<chrono_tz::Tz>() {
-            Ok(tz) => Some(tz),
-            Err(_) => {
-                p.push(format!(
-                    "run.timezone: `{tz_text}` is not an IANA time zone (e.g. UTC, Europe/Berlin, America/New_York)"
-                ));
-                None
-            }
-        };
-        let late_days = match self.run.late_days.unwrap_or(1) {
-            d @ 0..=31 => d as u32,
-            d => {
-                p.push(format!("run.late_days: {d} is out of range 0..=31"));
-                1
-            }
-        };
-        let threads = match self.run.threads {
-            // The cores this process may use, and no more than its cgroup's
-            // CPU limit pays for: a pod limited to 2 CPUs on a 64-core node
-            // runs 2 threads, not 64 that the kernel throttles.
-            None => {
-                let cores = std::thread::available_parallelism()
-                    .map(|n| n.get())
-                    .unwrap_or(2);
-                cgroup_cpu_millis().map_or(cores, |m| cores.min(threads_for_cpu_millis(m)))
-            }
-            Some(n @ 1..=1024) => n as usize,
-            Some(n) => {
-                p.push(format!("run.threads: {n} is out of range 1..=1024"));
-                1
-            }
-        };
-
-        let s3raw = &self.storage.s3;
-        let key = s3raw
-            .access_key_id_file
-            .as_deref()
-            .and_then(|f| read_secret(f, "access_key_id_file", &mut p));
-        let secret = s3raw
-            .secret_access_key_file
-            .as_deref()
-            .and_then(|f| read_secret(f, "secret_access_key_file", &mut p));
-        let token = s3raw
-            .session_token_file
-            .as_deref()
-            .and_then(|f| read_secret(f, "session_token_file", &mut p));
-        let credentials = match (key, secret) {
-            (Some(access_key_id), Some(secret_access_key)) => Some(S3Credentials {
-                access_key_id,
-                secret_access_key,
-                session_token: token,
-            }),
-            (None, None) => None,
-            _ => {
-                if s3raw.access_key_id_file.is_some() != s3raw.secret_access_key_file.is_some() {
-                    p.push("storage.s3: access_key_id_file and secret_access_key_file go together");
-                }
-                None
-            }
-        };
-        if let Some(ep) = &s3raw.endpoint {
-            let shown = crate::lake::redact_userinfo(ep);
-            match url::Url::parse(ep) {
-                Err(_) => p.push(format!(
-                    "storage.s3.endpoint: `{shown}` is not a URL (e.g. http://minio:9000)"
-                )),
-                Ok(u) if !u.username().is_empty() || u.password().is_some() => p.push(format!(
-                    "storage.s3.endpoint: `{shown}`: credentials in a URL are refused; give them as access_key_id_file and secret_access_key_file"
-                )),
-                Ok(_) => {}
-            }
-        }
-        let st = &self.storage;
-        let secs = |v: Option<u64>, default: u64, field: &str, p: &mut Problems| match v {
-            Some(0) => {
-                p.push(format!("storage.{field}: must be at least 1 second"));
-                std::time::Duration::from_secs(default)
-            }
-            v => std::time::Duration::from_secs(v.unwrap_or(default)),
-        };
-        let retry = crate::lake::RetryPolicy {
-            timeout: secs(st.timeout_secs, 30, "timeout_secs", &mut p),
-            connect_timeout: secs(st.connect_timeout_secs, 5, "connect_timeout_secs", &mut p),
-            max_retries: st.max_retries.unwrap_or(10),
-            retry_timeout: secs(st.retry_timeout_secs, 120, "retry_timeout_secs", &mut p),
-        };
-        if retry.max_retries > 100 {
-            p.push(format!(
-                "storage.max_retries: {} is out of range 0..=100",
-                retry.max_retries
-            ));
-        }
-        let s3 = S3Options {
-            endpoint: s3raw.endpoint.clone(),
-            region: s3raw.region.clone(),
-            allow_http: s3raw.allow_http.unwrap_or(false),
-            virtual_hosted_style: s3raw.virtual_hosted_style.unwrap_or(false),
-            credentials,
-            retry,
-        };
-
-        let memory_limit = match self.run.memory_limit.as_deref().map(str::trim) {
-            None | Some("auto") => cgroup_memory_limit().map(|limit| limit / 10 * 6),
-            Some("off") => None,
-            Some(text) => match parse_size(text) {
-                Some(n) if n >= 32 << 20 => Some(n),
-                Some(_) => {
-                    p.push(format!(
-                        "run.memory_limit: `{text}` is below the 32MiB a day's queries need"
-                    ));
-                    None
-                }
-                None => {
-                    p.push(format!(
-                        "run.memory_limit: `{text}` is not `auto`, `off` or a size such as `400MiB`"
-                    ));
-                    None
-                }
-            },
-        };
+        let (timezone, late_days, threads) = self.run_settings(overrides, &mut p);
+        let s3 = validate_storage(&self.storage, &mut p);
+        let memory_limit = memory_limit(self.run.memory_limit.as_deref(), &mut p);
         // Checked when a run creates its spill directory there (the path may
         // exist only in the container that runs the job).
         let spill_dir = self.run.spill_dir.clone();
-        let lease = LeaseSettings {
-            stale_after: match self.lease.stale_after_secs {
-                Some(s) if s < 8 => {
-                    p.push(format!(
-                        "lease.stale_after_secs: {s} is below 8 (a live run could lose its lease)"
-                    ));
-                    LeaseSettings::default().stale_after
-                }
-                Some(s) => std::time::Duration::from_secs(s),
-                None => LeaseSettings::default().stale_after,
-            },
-            wait: std::time::Duration::from_secs(self.lease.wait_secs.unwrap_or(0)),
-        };
+        let lease = LeaseSettings::validate(&self.lease, &mut p);
 
-        let preset_name = self.columns.preset.as_deref().unwrap_or("default");
-        let preset = Preset::parse(preset_name).unwrap_or_else(|| {
-            p.push(format!(
-                "columns.preset: `{preset_name}` is not a preset (default, otel_genai)"
-            ));
-            Preset::Default
-        });
-        let mut columns = ColumnMapping::preset(preset);
-        if let Some(u) = &self.columns.ts_unit {
-            match IntTsUnit::parse(u) {
-                Some(unit) => columns.ts_unit = Some(unit),
-                None => p.push(format!(
-                    "columns.ts_unit: `{u}` is not one of s, ms, us, ns"
-                )),
-            }
-        }
-        for (name, source) in self.columns.overrides() {
-            let col = Col::from_name(name).expect("override names are column names");
-            if source.trim().is_empty() {
-                p.push(format!("columns.{name}: the source column name is empty"));
-            } else {
-                columns.map(col, source.trim().to_string());
-            }
-        }
+        let columns = validate_columns(&self.columns, &mut p);
 
-        let mut rules = Vec::new();
-        for (i, a) in self.pricing.aliases.iter().enumerate() {
-            let at = format!("pricing.aliases[{i}]");
-            let model = pattern(&at, &a.model, &a.model_regex, &mut p);
-            let price_model = match &a.price_model {
-                Some(m) if !m.trim().is_empty() => Some(m.trim().to_string()),
-                _ => {
-                    p.push(format!("{at}.price_model: required"));
-                    None
-                }
-            };
-            if let (Some(model), Some(price_model)) = (model, price_model) {
-                rules.push(AliasRule {
-                    provider: a.provider.clone(),
-                    model,
-                    price_provider: a.price_provider.clone(),
-                    price_model,
-                });
-            }
-        }
+        let rules = validate_aliases(&self.pricing.aliases, &mut p);
 
-        let share = |name: &str, v: Option<f64>, p: &mut Problems| -> Option<f64> {
-            match v {
-                Some(x) if (0.0..=1.0).contains(&x) => Some(x),
-                Some(x) => {
-                    p.push(format!(
-                        "quality.{name}: {x} is not a share between 0 and 1"
-                    ));
-                    None
-                }
-                None => None,
-            }
-        };
-        let quality = QualityGates {
-            max_unpriced_share: share(
-                "max_unpriced_share",
-                self.quality.max_unpriced_share,
-                &mut p,
-            ),
-            max_rejected_share: share(
-                "max_rejected_share",
-                self.quality.max_rejected_share,
-                &mut p,
-            )
-            .unwrap_or(0.0),
-        };
+        let quality = validate_quality(&self.quality, &mut p);
         let public_base_url = self.report.public_base_url.as_deref().and_then(|u| {
             let u = if u.ends_with('/') {
                 u.to_string()
@@ -1314,43 +857,22 @@ impl RawConfig {
                 .map_err(|e| p.push(format!("report.public_base_url: `{u}`: {e}")))
                 .ok()
         });
-        let alerts = validate_alerts(&self.alerts, &mut p);
+        let alerts = crate::report::alerts::AlertRules::validate(&self.alerts, &mut p);
         let reconcile = match &invoices {
-            Some(inv) => validate_reconcile(&self.reconcile, inv, &mut p),
+            Some(inv) => ReconcileConfig::validate(&self.reconcile, inv, &mut p),
             None => ReconcileConfig::default(),
         };
-        let anomaly = validate_anomaly(&self.anomaly, &mut p);
+        let anomaly = crate::anomaly::Settings::validate(&self.anomaly, &mut p);
         let focus = crate::report::focus::Accounts::validate(&self.focus, &mut p);
-        let webhook = self
-            .anomaly
-            .webhook_url
-            .as_deref()
-            .and_then(|u| match url::Url::parse(u) {
-                Ok(url) if matches!(url.scheme(), "http" | "https") => Some(Webhook {
-                    url,
-                    timeout: std::time::Duration::from_secs(
-                        self.anomaly.webhook_timeout_secs.unwrap_or(10).max(1),
-                    ),
-                    attempts: self.anomaly.webhook_attempts.unwrap_or(3).clamp(1, 10),
-                    budget: std::time::Duration::from_secs(
-                        self.anomaly
-                            .webhook_budget_secs
-                            .unwrap_or(120)
-                            .clamp(1, 86_400),
-                    ),
-                }),
-                Ok(url) => {
-                    p.push(format!(
-                        "anomaly.webhook_url: `{}` is not http or https",
-                        url.scheme()
-                    ));
-                    None
-                }
-                Err(e) => {
-                    p.push(format!("anomaly.webhook_url: {e}"));
-                    None
-                }
-            });
+        let webhook = Webhook::validate(
+            self.anomaly.webhook_url.as_deref(),
+            (
+                self.anomaly.webhook_timeout_secs,
+                self.anomaly.webhook_attempts,
+                self.anomaly.webhook_budget_secs,
+            ),
+            &mut p,
+        );
         let mail = match &lake {
             Some(lake) => crate::deliver::mail::MailConfig::validate(&self.mail, lake, &mut p),
             None => Default::default(),
@@ -1405,6 +927,75 @@ impl RawConfig {
         };
         config.digest = config.compute_digest(&self.pricing, &self.reconcile);
         Ok(config)
+    }
+
+    /// The lake root: `--lake`, or `lake.root` (relative to the config file).
+    fn lake_root(&self, overrides: &Overrides, p: &mut Problems) -> Option<Location> {
+        let root = match (&overrides.lake, &self.lake.root, &overrides.config_dir) {
+            (Some(flag), _, _) => Some(Location::parse(flag, None)),
+            (None, Some(text), Some(dir)) => Some(
+                Location::from_local_path(dir).and_then(|base| Location::parse(text, Some(&base))),
+            ),
+            (None, Some(text), None) => Some(Location::parse(text, None)),
+            (None, None, _) => None,
+        };
+        match root {
+            Some(Ok(l)) => Some(l),
+            Some(Err(e)) => {
+                p.push(format!("lake.root: {e}"));
+                None
+            }
+            None => {
+                p.push("lake.root: no lake given (pass --lake DIR|URL, set lake.root, or TOKENLEDGER_LAKE__ROOT)");
+                None
+            }
+        }
+    }
+
+    /// `[run]`: the time zone (or `--tz`), late days and threads.
+    fn run_settings(
+        &self,
+        overrides: &Overrides,
+        p: &mut Problems,
+    ) -> (Option<chrono_tz::Tz>, u32, usize) {
+        let tz_text = overrides
+            .timezone
+            .clone()
+            .or(self.run.timezone.clone())
+            .unwrap_or_else(|| "UTC".into());
+        let timezone = match tz_text.parse::<chrono_tz::Tz>() {
+            Ok(tz) => Some(tz),
+            Err(_) => {
+                p.push(format!(
+                    "run.timezone: `{tz_text}` is not an IANA time zone (e.g. UTC, Europe/Berlin, America/New_York)"
+                ));
+                None
+            }
+        };
+        let late_days = match self.run.late_days.unwrap_or(1) {
+            d @ 0..=31 => d as u32,
+            d => {
+                p.push(format!("run.late_days: {d} is out of range 0..=31"));
+                1
+            }
+        };
+        let threads = match self.run.threads {
+            // The cores this process may use, and no more than its cgroup's
+            // CPU limit pays for: a pod limited to 2 CPUs on a 64-core node
+            // runs 2 threads, not 64 that the kernel throttles.
+            None => {
+                let cores = std::thread::available_parallelism()
+                    .map(|n| n.get())
+                    .unwrap_or(2);
+                cgroup_cpu_millis().map_or(cores, |m| cores.min(threads_for_cpu_millis(m)))
+            }
+            Some(n @ 1..=1024) => n as usize,
+            Some(n) => {
+                p.push(format!("run.threads: {n} is out of range 1..=1024"));
+                1
+            }
+        };
+        (timezone, late_days, threads)
     }
 }
 

@@ -5,15 +5,15 @@
 //! `rollups/daily/date=D/` and `rollups/latency/date=D/`, which every run
 //! writes; a day without a rollup is absent (never zero). [`DayTotals`] are
 //! exact: money stays a scaled integer until it is displayed.
+//!
+//! Pure data: the rollups arrive as rows (`queries::rows::RollupDaily`,
+//! `RollupLatency`); reading them from storage is the pipeline's.
 
 use std::collections::BTreeMap;
 
-use arrow::array::{Array, AsArray, RecordBatch};
-use arrow::datatypes::{DataType, Decimal128Type, Float64Type};
 use chrono::NaiveDate;
 
-use crate::error::{Error, Result};
-use crate::lake::{Location, ObjectInfo, Stores, partition_dir};
+use crate::queries::rows::{Dec, RollupDaily, RollupLatency};
 
 /// Scale of money in the rollups (exact per-token prices times tokens).
 pub const ROLLUP_MONEY_SCALE: i8 = crate::money::PRICE_SCALE;
@@ -91,65 +91,32 @@ fn ratio(a: i64, b: i64) -> Option<f64> {
     (b > 0).then(|| a as f64 / b as f64)
 }
 
-fn i64_col(b: &RecordBatch, name: &str) -> Result<i64> {
-    let col = b
-        .column_by_name(name)
-        .ok_or_else(|| Error::Internal(format!("rollup column `{name}` missing")))?;
-    let col = arrow::compute::cast(col, &DataType::Int64)
-        .map_err(|e| Error::Internal(format!("rollup column `{name}`: {e}")))?;
-    Ok(col
-        .as_primitive::<arrow::datatypes::Int64Type>()
-        .iter()
-        .flatten()
-        .sum())
+/// Sum of money cells at `scale`; `None` when every cell is null.
+fn money_sum(cells: impl Iterator<Item = Option<Dec>>, scale: i8) -> Option<i128> {
+    cells.flatten().map(|d| d.at(scale)).reduce(|a, b| a + b)
 }
 
-/// Sum of a decimal column rescaled to `scale`; `None` when every cell is null.
-fn money_col(b: &RecordBatch, name: &str, scale: i8) -> Result<Option<i128>> {
-    let col = b
-        .column_by_name(name)
-        .ok_or_else(|| Error::Internal(format!("rollup column `{name}` missing")))?;
-    let DataType::Decimal128(_, from) = col.data_type() else {
-        return Err(Error::Internal(format!(
-            "rollup column `{name}` is not a decimal"
-        )));
-    };
-    let values: Vec<i128> = col
-        .as_primitive::<Decimal128Type>()
-        .iter()
-        .flatten()
-        .collect();
-    Ok((!values.is_empty()).then(|| {
-        values
-            .into_iter()
-            .map(|v| crate::money::rescale(v, *from, scale))
-            .sum()
-    }))
-}
-
-/// The totals of one day from its `rollup_daily` batches.
-pub fn totals_of(batches: &[RecordBatch]) -> Result<DayTotals> {
-    let mut t = DayTotals::default();
-    for b in batches {
-        t.add(&DayTotals {
-            requests: i64_col(b, "requests")?,
-            errors: i64_col(b, "errors")?,
-            cache_hits: i64_col(b, "cache_hits")?,
-            input_tokens: i64_col(b, "input_tokens")?,
-            output_tokens: i64_col(b, "output_tokens")?,
-            priced_tokens: i64_col(b, "priced_tokens")?,
-            unpriced_requests: i64_col(b, "unpriced_requests")?,
-            cost_usd: money_col(b, "cost_usd", ROLLUP_MONEY_SCALE)?,
-            cache_savings_usd: money_col(b, "cache_savings_usd", ROLLUP_MONEY_SCALE)?,
-            logged_cost_usd: money_col(b, "logged_cost_usd", ROLLUP_MONEY_SCALE)?,
-            citation_sum: money_col(b, "citation_sum", 15)?.unwrap_or(0),
-            citation_requests: i64_col(b, "citation_requests")?,
-            human_reviewed: i64_col(b, "human_reviewed")?,
-            human_approved: i64_col(b, "human_approved")?,
-            duplicates_dropped: i64_col(b, "duplicates_dropped")?,
-        });
+/// The totals of one day from its `rollup_daily` rows.
+pub fn totals_of(rows: &[RollupDaily]) -> DayTotals {
+    let int = |f: fn(&RollupDaily) -> Option<i64>| rows.iter().filter_map(f).sum::<i64>();
+    let money = |f: fn(&RollupDaily) -> Option<Dec>, scale| money_sum(rows.iter().map(f), scale);
+    DayTotals {
+        requests: int(|r| r.requests),
+        errors: int(|r| r.errors),
+        cache_hits: int(|r| r.cache_hits),
+        input_tokens: int(|r| r.input_tokens),
+        output_tokens: int(|r| r.output_tokens),
+        priced_tokens: int(|r| r.priced_tokens),
+        unpriced_requests: int(|r| r.unpriced_requests),
+        cost_usd: money(|r| r.cost_usd, ROLLUP_MONEY_SCALE),
+        cache_savings_usd: money(|r| r.cache_savings_usd, ROLLUP_MONEY_SCALE),
+        logged_cost_usd: money(|r| r.logged_cost_usd, ROLLUP_MONEY_SCALE),
+        citation_sum: money(|r| r.citation_sum, 15).unwrap_or(0),
+        citation_requests: int(|r| r.citation_requests),
+        human_reviewed: int(|r| r.human_reviewed),
+        human_approved: int(|r| r.human_approved),
+        duplicates_dropped: int(|r| r.duplicates_dropped),
     }
-    Ok(t)
 }
 
 /// A latency histogram: (latency in ms, requests), from the latency rollups.
@@ -192,8 +159,6 @@ pub struct History {
     /// Requests by route of each `provider/model`, from the latency rollups
     /// (days rolled up before routes were kept are absent).
     pub routes: BTreeMap<NaiveDate, RouteCounts>,
-    /// Every rollup object read, with its SHA-256 (for the manifest).
-    pub read: Vec<(ObjectInfo, String)>,
     /// Days whose rollup was cut in another time zone than the run's, with
     /// that zone: left out, so that a month to date never mixes zones.
     pub other_zone: Vec<(NaiveDate, String)>,
@@ -244,157 +209,58 @@ impl History {
     }
 }
 
-async fn read_parquet(
-    stores: &Stores,
-    loc: &Location,
-    read: &mut Vec<(ObjectInfo, String)>,
-) -> Result<Option<(Vec<RecordBatch>, Option<String>)>> {
-    let Some((info, bytes)) = stores.get_opt_info(loc).await? else {
-        return Ok(None);
-    };
-    read.push((info, crate::manifest::sha256(&bytes)));
-    let corrupt = |e: parquet::errors::ParquetError| Error::CorruptInput {
-        key: loc.to_string(),
-        message: e.to_string(),
-    };
-    let builder = parquet::arrow::arrow_reader::ParquetRecordBatchReaderBuilder::try_new(bytes)
-        .map_err(corrupt)?;
-    let zone = builder
-        .metadata()
-        .file_metadata()
-        .key_value_metadata()
-        .and_then(|kv| kv.iter().find(|e| e.key == ZONE_KEY))
-        .and_then(|e| e.value.clone());
-    let reader = builder.build().map_err(corrupt)?;
-    let batches = reader
-        .collect::<std::result::Result<Vec<_>, _>>()
-        .map_err(|e| corrupt(e.into()))?;
-    Ok(Some((batches, zone)))
-}
+pub use crate::anomaly::incident::RouteCounts;
 
-/// Requests by route (`""` for none) of each `provider/model`.
-pub type RouteCounts = BTreeMap<String, BTreeMap<String, i64>>;
-
-/// The route counts in `rollup_latency` batches, or `None` for a rollup
+/// The route counts of `rollup_latency` rows, or `None` for a rollup
 /// written before it had a `route` column.
-pub fn routes_of(batches: &[RecordBatch]) -> Result<Option<RouteCounts>> {
+pub fn routes_of(rows: &[RollupLatency]) -> Option<RouteCounts> {
     let mut out = RouteCounts::new();
-    for b in batches {
-        let (Some(p), Some(m), Some(r), Some(n)) = (
-            b.column_by_name("provider"),
-            b.column_by_name("model"),
-            b.column_by_name("route"),
-            b.column_by_name("requests"),
-        ) else {
-            return Ok(None);
+    for r in rows {
+        let (Some(p), Some(m), Some(route)) = (&r.provider.0, &r.model.0, &r.route.0) else {
+            return None;
         };
-        let text = |c: &arrow::array::ArrayRef| -> Result<arrow::array::ArrayRef> {
-            arrow::compute::cast(c, &DataType::Utf8).map_err(|e| Error::Internal(e.to_string()))
-        };
-        let (p, m, r) = (text(p)?, text(m)?, text(r)?);
-        let (p, m, r) = (
-            p.as_string::<i32>(),
-            m.as_string::<i32>(),
-            r.as_string::<i32>(),
-        );
-        let n = arrow::compute::cast(n, &DataType::Int64)
-            .map_err(|e| Error::Internal(e.to_string()))?;
-        let n = n.as_primitive::<arrow::datatypes::Int64Type>();
-        for i in 0..b.num_rows() {
-            let route = if r.is_null(i) { "" } else { r.value(i) };
-            *out.entry(format!("{}/{}", p.value(i), m.value(i)))
-                .or_default()
-                .entry(route.to_string())
-                .or_default() += n.value(i);
-        }
+        *out.entry(format!("{p}/{m}"))
+            .or_default()
+            .entry(route.clone().unwrap_or_default())
+            .or_default() += r.requests.unwrap_or(0);
     }
-    Ok(Some(out))
+    Some(out)
 }
 
-/// Day-level histogram from `rollup_latency` batches.
-pub fn histogram_of(batches: &[RecordBatch]) -> Result<Histogram> {
+/// The day-level histogram of `rollup_latency` rows (all models merged).
+pub fn histogram_of(rows: &[RollupLatency]) -> Histogram {
     let mut merged: BTreeMap<u64, u64> = BTreeMap::new();
-    for b in batches {
-        let (Some(v), Some(n)) = (b.column_by_name("latency_ms"), b.column_by_name("requests"))
-        else {
-            return Err(Error::Internal(
-                "latency rollup without latency_ms/requests".into(),
-            ));
-        };
-        let v = v.as_primitive::<Float64Type>();
-        let n = arrow::compute::cast(n, &DataType::Int64)
-            .map_err(|e| Error::Internal(e.to_string()))?;
-        let n = n.as_primitive::<arrow::datatypes::Int64Type>();
-        for i in 0..b.num_rows() {
-            if !v.is_null(i) && !n.is_null(i) {
-                *merged.entry(v.value(i).to_bits()).or_default() += n.value(i).max(0) as u64;
-            }
+    for r in rows {
+        if let (Some(v), Some(n)) = (r.latency_ms, r.requests) {
+            *merged.entry(v.to_bits()).or_default() += n.max(0) as u64;
         }
     }
-    Ok(merged
+    merged
         .into_iter()
         .map(|(b, c)| (f64::from_bits(b), c))
-        .collect())
+        .collect()
 }
 
-/// Read the rollups of `days` (days without one are absent), a few objects
-/// at a time. `History::read` lists every object read with its digest.
-/// Read the rollups of `days` cut in `zone` (rollups that record another
-/// zone are listed in [`History::other_zone`] and not used; rollups that
-/// record none predate the record and are used).
-pub async fn load(
-    stores: &Stores,
-    rollups: &Location,
-    days: &[NaiveDate],
-    zone: &str,
-) -> Result<History> {
-    use futures::{StreamExt, TryStreamExt};
-    let read = days.iter().map(|date| async move {
-        let part = partition_dir(*date);
-        let mut read = Vec::new();
-        let daily = read_parquet(
-            stores,
-            &rollups.join("daily").join(&part).join("part-0.parquet"),
-            &mut read,
-        )
-        .await?;
-        let latency = read_parquet(
-            stores,
-            &rollups.join("latency").join(&part).join("part-0.parquet"),
-            &mut read,
-        )
-        .await?;
-        Ok::<_, Error>((*date, daily, latency, read))
-    });
-    let loaded: Vec<_> = futures::stream::iter(read)
-        .buffered(8)
-        .try_collect()
-        .await?;
-    let mut history = History::default();
-    for (date, daily, latency, read) in loaded {
-        history.read.extend(read);
-        let foreign = [&daily, &latency]
-            .into_iter()
-            .flatten()
-            .find_map(|(_, z)| z.as_deref().filter(|z| *z != zone));
-        if let Some(other) = foreign {
-            history.other_zone.push((date, other.to_string()));
-            continue;
+impl History {
+    /// Add a day's rollups (either may be missing).
+    pub fn add_day(
+        &mut self,
+        date: NaiveDate,
+        daily: Option<&[RollupDaily]>,
+        latency: Option<&[RollupLatency]>,
+    ) {
+        if let Some(rows) = daily {
+            self.days.insert(date, totals_of(rows));
+            self.usage.insert(date, crate::reconcile::usage_of(rows));
+            self.rows.insert(date, crate::anomaly::rows_of(rows));
         }
-        let (daily, latency) = (daily.map(|d| d.0), latency.map(|l| l.0));
-        if let Some(b) = daily {
-            history.days.insert(date, totals_of(&b)?);
-            history.usage.insert(date, crate::reconcile::usage_of(&b)?);
-            history.rows.insert(date, crate::anomaly::rows_of(&b)?);
-        }
-        if let Some(b) = latency {
-            history.latency.insert(date, histogram_of(&b)?);
-            if let Some(routes) = routes_of(&b)? {
-                history.routes.insert(date, routes);
+        if let Some(rows) = latency {
+            self.latency.insert(date, histogram_of(rows));
+            if let Some(routes) = routes_of(rows) {
+                self.routes.insert(date, routes);
             }
         }
     }
-    Ok(history)
 }
 
 #[cfg(test)]

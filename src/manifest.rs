@@ -413,6 +413,111 @@ impl Fields<'_> {
             adapter,
         })
     }
+
+    /// `inputs.requests`: every object the day read.
+    fn requests(&mut self, inputs: &serde_json::Value) -> Vec<RecordedRequest> {
+        let f = self;
+        let mut requests = Vec::new();
+        let listed = f.array(inputs, "inputs", "requests");
+        if listed.is_empty() && inputs.get("requests").is_some_and(|r| r.is_array()) {
+            f.problems
+                .push("`inputs.requests`: empty: a published day read at least one object".into());
+        }
+        for (i, o) in listed.iter().enumerate() {
+            let path = format!("inputs.requests[{i}]");
+            if !o.is_object() {
+                f.problems
+                    .push(format!("`{path}`: expected an object, found {}", kind(o)));
+                continue;
+            }
+            let key = f.string(o, &path, "key");
+            let size = match f.field(o, &path, "size") {
+                Some(s) => {
+                    let n = s.as_u64();
+                    if n.is_none() {
+                        f.problems.push(format!(
+                            "`{path}.size`: expected a whole number, found {}",
+                            kind(s)
+                        ));
+                    }
+                    n
+                }
+                None => None,
+            };
+            let etag = f.optional_string(o, &path, "etag");
+            let version = f.optional_string(o, &path, "version");
+            let partition = f.optional_string(o, &path, "partition");
+            let sha256 = match o.get("sha256") {
+                None | Some(serde_json::Value::Null) => None,
+                Some(_) => f.digest(o, &path),
+            };
+            if let (Some(key), Some(size)) = (key, size) {
+                requests.push(RecordedRequest {
+                    key,
+                    size,
+                    etag,
+                    version,
+                    partition,
+                    sha256,
+                });
+            }
+        }
+        requests
+    }
+
+    /// `inputs.skipped` (manifest version 2 on): objects listed and not read.
+    fn skipped(&mut self, inputs: &serde_json::Value) -> Vec<SkippedObject> {
+        let f = self;
+        let mut skipped = Vec::new();
+        for (i, o) in f.array(inputs, "inputs", "skipped").iter().enumerate() {
+            let path = format!("inputs.skipped[{i}]");
+            let key = f.string(o, &path, "key");
+            let reason = f.string(o, &path, "reason");
+            let kind = f.string(o, &path, "kind").and_then(|k| {
+                let kind = SkipKind::parse(&k);
+                if kind.is_none() {
+                    f.problems.push(format!(
+                        "`{path}.kind`: `{k}` is not hidden, no_source or not_parquet"
+                    ));
+                }
+                kind
+            });
+            if let (Some(key), Some(kind), Some(reason)) = (key, kind, reason) {
+                skipped.push(SkippedObject { key, kind, reason });
+            }
+        }
+        skipped
+    }
+
+    /// `outputs`: every object the day wrote, each once, with its digest.
+    fn outputs(&mut self, v: &serde_json::Value) -> Vec<RecordedOutput> {
+        let f = self;
+        let mut outputs: Vec<RecordedOutput> = Vec::new();
+        let listed = f.array(v, "", "outputs");
+        if listed.is_empty() && v.get("outputs").is_some_and(|o| o.is_array()) {
+            f.problems
+                .push("`outputs`: empty: a published day wrote at least one object".into());
+        }
+        for (i, o) in listed.iter().enumerate() {
+            let path = format!("outputs[{i}]");
+            if !o.is_object() {
+                f.problems
+                    .push(format!("`{path}`: expected an object, found {}", kind(o)));
+                continue;
+            }
+            let key = f.string(o, &path, "key");
+            let sha256 = f.digest(o, &path);
+            if let (Some(key), Some(sha256)) = (key, sha256) {
+                if outputs.iter().any(|x| x.key == key) {
+                    f.problems
+                        .push(format!("`{path}.key`: `{key}` is listed twice"));
+                } else {
+                    outputs.push(RecordedOutput { key, sha256 });
+                }
+            }
+        }
+        outputs
+    }
 }
 
 fn join(path: &str, name: &str) -> String {
@@ -432,6 +537,54 @@ fn kind(v: &serde_json::Value) -> &'static str {
         serde_json::Value::Array(_) => "an array",
         serde_json::Value::Object(_) => "an object",
     }
+}
+
+/// The day's standing as recorded (manifest version 3): status, when it
+/// turns final, and what a restatement replaced.
+type RecordedStanding = (
+    Option<String>,
+    Option<chrono::DateTime<chrono::Utc>>,
+    Option<Restated>,
+);
+
+fn standing(v: &serde_json::Value, problems: &mut Vec<String>) -> RecordedStanding {
+    let status = match v.get("status") {
+        None | Some(serde_json::Value::Null) => None,
+        Some(serde_json::Value::String(s)) if s == "preliminary" || s == "final" => Some(s.clone()),
+        Some(other) => {
+            problems.push(format!(
+                "`status`: expected \"preliminary\" or \"final\", found {other}"
+            ));
+            None
+        }
+    };
+    let final_after = match v.get("final_after") {
+        None | Some(serde_json::Value::Null) => None,
+        Some(serde_json::Value::String(t)) => match chrono::DateTime::parse_from_rfc3339(t) {
+            Ok(t) => Some(t.with_timezone(&chrono::Utc)),
+            Err(e) => {
+                problems.push(format!(
+                    "`final_after`: `{t}` is not an RFC 3339 instant: {e}"
+                ));
+                None
+            }
+        },
+        Some(other) => {
+            problems.push(format!("`final_after`: expected a string, found {other}"));
+            None
+        }
+    };
+    let restated_from = match v.get("restated_from") {
+        None | Some(serde_json::Value::Null) => None,
+        Some(r) => match serde_json::from_value::<Restated>(r.clone()) {
+            Ok(r) => Some(r),
+            Err(e) => {
+                problems.push(format!("`restated_from`: {e}"));
+                None
+            }
+        },
+    };
+    (status, final_after, restated_from)
 }
 
 impl Recorded {
@@ -495,51 +648,7 @@ impl Recorded {
         let mut history = Vec::new();
         let mut skipped = Vec::new();
         if inputs.is_object() {
-            let listed = f.array(inputs, "inputs", "requests");
-            if listed.is_empty() && inputs.get("requests").is_some_and(|r| r.is_array()) {
-                f.problems.push(
-                    "`inputs.requests`: empty: a published day read at least one object".into(),
-                );
-            }
-            for (i, o) in listed.iter().enumerate() {
-                let path = format!("inputs.requests[{i}]");
-                if !o.is_object() {
-                    f.problems
-                        .push(format!("`{path}`: expected an object, found {}", kind(o)));
-                    continue;
-                }
-                let key = f.string(o, &path, "key");
-                let size = match f.field(o, &path, "size") {
-                    Some(s) => {
-                        let n = s.as_u64();
-                        if n.is_none() {
-                            f.problems.push(format!(
-                                "`{path}.size`: expected a whole number, found {}",
-                                kind(s)
-                            ));
-                        }
-                        n
-                    }
-                    None => None,
-                };
-                let etag = f.optional_string(o, &path, "etag");
-                let version = f.optional_string(o, &path, "version");
-                let partition = f.optional_string(o, &path, "partition");
-                let sha256 = match o.get("sha256") {
-                    None | Some(serde_json::Value::Null) => None,
-                    Some(_) => f.digest(o, &path),
-                };
-                if let (Some(key), Some(size)) = (key, size) {
-                    requests.push(RecordedRequest {
-                        key,
-                        size,
-                        etag,
-                        version,
-                        partition,
-                        sha256,
-                    });
-                }
-            }
+            requests = f.requests(inputs);
             if let Some(p) = f.field(inputs, "inputs", "prices") {
                 prices = f.table(p, "inputs.prices", false);
             }
@@ -554,87 +663,11 @@ impl Recorded {
                 history.extend(f.table(o, &format!("inputs.history[{i}]"), false));
             }
             if manifest_version.is_none_or(|v| v >= 2) {
-                for (i, o) in f.array(inputs, "inputs", "skipped").iter().enumerate() {
-                    let path = format!("inputs.skipped[{i}]");
-                    let key = f.string(o, &path, "key");
-                    let reason = f.string(o, &path, "reason");
-                    let kind = f.string(o, &path, "kind").and_then(|k| {
-                        let kind = SkipKind::parse(&k);
-                        if kind.is_none() {
-                            f.problems.push(format!(
-                                "`{path}.kind`: `{k}` is not hidden, no_source or not_parquet"
-                            ));
-                        }
-                        kind
-                    });
-                    if let (Some(key), Some(kind), Some(reason)) = (key, kind, reason) {
-                        skipped.push(SkippedObject { key, kind, reason });
-                    }
-                }
+                skipped = f.skipped(inputs);
             }
         }
-        let mut outputs: Vec<RecordedOutput> = Vec::new();
-        let listed = f.array(&v, "", "outputs");
-        if listed.is_empty() && v.get("outputs").is_some_and(|o| o.is_array()) {
-            f.problems
-                .push("`outputs`: empty: a published day wrote at least one object".into());
-        }
-        for (i, o) in listed.iter().enumerate() {
-            let path = format!("outputs[{i}]");
-            if !o.is_object() {
-                f.problems
-                    .push(format!("`{path}`: expected an object, found {}", kind(o)));
-                continue;
-            }
-            let key = f.string(o, &path, "key");
-            let sha256 = f.digest(o, &path);
-            if let (Some(key), Some(sha256)) = (key, sha256) {
-                if outputs.iter().any(|x| x.key == key) {
-                    f.problems
-                        .push(format!("`{path}.key`: `{key}` is listed twice"));
-                } else {
-                    outputs.push(RecordedOutput { key, sha256 });
-                }
-            }
-        }
-        let status = match v.get("status") {
-            None | Some(serde_json::Value::Null) => None,
-            Some(serde_json::Value::String(s)) if s == "preliminary" || s == "final" => {
-                Some(s.clone())
-            }
-            Some(other) => {
-                problems.push(format!(
-                    "`status`: expected \"preliminary\" or \"final\", found {other}"
-                ));
-                None
-            }
-        };
-        let final_after = match v.get("final_after") {
-            None | Some(serde_json::Value::Null) => None,
-            Some(serde_json::Value::String(t)) => match chrono::DateTime::parse_from_rfc3339(t) {
-                Ok(t) => Some(t.with_timezone(&chrono::Utc)),
-                Err(e) => {
-                    problems.push(format!(
-                        "`final_after`: `{t}` is not an RFC 3339 instant: {e}"
-                    ));
-                    None
-                }
-            },
-            Some(other) => {
-                problems.push(format!("`final_after`: expected a string, found {other}"));
-                None
-            }
-        };
-        let restated_from = match v.get("restated_from") {
-            None | Some(serde_json::Value::Null) => None,
-            Some(r) => match serde_json::from_value::<Restated>(r.clone()) {
-                Ok(r) => Some(r),
-                Err(e) => {
-                    problems.push(format!("`restated_from`: {e}"));
-                    None
-                }
-            },
-        };
+        let outputs = f.outputs(&v);
+        let (status, final_after, restated_from) = standing(&v, &mut problems);
         match (
             manifest_version,
             date,

@@ -19,6 +19,10 @@ use super::{Anomaly, Cell, Severity, causes_text};
 use crate::money::{OUT_SCALE, PRICE_SCALE, format_scaled, rescale};
 use crate::pricing::PriceTable;
 
+/// Requests by route (`""` for none) of each `provider/model` (from the
+/// latency rollups).
+pub type RouteCounts = BTreeMap<String, BTreeMap<String, i64>>;
+
 /// The stable id of an anomaly's incident.
 pub fn id(date: chrono::NaiveDate, a: &Anomaly) -> String {
     let mut h = Sha256::new();
@@ -289,6 +293,14 @@ pub fn events<'a>(opening: &[&'a Anomaly]) -> Vec<Event<'a>> {
         }
     }
 
+    assemble(opening, &groups, &key)
+}
+
+/// The events of `opening`: anomalies whose groups share an event key
+/// (`key[g]` of group `g`) form one event, in order of first appearance;
+/// its lead is an anomaly of the key's own group (its cost anomaly if
+/// flagged, else its largest impact).
+fn assemble<'a>(opening: &[&'a Anomaly], groups: &[&'a Anomaly], key: &[usize]) -> Vec<Event<'a>> {
     let mut out: Vec<Event<'a>> = Vec::new();
     let mut order: Vec<usize> = Vec::new();
     for a in opening {
@@ -386,7 +398,7 @@ pub struct RouteShare {
 
 /// The route mix of `models` in `counts`, requests divided by `days`.
 pub fn route_shares(
-    counts: &crate::history::RouteCounts,
+    counts: &RouteCounts,
     models: &std::collections::BTreeSet<&String>,
     days: usize,
 ) -> Vec<RouteShare> {

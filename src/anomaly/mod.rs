@@ -19,15 +19,13 @@ pub mod incident;
 pub mod quality;
 
 use std::collections::{BTreeMap, BTreeSet};
-use std::sync::Arc;
 
-use arrow::array::{Array, ArrayRef, AsArray, Date32Array, Float64Array, RecordBatch, StringArray};
-use arrow::datatypes::{DataType, Decimal128Type, Field, Schema, SchemaRef};
 use chrono::{Datelike, NaiveDate};
 use serde::Serialize;
 
-use crate::error::{Error, Result};
+use crate::error::Problems;
 use crate::money::{OUT_SCALE, PRICE_SCALE, format_scaled, rescale};
+use crate::queries::rows::RollupDaily;
 
 /// One rollup row's additive measures (money exact at the rollups' scale).
 #[derive(Clone, Copy, Debug, Default, PartialEq, Eq)]
@@ -63,76 +61,30 @@ pub type Grain = [String; 5];
 /// A day's rollup rows.
 pub type DayRows = Vec<(Grain, Cell)>;
 
-/// The rows of a `rollup_daily` result or object.
-pub fn rows_of(batches: &[RecordBatch]) -> Result<DayRows> {
-    let mut out = Vec::new();
-    for b in batches {
-        let col = |name: &str| {
-            b.column_by_name(name)
-                .ok_or_else(|| Error::Internal(format!("rollup column `{name}` missing")))
-        };
-        let text = |name: &str| -> Result<Vec<String>> {
-            let c = arrow::compute::cast(col(name)?, &DataType::Utf8)
-                .map_err(|e| Error::Internal(format!("rollup column `{name}`: {e}")))?;
-            let c = c.as_string::<i32>();
-            Ok((0..c.len()).map(|i| c.value(i).to_string()).collect())
-        };
-        let int = |name: &str| -> Result<Vec<i64>> {
-            let c = arrow::compute::cast(col(name)?, &DataType::Int64)
-                .map_err(|e| Error::Internal(format!("rollup column `{name}`: {e}")))?;
-            let c = c.as_primitive::<arrow::datatypes::Int64Type>();
-            Ok((0..c.len())
-                .map(|i| if c.is_null(i) { 0 } else { c.value(i) })
-                .collect())
-        };
-        let cost = col("cost_usd")?;
-        let DataType::Decimal128(_, scale) = cost.data_type() else {
-            return Err(Error::Internal(
-                "rollup column `cost_usd` is not a decimal".into(),
-            ));
-        };
-        let cost = cost.as_primitive::<Decimal128Type>();
-        let (d, p, t, pr, m) = (
-            text("dept")?,
-            text("project")?,
-            text("task")?,
-            text("provider")?,
-            text("model")?,
-        );
-        let (req, err, hits, inp, outp, priced) = (
-            int("requests")?,
-            int("errors")?,
-            int("cache_hits")?,
-            int("input_tokens")?,
-            int("output_tokens")?,
-            int("priced_tokens")?,
-        );
-        for i in 0..b.num_rows() {
-            out.push((
+/// The rows of a `rollup_daily` result or stored rollup.
+pub fn rows_of(rows: &[RollupDaily]) -> DayRows {
+    rows.iter()
+        .map(|r| {
+            (
                 [
-                    d[i].clone(),
-                    p[i].clone(),
-                    t[i].clone(),
-                    pr[i].clone(),
-                    m[i].clone(),
+                    r.dept.clone(),
+                    r.project.clone(),
+                    r.task.clone(),
+                    r.provider.clone(),
+                    r.model.clone(),
                 ],
                 Cell {
-                    requests: req[i],
-                    errors: err[i],
-                    cache_hits: hits[i],
-                    input_tokens: inp[i],
-                    output_tokens: outp[i],
-                    priced_tokens: priced[i],
-                    cost: if cost.is_null(i) {
-                        0
-                    } else {
-                        rescale(cost.value(i), *scale, PRICE_SCALE)
-                    },
+                    requests: r.requests.unwrap_or(0),
+                    errors: r.errors.unwrap_or(0),
+                    cache_hits: r.cache_hits.unwrap_or(0),
+                    input_tokens: r.input_tokens.unwrap_or(0),
+                    output_tokens: r.output_tokens.unwrap_or(0),
+                    priced_tokens: r.priced_tokens.unwrap_or(0),
+                    cost: r.cost_usd.map_or(0, |c| c.at(PRICE_SCALE)),
                 },
-            ));
-        }
-    }
-    Ok(out)
+            )
+        })
+        .collect()
 }
 
 /// The levels anomalies are looked for at.
@@ -310,6 +262,77 @@ pub struct Settings {
     /// `high` from this $ impact or this relative change.
     pub high_impact_usd: f64,
     pub high_change: f64,
+}
+
+/// `[anomaly]`: the seasonal baseline and the noise guards.
+#[derive(Debug, Default, serde::Deserialize, Serialize)]
+#[serde(deny_unknown_fields)]
+pub struct RawAnomaly {
+    pub window_days: Option<i64>,
+    pub min_score: Option<f64>,
+    pub min_requests: Option<i64>,
+    pub min_impact_usd: Option<f64>,
+    pub min_change: Option<f64>,
+    pub min_change_impact_usd: Option<f64>,
+    pub high_impact_usd: Option<f64>,
+    pub high_change: Option<f64>,
+    /// Where each new incident is POSTed as JSON (none: no webhook).
+    pub webhook_url: Option<String>,
+    pub webhook_timeout_secs: Option<u64>,
+    pub webhook_attempts: Option<u32>,
+    /// All of a run's webhook calls end within this many seconds (default
+    /// 120); the incidents left are sent by the next run (exit 5).
+    pub webhook_budget_secs: Option<u64>,
+    /// Build the rollups missing from the baseline window before a run
+    /// (default true): a first run on a lake with history flags anomalies
+    /// without a separate `backfill`.
+    pub backfill_missing: Option<bool>,
+}
+
+impl Settings {
+    /// The settings of `[anomaly]`; every problem goes to `p`.
+    pub fn validate(raw: &RawAnomaly, p: &mut Problems) -> Settings {
+        let d = Settings::default();
+        let positive = |name: &str, v: Option<f64>, default: f64, p: &mut Problems| match v {
+            None => default,
+            Some(x) if x.is_finite() && x >= 0.0 => x,
+            Some(x) => {
+                p.push(format!("anomaly.{name}: {x} must be a number >= 0"));
+                default
+            }
+        };
+        let window_days = match raw.window_days {
+            None => d.window_days,
+            Some(n @ 7..=366) => n as u32,
+            Some(n) => {
+                p.push(format!("anomaly.window_days: {n} is out of range 7..=366"));
+                d.window_days
+            }
+        };
+        let min_requests = match raw.min_requests {
+            None => d.min_requests,
+            Some(n) if n >= 0 => n,
+            Some(n) => {
+                p.push(format!("anomaly.min_requests: {n} must be >= 0"));
+                d.min_requests
+            }
+        };
+        Settings {
+            window_days,
+            min_score: positive("min_score", raw.min_score, d.min_score, p),
+            min_requests,
+            min_impact_usd: positive("min_impact_usd", raw.min_impact_usd, d.min_impact_usd, p),
+            min_change: positive("min_change", raw.min_change, d.min_change, p),
+            min_change_impact_usd: positive(
+                "min_change_impact_usd",
+                raw.min_change_impact_usd,
+                d.min_change_impact_usd,
+                p,
+            ),
+            high_impact_usd: positive("high_impact_usd", raw.high_impact_usd, d.high_impact_usd, p),
+            high_change: positive("high_change", raw.high_change, d.high_change, p),
+        }
+    }
 }
 
 impl Default for Settings {
@@ -544,6 +567,68 @@ fn usd6(v: f64) -> i128 {
     (v * 1e6).round() as i128
 }
 
+/// An anomaly's estimated effect on the day's cost, in USD: the change of
+/// `metric` from its baseline `med` to `v`, priced at the group's cost.
+fn impact_usd(metric: Metric, (v, med): (f64, f64), c1: &Cell, (mean, n): (&Cell, f64)) -> f64 {
+    let per_request = |c: &Cell| {
+        if c.requests > 0 {
+            c.usd() / c.requests as f64
+        } else {
+            0.0
+        }
+    };
+    match metric {
+        Metric::CostUsd => v - med,
+        Metric::Requests => (v - med) * (mean.usd() / n) / (mean.requests as f64 / n).max(1.0),
+        Metric::TokensPerRequest | Metric::CostPer1kUsd => {
+            if v > 0.0 {
+                c1.usd() * (1.0 - med / v)
+            } else {
+                0.0
+            }
+        }
+        Metric::ErrorRate => (v - med) * c1.requests as f64 * per_request(c1),
+        Metric::CacheHitRate => {
+            let billable = (c1.requests - c1.cache_hits).max(1) as f64;
+            -(v - med) * c1.requests as f64 * c1.usd() / billable
+        }
+    }
+}
+
+/// High: a large impact or change; medium: a noticed impact with a big
+/// change; low: the rest of what is flagged.
+fn severity(settings: &Settings, impact: f64, change: Option<f64>, big_change: bool) -> Severity {
+    if impact.abs() >= settings.high_impact_usd
+        || change.is_some_and(|c| c.abs() >= settings.high_change)
+    {
+        Severity::High
+    } else if impact.abs() >= settings.min_impact_usd && big_change {
+        Severity::Medium
+    } else {
+        Severity::Low
+    }
+}
+
+/// The likely cause of an anomaly of `metric`, given the group's cost causes.
+fn likely_cause(metric: Metric, causes: &[(Cause, f64)]) -> Cause {
+    match metric {
+        Metric::ErrorRate => Cause::ErrorsRetries,
+        Metric::CacheHitRate => Cause::CacheHitChange,
+        Metric::TokensPerRequest => Cause::TokensPerRequest,
+        Metric::Requests => causes
+            .iter()
+            .map(|c| c.0)
+            .find(|c| matches!(c, Cause::Volume | Cause::ErrorsRetries))
+            .unwrap_or(Cause::Volume),
+        Metric::CostPer1kUsd => causes
+            .iter()
+            .map(|c| c.0)
+            .find(|c| !matches!(c, Cause::Volume | Cause::ErrorsRetries))
+            .unwrap_or(Cause::PriceChange),
+        Metric::CostUsd => causes.first().map_or(Cause::Volume, |c| c.0),
+    }
+}
+
 /// Look for anomalies on `date` in `today`, against the rollups of `history`.
 pub fn detect(
     date: NaiveDate,
@@ -587,13 +672,6 @@ pub fn detect(
             let mut mean = Cell::default();
             cells.iter().for_each(|c| mean.add(c));
             let n = cells.len() as f64;
-            let per_request = |c: &Cell| {
-                if c.requests > 0 {
-                    c.usd() / c.requests as f64
-                } else {
-                    0.0
-                }
-            };
             for metric in Metric::ALL {
                 let Some(v) = metric.of(&c1) else { continue };
                 let series: Vec<f64> = cells.iter().filter_map(|c| metric.of(c)).collect();
@@ -619,39 +697,14 @@ pub fn detect(
                         median_exact(cells.iter().map(|c| c.cost).collect()),
                     )
                 });
-                let impact = match metric {
-                    Metric::CostUsd => v - med,
-                    Metric::Requests => {
-                        (v - med) * (mean.usd() / n) / (mean.requests as f64 / n).max(1.0)
-                    }
-                    Metric::TokensPerRequest | Metric::CostPer1kUsd => {
-                        if v > 0.0 {
-                            c1.usd() * (1.0 - med / v)
-                        } else {
-                            0.0
-                        }
-                    }
-                    Metric::ErrorRate => (v - med) * c1.requests as f64 * per_request(&c1),
-                    Metric::CacheHitRate => {
-                        let billable = (c1.requests - c1.cache_hits).max(1) as f64;
-                        -(v - med) * c1.requests as f64 * c1.usd() / billable
-                    }
-                };
+                let impact = impact_usd(metric, (v, med), &c1, (&mean, n));
                 let big_change = change.is_some_and(|c| c.abs() >= settings.min_change);
                 let noticed = impact.abs() >= settings.min_impact_usd
                     || (big_change && impact.abs() >= settings.min_change_impact_usd);
                 if !noticed {
                     continue;
                 }
-                let severity = if impact.abs() >= settings.high_impact_usd
-                    || change.is_some_and(|c| c.abs() >= settings.high_change)
-                {
-                    Severity::High
-                } else if impact.abs() >= settings.min_impact_usd && big_change {
-                    Severity::Medium
-                } else {
-                    Severity::Low
-                };
+                let severity = severity(settings, impact, change, big_change);
                 // Causes: the group's cost change over its models.
                 let before: BTreeMap<String, Cell> = {
                     let mut sum: BTreeMap<String, Cell> = BTreeMap::new();
@@ -672,22 +725,7 @@ pub fn detect(
                     .find(|(g, _)| level.key(g) == *key)
                     .map(|(g, _)| level.filter(g))
                     .unwrap_or_default();
-                let likely = match metric {
-                    Metric::ErrorRate => Cause::ErrorsRetries,
-                    Metric::CacheHitRate => Cause::CacheHitChange,
-                    Metric::TokensPerRequest => Cause::TokensPerRequest,
-                    Metric::Requests => causes
-                        .iter()
-                        .map(|c| c.0)
-                        .find(|c| matches!(c, Cause::Volume | Cause::ErrorsRetries))
-                        .unwrap_or(Cause::Volume),
-                    Metric::CostPer1kUsd => causes
-                        .iter()
-                        .map(|c| c.0)
-                        .find(|c| !matches!(c, Cause::Volume | Cause::ErrorsRetries))
-                        .unwrap_or(Cause::PriceChange),
-                    Metric::CostUsd => causes.first().map_or(Cause::Volume, |c| c.0),
-                };
+                let likely = likely_cause(metric, &causes);
                 out.push(Anomaly {
                     level: level.dimension(),
                     key: key.clone(),
@@ -742,25 +780,6 @@ fn scale_cell(c: &Cell, n: f64) -> Cell {
     }
 }
 
-/// `anomalies.csv`: SPEC 3's columns, then `change_pct`, `impact_usd` and `causes`.
-pub fn schema() -> SchemaRef {
-    Arc::new(Schema::new(vec![
-        Field::new("date", DataType::Date32, false),
-        Field::new("dimension", DataType::Utf8, false),
-        Field::new("key", DataType::Utf8, false),
-        Field::new("metric", DataType::Utf8, false),
-        // Text: money (cost_usd) exact to 6 decimals, other metrics as reals.
-        Field::new("value", DataType::Utf8, false),
-        Field::new("baseline", DataType::Utf8, false),
-        Field::new("score", DataType::Float64, false),
-        Field::new("severity", DataType::Utf8, false),
-        Field::new("likely_cause", DataType::Utf8, false),
-        Field::new("change_pct", DataType::Float64, true),
-        Field::new("impact_usd", DataType::Decimal128(38, OUT_SCALE), false),
-        Field::new("causes", DataType::Utf8, false),
-    ]))
-}
-
 /// `volume +12.30; model mix -1.05` (USD).
 pub fn causes_text(causes: &[(Cause, i128)]) -> String {
     causes
@@ -771,59 +790,6 @@ pub fn causes_text(causes: &[(Cause, i128)]) -> String {
         })
         .collect::<Vec<_>>()
         .join("; ")
-}
-
-pub fn batch(date: NaiveDate, anomalies: &[Anomaly]) -> RecordBatch {
-    let epoch = NaiveDate::from_ymd_opt(1970, 1, 1).expect("valid date");
-    let day = (date - epoch).num_days() as i32;
-    let show = |a: &Anomaly, baseline: bool| match a.exact {
-        Some((v, b)) => format_scaled(
-            rescale(if baseline { b } else { v }, PRICE_SCALE, OUT_SCALE),
-            OUT_SCALE,
-        ),
-        None => crate::report::format_real(if baseline { a.baseline } else { a.value }),
-    };
-    let cols: Vec<ArrayRef> = vec![
-        Arc::new(Date32Array::from(vec![day; anomalies.len()])),
-        Arc::new(StringArray::from_iter_values(
-            anomalies.iter().map(|a| a.level),
-        )),
-        Arc::new(StringArray::from_iter_values(
-            anomalies.iter().map(|a| a.key.as_str()),
-        )),
-        Arc::new(StringArray::from_iter_values(
-            anomalies.iter().map(|a| a.metric.name()),
-        )),
-        Arc::new(StringArray::from_iter_values(
-            anomalies.iter().map(|a| show(a, false)),
-        )),
-        Arc::new(StringArray::from_iter_values(
-            anomalies.iter().map(|a| show(a, true)),
-        )),
-        Arc::new(Float64Array::from_iter_values(
-            anomalies.iter().map(|a| (a.score * 100.0).round() / 100.0),
-        )),
-        Arc::new(StringArray::from_iter_values(
-            anomalies.iter().map(|a| a.severity.name()),
-        )),
-        Arc::new(StringArray::from_iter_values(
-            anomalies.iter().map(|a| a.likely_cause.name()),
-        )),
-        Arc::new(Float64Array::from_iter(
-            anomalies
-                .iter()
-                .map(|a| a.change.map(|c| (c * 10000.0).round() / 100.0)),
-        )),
-        Arc::new(
-            arrow::array::Decimal128Array::from_iter_values(anomalies.iter().map(|a| a.impact_usd))
-                .with_precision_and_scale(38, OUT_SCALE)
-                .expect("valid decimal type"),
-        ),
-        Arc::new(StringArray::from_iter_values(
-            anomalies.iter().map(|a| causes_text(&a.causes)),
-        )),
-    ];
-    RecordBatch::try_new(schema(), cols).expect("columns match schema")
 }
 
 #[cfg(test)]

@@ -221,9 +221,14 @@ fn a_spike_is_flagged_with_its_cause_and_a_quiet_day_is_not() {
     // The Wednesdays (days 0, 7, 14, 21) had 1000, 1006, 1012, 1003 requests
     // at $0.05: 50.00, 50.30, 50.60, 50.15; the median is 50.225, exactly.
     assert_eq!(total.exact, Some((usd(275.0), usd(50.225))));
-    let csv =
-        String::from_utf8(crate::report::csv_bytes(&schema(), &[batch(date, &found)]).unwrap())
-            .unwrap();
+    let csv = String::from_utf8(
+        crate::report::csv_bytes(
+            &crate::report::anomalies::schema(),
+            &[crate::report::anomalies::batch(date, &found)],
+        )
+        .unwrap(),
+    )
+    .unwrap();
     let row = csv
         .lines()
         .find(|l| l.starts_with("2026-03-25,total,all,cost_usd,"))
@@ -312,7 +317,7 @@ fn detection_meets_its_quality_goals_on_a_synthetic_history() {
 #[test]
 fn route_shares_are_per_model_and_per_day() {
     use crate::anomaly::incident::route_shares;
-    let mut counts = crate::history::RouteCounts::new();
+    let mut counts = incident::RouteCounts::new();
     counts
         .entry("openai/gpt-4o".into())
         .or_default()

@@ -179,6 +179,131 @@ fn mailboxes(at: &str, list: &[String], p: &mut Problems) -> Vec<Mailbox> {
         .collect()
 }
 
+impl SmtpConfig {
+    /// `[mail.smtp]`; every problem goes to `p`.
+    fn validate(s: &RawSmtp, p: &mut Problems) -> SmtpConfig {
+        let security = match s.security.as_deref().unwrap_or("starttls") {
+            "starttls" => Security::StartTls,
+            "tls" => Security::Tls,
+            "plain" => Security::Plain,
+            other => {
+                p.push(format!(
+                    "mail.smtp.security: `{other}` is not one of starttls, tls, plain"
+                ));
+                Security::StartTls
+            }
+        };
+        let host = s.host.clone().unwrap_or_else(|| {
+            p.push("mail.smtp.host: required with transport = \"smtp\"");
+            String::new()
+        });
+        let password = match (&s.password_file, &s.password_env) {
+            (Some(f), None) => match std::fs::read_to_string(f) {
+                Ok(v) if !v.trim().is_empty() => {
+                    Some(Secret::new(v.trim_end_matches(['\n', '\r'])))
+                }
+                Ok(_) => {
+                    p.push(format!("mail.smtp.password_file: {} is empty", f.display()));
+                    None
+                }
+                Err(e) => {
+                    p.push(format!(
+                        "mail.smtp.password_file: cannot read {}: {e}",
+                        f.display()
+                    ));
+                    None
+                }
+            },
+            (None, Some(var)) => match std::env::var(var) {
+                Ok(v) if !v.is_empty() => Some(Secret::new(v)),
+                _ => {
+                    p.push(format!(
+                        "mail.smtp.password_env: environment variable {var} is not set"
+                    ));
+                    None
+                }
+            },
+            (Some(_), Some(_)) => {
+                p.push("mail.smtp: give password_file or password_env, not both");
+                None
+            }
+            (None, None) => None,
+        };
+        let credentials = match (&s.username, password) {
+            (Some(u), Some(pw)) => Some((u.clone(), pw)),
+            (None, None) => None,
+            (Some(_), None) => {
+                p.push("mail.smtp.username: needs password_file or password_env");
+                None
+            }
+            (None, Some(_)) => {
+                p.push("mail.smtp: a password needs a username");
+                None
+            }
+        };
+        SmtpConfig {
+            host,
+            port: s.port.unwrap_or(match security {
+                Security::StartTls => 587,
+                Security::Tls => 465,
+                Security::Plain => 25,
+            }),
+            security,
+            credentials,
+            timeout: Duration::from_secs(s.timeout_secs.unwrap_or(30).clamp(1, 600)),
+        }
+    }
+}
+
+/// `[[mail.audiences]]`: each with a unique name, a report and recipients.
+fn audiences(raw: &[RawAudience], p: &mut Problems) -> Vec<Audience> {
+    let mut names = std::collections::BTreeSet::new();
+    raw.iter()
+        .enumerate()
+        .filter_map(|(i, a)| {
+            let at = format!("mail.audiences[{i}]");
+            let kind = match a.report.as_deref() {
+                Some("ops") => Some(ReportKind::Ops),
+                Some("finance") => Some(ReportKind::Finance),
+                other => {
+                    p.push(format!(
+                        "{at}.report: `{}` is not ops or finance",
+                        other.unwrap_or("")
+                    ));
+                    None
+                }
+            };
+            let name = a
+                .name
+                .clone()
+                .unwrap_or_else(|| a.report.clone().unwrap_or_default());
+            if !name
+                .chars()
+                .all(|c| c.is_ascii_alphanumeric() || c == '-' || c == '_')
+                || name.is_empty()
+            {
+                p.push(format!(
+                    "{at}.name: `{name}` must be letters, digits, - or _"
+                ));
+            }
+            if !names.insert(name.clone()) {
+                p.push(format!("{at}.name: `{name}` is used twice"));
+            }
+            let to = mailboxes(&format!("{at}.to"), &a.to, p);
+            if a.to.is_empty() {
+                p.push(format!("{at}.to: at least one recipient"));
+            }
+            let cc = mailboxes(&format!("{at}.cc"), &a.cc, p);
+            Some(Audience {
+                name,
+                kind: kind?,
+                to,
+                cc,
+            })
+        })
+        .collect()
+}
+
 impl MailConfig {
     /// Validate `[mail]`, adding every problem to `p`.
     pub fn validate(raw: &RawMail, lake: &Location, p: &mut Problems) -> MailConfig {
@@ -193,79 +318,7 @@ impl MailConfig {
                     }
                 }
             }
-            "smtp" => {
-                let s = &raw.smtp;
-                let security = match s.security.as_deref().unwrap_or("starttls") {
-                    "starttls" => Security::StartTls,
-                    "tls" => Security::Tls,
-                    "plain" => Security::Plain,
-                    other => {
-                        p.push(format!(
-                            "mail.smtp.security: `{other}` is not one of starttls, tls, plain"
-                        ));
-                        Security::StartTls
-                    }
-                };
-                let host = s.host.clone().unwrap_or_else(|| {
-                    p.push("mail.smtp.host: required with transport = \"smtp\"");
-                    String::new()
-                });
-                let password = match (&s.password_file, &s.password_env) {
-                    (Some(f), None) => match std::fs::read_to_string(f) {
-                        Ok(v) if !v.trim().is_empty() => {
-                            Some(Secret::new(v.trim_end_matches(['\n', '\r'])))
-                        }
-                        Ok(_) => {
-                            p.push(format!("mail.smtp.password_file: {} is empty", f.display()));
-                            None
-                        }
-                        Err(e) => {
-                            p.push(format!(
-                                "mail.smtp.password_file: cannot read {}: {e}",
-                                f.display()
-                            ));
-                            None
-                        }
-                    },
-                    (None, Some(var)) => match std::env::var(var) {
-                        Ok(v) if !v.is_empty() => Some(Secret::new(v)),
-                        _ => {
-                            p.push(format!(
-                                "mail.smtp.password_env: environment variable {var} is not set"
-                            ));
-                            None
-                        }
-                    },
-                    (Some(_), Some(_)) => {
-                        p.push("mail.smtp: give password_file or password_env, not both");
-                        None
-                    }
-                    (None, None) => None,
-                };
-                let credentials = match (&s.username, password) {
-                    (Some(u), Some(pw)) => Some((u.clone(), pw)),
-                    (None, None) => None,
-                    (Some(_), None) => {
-                        p.push("mail.smtp.username: needs password_file or password_env");
-                        None
-                    }
-                    (None, Some(_)) => {
-                        p.push("mail.smtp: a password needs a username");
-                        None
-                    }
-                };
-                Transport::Smtp(SmtpConfig {
-                    host,
-                    port: s.port.unwrap_or(match security {
-                        Security::StartTls => 587,
-                        Security::Tls => 465,
-                        Security::Plain => 25,
-                    }),
-                    security,
-                    credentials,
-                    timeout: Duration::from_secs(s.timeout_secs.unwrap_or(30).clamp(1, 600)),
-                })
-            }
+            "smtp" => Transport::Smtp(SmtpConfig::validate(&raw.smtp, p)),
             other => {
                 p.push(format!(
                     "mail.transport: `{other}` is not one of none, smtp, outbox"
@@ -281,53 +334,7 @@ impl MailConfig {
         if !matches!(transport, Transport::None) && from.is_none() && raw.from.is_none() {
             p.push("mail.from: required when mail is sent");
         }
-        let mut names = std::collections::BTreeSet::new();
-        let audiences = raw
-            .audiences
-            .iter()
-            .enumerate()
-            .filter_map(|(i, a)| {
-                let at = format!("mail.audiences[{i}]");
-                let kind = match a.report.as_deref() {
-                    Some("ops") => Some(ReportKind::Ops),
-                    Some("finance") => Some(ReportKind::Finance),
-                    other => {
-                        p.push(format!(
-                            "{at}.report: `{}` is not ops or finance",
-                            other.unwrap_or("")
-                        ));
-                        None
-                    }
-                };
-                let name = a
-                    .name
-                    .clone()
-                    .unwrap_or_else(|| a.report.clone().unwrap_or_default());
-                if !name
-                    .chars()
-                    .all(|c| c.is_ascii_alphanumeric() || c == '-' || c == '_')
-                    || name.is_empty()
-                {
-                    p.push(format!(
-                        "{at}.name: `{name}` must be letters, digits, - or _"
-                    ));
-                }
-                if !names.insert(name.clone()) {
-                    p.push(format!("{at}.name: `{name}` is used twice"));
-                }
-                let to = mailboxes(&format!("{at}.to"), &a.to, p);
-                if a.to.is_empty() {
-                    p.push(format!("{at}.to: at least one recipient"));
-                }
-                let cc = mailboxes(&format!("{at}.cc"), &a.cc, p);
-                Some(Audience {
-                    name,
-                    kind: kind?,
-                    to,
-                    cc,
-                })
-            })
-            .collect();
+        let audiences = audiences(&raw.audiences, p);
         let showback = raw
             .showback
             .iter()

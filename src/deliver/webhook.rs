@@ -19,6 +19,37 @@ pub struct Webhook {
     pub budget: std::time::Duration,
 }
 
+impl Webhook {
+    /// The webhook of `anomaly.webhook_url` (none without one), with its
+    /// timeout, tries and budget in seconds (defaults 10 s, 3, 120 s); every
+    /// problem goes to `p`.
+    pub fn validate(
+        url: Option<&str>,
+        (timeout_secs, attempts, budget_secs): (Option<u64>, Option<u32>, Option<u64>),
+        p: &mut crate::error::Problems,
+    ) -> Option<Webhook> {
+        match url::Url::parse(url?) {
+            Ok(url) if matches!(url.scheme(), "http" | "https") => Some(Webhook {
+                url,
+                timeout: Duration::from_secs(timeout_secs.unwrap_or(10).max(1)),
+                attempts: attempts.unwrap_or(3).clamp(1, 10),
+                budget: Duration::from_secs(budget_secs.unwrap_or(120).clamp(1, 86_400)),
+            }),
+            Ok(url) => {
+                p.push(format!(
+                    "anomaly.webhook_url: `{}` is not http or https",
+                    url.scheme()
+                ));
+                None
+            }
+            Err(e) => {
+                p.push(format!("anomaly.webhook_url: {e}"));
+                None
+            }
+        }
+    }
+}
+
 /// Why a webhook call failed, and whether the receiver answered at all
 /// (one that did not is not called again this run: see [`Phase`]).
 #[derive(Debug)]

@@ -24,11 +24,42 @@ use tracing::{info, warn};
 use crate::error::{Error, Result};
 use crate::lake::{Location, Stores};
 
-/// How the day lease behaves (`[lease]`: its validation is the config's).
+/// The day lease: one run per day at a time.
+#[derive(Debug, Default, Deserialize, Serialize)]
+#[serde(deny_unknown_fields)]
+pub struct RawLease {
+    /// Seconds without renewal after which a lease's holder is taken for
+    /// dead and its lease taken over (default 120; renewed every quarter).
+    pub stale_after_secs: Option<u64>,
+    /// Seconds to wait for a held lease before giving up (default 0: exit at once).
+    pub wait_secs: Option<u64>,
+}
+
+/// How the day lease behaves (`[lease]`).
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 pub struct LeaseSettings {
     pub stale_after: std::time::Duration,
     pub wait: std::time::Duration,
+}
+
+impl LeaseSettings {
+    /// The settings of `[lease]`; every problem goes to `p`.
+    pub fn validate(raw: &RawLease, p: &mut crate::error::Problems) -> LeaseSettings {
+        let default = LeaseSettings::default();
+        LeaseSettings {
+            stale_after: match raw.stale_after_secs {
+                Some(s) if s < 8 => {
+                    p.push(format!(
+                        "lease.stale_after_secs: {s} is below 8 (a live run could lose its lease)"
+                    ));
+                    default.stale_after
+                }
+                Some(s) => std::time::Duration::from_secs(s),
+                None => default.stale_after,
+            },
+            wait: std::time::Duration::from_secs(raw.wait_secs.unwrap_or(0)),
+        }
+    }
 }
 
 impl Default for LeaseSettings {

@@ -902,16 +902,56 @@ async fn open_unit(
 ) -> DfResult<BoxStream<'static, DfResult<RecordBatch>>> {
     let input = &plan.input;
     let file = Arc::clone(&input.files[unit.file]);
-    let window = input.window;
     let counters = plan.options.counters.clone();
+    let row_groups = in_window(&file, &unit.row_groups, input.window, counters.as_deref());
+    if row_groups.is_empty() {
+        return Ok(futures::stream::empty().boxed());
+    }
     let parquet_schema = file.metadata.metadata().file_metadata().schema_descr_ptr();
+    let mut predicates: Vec<Box<dyn ArrowPredicate>> =
+        vec![window_predicate(&file, input.window, counters.clone())];
+    predicates.extend(required_predicate(&file, &row_groups, counters.clone()));
+    predicates.extend(token_predicate(&file, &row_groups, counters));
+    let leaves = output_leaves(&plan, &file.cols);
 
-    // Row groups wholly outside the day (by statistics) are not read at all.
-    let mut row_groups = Vec::with_capacity(unit.row_groups.len());
-    for &rg in &unit.row_groups {
-        match ts_stats(&file, rg) {
+    let reader = ObjectReader::new(&input.stores, &file.info)
+        .map_err(|e| DataFusionError::External(Box::new(e)))?;
+    let stream = ParquetRecordBatchStreamBuilder::new_with_metadata(reader, file.metadata.clone())
+        .with_row_groups(row_groups)
+        .with_projection(ProjectionMask::leaves(&parquet_schema, leaves))
+        .with_row_filter(RowFilter::new(predicates))
+        .with_batch_size(input.batch_size)
+        .build()
+        .map_err(|e| input_error(&file, e))?;
+
+    let plan2 = Arc::clone(&plan);
+    let file2 = Arc::clone(&file);
+    Ok(stream
+        .map(move |res| {
+            let batch = res.map_err(|e| read_error(&file2, e))?;
+            let batch = match (&plan2.options.divert, &sink) {
+                (Some(divert), Some(sink)) => set_aside(&divert.keys, sink, &file2, batch)?,
+                _ => batch,
+            };
+            project(&plan2.projection, &plan2.schema, &file2, &batch)
+        })
+        .boxed())
+}
+
+/// The row groups of `candidates` that may hold rows of the day: those
+/// wholly outside it (by statistics) are not read at all, their rows
+/// counted as outside the window (or without a timestamp).
+fn in_window(
+    file: &InputFile,
+    candidates: &[usize],
+    window: DayWindow,
+    counters: Option<&ScanCounters>,
+) -> Vec<usize> {
+    let mut row_groups = Vec::with_capacity(candidates.len());
+    for &rg in candidates {
+        match ts_stats(file, rg) {
             Some((min, max, nulls)) if max < window.start_ns || min >= window.end_ns => {
-                if let Some(c) = &counters {
+                if let Some(c) = counters {
                     let rows = file.metadata.metadata().row_group(rg).num_rows() as u64;
                     c.null_ts.fetch_add(nulls, Ordering::Relaxed);
                     c.outside_window
@@ -921,64 +961,74 @@ async fn open_unit(
             _ => row_groups.push(rg),
         }
     }
-    if row_groups.is_empty() {
-        return Ok(futures::stream::empty().boxed());
-    }
+    row_groups
+}
 
-    let cols = &file.cols;
-    let ts = cols
+/// Predicate 1: the day window, on `ts` alone; counts the rows outside it,
+/// without a timestamp, and late or early for their partition.
+fn window_predicate(
+    file: &InputFile,
+    window: DayWindow,
+    counters: Option<Arc<ScanCounters>>,
+) -> Box<dyn ArrowPredicate> {
+    let parquet_schema = file.metadata.metadata().file_metadata().schema_descr_ptr();
+    let ts = file
+        .cols
         .get(Col::Ts)
         .expect("ts is required and was resolved")
         .clone();
+    let ts_unit = file.cols.ts_unit;
+    let part_start = file
+        .partition_date
+        .and_hms_opt(0, 0, 0)
+        .map(|d| d.and_utc().timestamp_nanos_opt().unwrap_or(i64::MIN))
+        .unwrap_or(i64::MIN);
+    Box::new(ArrowPredicateFn::new(
+        ProjectionMask::leaves(&parquet_schema, [ts.leaf]),
+        move |batch: RecordBatch| {
+            let v = ts_nanos(&batch, &ts, ts_unit).map_err(ArrowError::ComputeError)?;
+            let mut keep = Vec::with_capacity(v.len());
+            let (mut nulls, mut outside, mut late, mut early) = (0u64, 0u64, 0u64, 0u64);
+            for i in 0..v.len() {
+                if v.is_null(i) {
+                    nulls += 1;
+                    keep.push(false);
+                    continue;
+                }
+                let t = v.value(i);
+                let inside = t >= window.start_ns && t < window.end_ns;
+                if inside {
+                    if t < part_start {
+                        late += 1;
+                    } else if t >= part_start.saturating_add(NANOS_PER_DAY) {
+                        early += 1;
+                    }
+                } else {
+                    outside += 1;
+                }
+                keep.push(inside);
+            }
+            if let Some(c) = &counters {
+                c.null_ts.fetch_add(nulls, Ordering::Relaxed);
+                c.outside_window.fetch_add(outside, Ordering::Relaxed);
+                c.late_rows.fetch_add(late, Ordering::Relaxed);
+                c.early_rows.fetch_add(early, Ordering::Relaxed);
+            }
+            Ok(BooleanArray::from(keep))
+        },
+    ))
+}
+
+/// Predicate 2: required columns non-null (and `trace_id` not blank), for
+/// those whose statistics admit nulls; each row set aside is counted with an
+/// example naming the object.
+fn required_predicate(
+    file: &InputFile,
+    row_groups: &[usize],
+    counters: Option<Arc<ScanCounters>>,
+) -> Option<Box<dyn ArrowPredicate>> {
+    let cols = &file.cols;
     let ts_unit = cols.ts_unit;
-
-    // Predicate 1: the day window, on `ts` alone.
-    let mut predicates: Vec<Box<dyn ArrowPredicate>> = Vec::new();
-    {
-        let counters = counters.clone();
-        let part_start = file
-            .partition_date
-            .and_hms_opt(0, 0, 0)
-            .map(|d| d.and_utc().timestamp_nanos_opt().unwrap_or(i64::MIN))
-            .unwrap_or(i64::MIN);
-        let ts = ts.clone();
-        predicates.push(Box::new(ArrowPredicateFn::new(
-            ProjectionMask::leaves(&parquet_schema, [ts.leaf]),
-            move |batch: RecordBatch| {
-                let v = ts_nanos(&batch, &ts, ts_unit).map_err(ArrowError::ComputeError)?;
-                let mut keep = Vec::with_capacity(v.len());
-                let (mut nulls, mut outside, mut late, mut early) = (0u64, 0u64, 0u64, 0u64);
-                for i in 0..v.len() {
-                    if v.is_null(i) {
-                        nulls += 1;
-                        keep.push(false);
-                        continue;
-                    }
-                    let t = v.value(i);
-                    let inside = t >= window.start_ns && t < window.end_ns;
-                    if inside {
-                        if t < part_start {
-                            late += 1;
-                        } else if t >= part_start.saturating_add(NANOS_PER_DAY) {
-                            early += 1;
-                        }
-                    } else {
-                        outside += 1;
-                    }
-                    keep.push(inside);
-                }
-                if let Some(c) = &counters {
-                    c.null_ts.fetch_add(nulls, Ordering::Relaxed);
-                    c.outside_window.fetch_add(outside, Ordering::Relaxed);
-                    c.late_rows.fetch_add(late, Ordering::Relaxed);
-                    c.early_rows.fetch_add(early, Ordering::Relaxed);
-                }
-                Ok(BooleanArray::from(keep))
-            },
-        )));
-    }
-
-    // Predicate 2: required columns non-null, for those whose statistics admit nulls.
     let nullable: Vec<Col> = Col::ALL
         .iter()
         .copied()
@@ -986,12 +1036,14 @@ async fn open_unit(
         .filter(|&c| c.required() && c != Col::Ts && cols.get(c).is_some())
         .filter(|&c| {
             !row_groups.iter().all(|&rg| {
-                no_nulls(&file, rg, c) && (c != Col::TraceId || no_blank_trace_ids(&file, rg))
+                no_nulls(file, rg, c) && (c != Col::TraceId || no_blank_trace_ids(file, rg))
             })
         })
         .collect();
-    if !nullable.is_empty() {
-        let counters = counters.clone();
+    if nullable.is_empty() {
+        return None;
+    }
+    {
         let checked: Vec<(Col, super::schema::Resolved)> = nullable
             .iter()
             .map(|&c| {
@@ -1003,7 +1055,8 @@ async fn open_unit(
             .collect();
         let leaves: Vec<usize> = checked.iter().map(|(_, r)| r.leaf).collect();
         let key = file.info.location.to_string();
-        predicates.push(Box::new(ArrowPredicateFn::new(
+        let parquet_schema = file.metadata.metadata().file_metadata().schema_descr_ptr();
+        Some(Box::new(ArrowPredicateFn::new(
             ProjectionMask::leaves(&parquet_schema, leaves),
             move |batch: RecordBatch| {
                 let mut keep = vec![true; batch.num_rows()];
@@ -1045,11 +1098,19 @@ async fn open_unit(
                 }
                 Ok(BooleanArray::from(keep))
             },
-        )));
+        )))
     }
+}
 
-    // Predicate 3: token counts within MAX_TOKENS, where statistics allow more.
-    // The integer columns are the token counts.
+/// Predicate 3: token counts within [`MAX_TOKENS`], where statistics allow
+/// more (the integer columns are the token counts).
+fn token_predicate(
+    file: &InputFile,
+    row_groups: &[usize],
+    counters: Option<Arc<ScanCounters>>,
+) -> Option<Box<dyn ArrowPredicate>> {
+    let cols = &file.cols;
+    let ts_unit = cols.ts_unit;
     let unbounded: Vec<(Col, super::schema::Resolved)> = Col::ALL
         .iter()
         .copied()
@@ -1057,15 +1118,18 @@ async fn open_unit(
         .filter(|&c| {
             !row_groups
                 .iter()
-                .all(|&rg| max_at_most(&file, rg, c, MAX_TOKENS))
+                .all(|&rg| max_at_most(file, rg, c, MAX_TOKENS))
         })
         .filter_map(|c| cols.get(c).map(|r| (c, r.clone())))
         .collect();
-    if !unbounded.is_empty() {
-        let counters = counters.clone();
+    if unbounded.is_empty() {
+        return None;
+    }
+    {
         let leaves: Vec<usize> = unbounded.iter().map(|(_, r)| r.leaf).collect();
         let key = file.info.location.to_string();
-        predicates.push(Box::new(ArrowPredicateFn::new(
+        let parquet_schema = file.metadata.metadata().file_metadata().schema_descr_ptr();
+        Some(Box::new(ArrowPredicateFn::new(
             ProjectionMask::leaves(&parquet_schema, leaves),
             move |batch: RecordBatch| {
                 let mut keep = vec![true; batch.num_rows()];
@@ -1090,10 +1154,13 @@ async fn open_unit(
                 }
                 Ok(BooleanArray::from(keep))
             },
-        )));
+        )))
     }
+}
 
-    // Leaves to decode for the output.
+/// The Parquet leaves to decode for the scan's output (and, when the scan
+/// sets duplicate candidates aside, for the rows it writes).
+fn output_leaves(plan: &ScanPlan, cols: &super::schema::FileColumns) -> Vec<usize> {
     let mut leaves: Vec<usize> = Vec::new();
     let mut need_trace = false;
     for &i in &plan.projection {
@@ -1115,29 +1182,7 @@ async fn open_unit(
     }
     leaves.sort_unstable();
     leaves.dedup();
-
-    let reader = ObjectReader::new(&input.stores, &file.info)
-        .map_err(|e| DataFusionError::External(Box::new(e)))?;
-    let stream = ParquetRecordBatchStreamBuilder::new_with_metadata(reader, file.metadata.clone())
-        .with_row_groups(row_groups)
-        .with_projection(ProjectionMask::leaves(&parquet_schema, leaves))
-        .with_row_filter(RowFilter::new(predicates))
-        .with_batch_size(input.batch_size)
-        .build()
-        .map_err(|e| input_error(&file, e))?;
-
-    let plan2 = Arc::clone(&plan);
-    let file2 = Arc::clone(&file);
-    Ok(stream
-        .map(move |res| {
-            let batch = res.map_err(|e| read_error(&file2, e))?;
-            let batch = match (&plan2.options.divert, &sink) {
-                (Some(divert), Some(sink)) => set_aside(&divert.keys, sink, &file2, batch)?,
-                _ => batch,
-            };
-            project(&plan2.projection, &plan2.schema, &file2, &batch)
-        })
-        .boxed())
+    leaves
 }
 
 fn read_error(file: &InputFile, e: ParquetError) -> DataFusionError {

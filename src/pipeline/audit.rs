@@ -410,9 +410,8 @@ pub struct RepriceLine {
 type CostByModel = BTreeMap<(String, String), (Option<i128>, i64)>;
 
 /// Cost and unpriced requests by (provider, model) of a rollup.
-fn by_model(batches: &[arrow::array::RecordBatch]) -> Result<CostByModel> {
-    let usage = crate::reconcile::usage_of(batches)?;
-    Ok(usage
+fn by_model(rows: &[crate::queries::rows::RollupDaily]) -> CostByModel {
+    crate::reconcile::usage_of(rows)
         .into_iter()
         .map(|(k, u)| {
             let priced = u.requests > u.unpriced_requests;
@@ -421,7 +420,7 @@ fn by_model(batches: &[arrow::array::RecordBatch]) -> Result<CostByModel> {
             });
             (k, (cost, u.unpriced_requests))
         })
-        .collect())
+        .collect()
 }
 
 /// What pricing `from..=to` with `prices` would change, against what was
@@ -459,27 +458,12 @@ pub async fn reprice(
             .join("daily")
             .join(&partition_dir(date))
             .join("part-0.parquet");
-        let before = match stores.get_opt(&rollup).await? {
-            Some(bytes) => {
-                let reader =
-                    parquet::arrow::arrow_reader::ParquetRecordBatchReaderBuilder::try_new(bytes)
-                        .and_then(|b| b.build())
-                        .map_err(|e| Error::CorruptInput {
-                            key: rollup.to_string(),
-                            message: e.to_string(),
-                        })?;
-                let batches = reader
-                    .collect::<std::result::Result<Vec<_>, _>>()
-                    .map_err(|e| Error::CorruptInput {
-                        key: rollup.to_string(),
-                        message: e.to_string(),
-                    })?;
-                by_model(&batches)?
-            }
+        let before = match super::inputs::read_rollup(&stores, &rollup, &mut Vec::new()).await? {
+            Some((rows, _zone)) => by_model(&rows),
             None => BTreeMap::new(),
         };
         let computed = compute(config, date, &sel).await?;
-        let after = by_model(&computed.results.get("rollup_daily")?.1)?;
+        let after = by_model(&computed.results.rollup_daily.rows()?);
         let mut keys: Vec<&(String, String)> = before.keys().chain(after.keys()).collect();
         keys.sort();
         keys.dedup();

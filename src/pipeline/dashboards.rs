@@ -6,8 +6,7 @@
 //! the CSVs are written from; nothing here queries the lake. The only I/O is
 //! [`publish_index`], which lists and reads manifests and writes the index.
 
-use arrow::array::{Array, AsArray, BooleanArray, RecordBatch};
-use arrow::datatypes::{DataType, SchemaRef};
+use arrow::array::{BooleanArray, RecordBatch};
 use bytes::Bytes;
 use chrono::NaiveDate;
 use futures::{StreamExt, TryStreamExt};
@@ -19,6 +18,8 @@ use crate::deliver::mail::{Letter, MailConfig, ReportKind};
 use crate::error::{Error, Result};
 use crate::lake::{Location, Stores, partition_dir};
 use crate::manifest::Published;
+use crate::queries::Typed;
+use crate::queries::rows::{FinanceByDimension, RollupDaily, decode};
 use crate::report::charts::{self, Chart};
 use crate::report::html::{self, IndexDay, Links, Medium};
 use crate::report::model::{self, Report};
@@ -204,10 +205,9 @@ impl Dashboards {
             letters.push(fit(letter, mail, r, &extra, link, &render)?);
         }
         for s in &mail.showback {
-            let slice = model::showback(ctx.rollup_daily, &s.dept)?;
+            let slice = model::showback(ctx.rollup_daily, &s.dept);
             let slug = slug(&s.dept);
-            let (schema, batches) = ctx.finance_by_dimension;
-            let rows = only_dept(batches, &s.dept)?;
+            let rows = only_dept(ctx.finance_by_dimension, &s.dept)?;
             let mut extra = Context::new();
             extra.insert("kind", "showback");
             extra.insert("dept", &s.dept);
@@ -224,7 +224,7 @@ impl Dashboards {
                 attachments: vec![(
                     format!("finance_by_dimension-{date}-{slug}.csv"),
                     "text/csv; charset=utf-8".into(),
-                    Bytes::from(csv_bytes(schema, &rows)?),
+                    Bytes::from(csv_bytes(&ctx.finance_by_dimension.schema, &rows)?),
                 )],
             });
         }
@@ -337,8 +337,8 @@ pub struct LetterContext<'a> {
     pub base_url: Option<&'a url::Url>,
     /// The stored CSV exports, attached to the finance mail byte for byte.
     pub csvs: &'a [Csv],
-    pub rollup_daily: &'a [RecordBatch],
-    pub finance_by_dimension: (&'a SchemaRef, &'a [RecordBatch]),
+    pub rollup_daily: &'a [RollupDaily],
+    pub finance_by_dimension: &'a Typed<FinanceByDimension>,
     pub quality_failed: bool,
     /// Earlier days this run restated (late rows), one line each; the
     /// finance letter lists them.
@@ -378,31 +378,14 @@ pub fn slug(dept: &str) -> String {
     }
 }
 
-/// The rows of `batches` whose `dept` is `dept`.
-fn only_dept(batches: &[RecordBatch], dept: &str) -> Result<Vec<RecordBatch>> {
-    batches
+/// The rows of `finance_by_dimension` whose `dept` is `dept`.
+fn only_dept(table: &Typed<FinanceByDimension>, dept: &str) -> Result<Vec<RecordBatch>> {
+    table
+        .batches
         .iter()
         .map(|b| {
-            let col = b
-                .column_by_name("dept")
-                .ok_or_else(|| Error::Internal("finance_by_dimension has no dept column".into()))?;
-            let keep: BooleanArray = match col.data_type() {
-                DataType::Utf8View => col
-                    .as_string_view()
-                    .iter()
-                    .map(|v| Some(v == Some(dept)))
-                    .collect(),
-                DataType::Utf8 => col
-                    .as_string::<i32>()
-                    .iter()
-                    .map(|v| Some(v == Some(dept)))
-                    .collect(),
-                other => {
-                    return Err(Error::Internal(format!(
-                        "finance_by_dimension.dept is {other}"
-                    )));
-                }
-            };
+            let rows: Vec<FinanceByDimension> = decode(&table.schema, std::slice::from_ref(b))?;
+            let keep: BooleanArray = rows.iter().map(|r| Some(r.dept == dept)).collect();
             arrow::compute::filter_record_batch(b, &keep)
                 .map_err(|e| Error::Internal(e.to_string()))
         })

@@ -129,6 +129,60 @@ const REQUIRED: [&str; 5] = [
     "valid_from",
 ];
 
+/// The rows of each (provider, model), in order of validity.
+fn index_by_key(rows: &[PriceRow]) -> HashMap<(String, String), Vec<usize>> {
+    let mut by_key: HashMap<(String, String), Vec<usize>> = HashMap::new();
+    for (i, r) in rows.iter().enumerate() {
+        by_key
+            .entry((r.provider.clone(), r.model.clone()))
+            .or_default()
+            .push(i);
+    }
+    for idx in by_key.values_mut() {
+        idx.sort_by_key(|&i| (rows[i].valid_from, rows[i].label.clone()));
+    }
+    by_key
+}
+
+/// Versions of a (provider, model) that overlap, and a `price_id` used
+/// twice: each pair named by its rows.
+fn check_spans(spans: &[Span], problems: &mut Problems) {
+    let mut span_keys: BTreeMap<&(String, String), Vec<&Span>> = BTreeMap::new();
+    for s in spans {
+        span_keys.entry(&s.key).or_default().push(s);
+    }
+    for (key, versions) in &mut span_keys {
+        versions.sort_by_key(|s| (s.valid_from, s.label.clone()));
+        for w in versions.windows(2) {
+            let (a, b) = (w[0], w[1]);
+            if a.valid_to.is_none_or(|t| t > b.valid_from) {
+                problems.push(format!(
+                    "{} and {}: prices of {}/{} overlap: {} and {}",
+                    a.label,
+                    b.label,
+                    key.0,
+                    key.1,
+                    span_text(a.valid_from, a.valid_to),
+                    span_text(b.valid_from, b.valid_to)
+                ));
+            }
+        }
+    }
+    let mut ids: BTreeMap<&str, &str> = BTreeMap::new();
+    for s in spans {
+        // Rows with problems and no explicit id have no id to compare.
+        let Some(id) = s.price_id.as_deref() else {
+            continue;
+        };
+        if let Some(first) = ids.insert(id, &s.label) {
+            problems.push(format!(
+                "{first} and {}: price_id `{id}` is used twice",
+                s.label
+            ));
+        }
+    }
+}
+
 impl PriceTable {
     /// Validate a price table read as text; every problem is reported.
     pub fn parse(table: &TextTable) -> Result<PriceTable, Problems> {
@@ -273,50 +327,8 @@ impl PriceTable {
             rows.push(row);
         }
 
-        let mut by_key: HashMap<(String, String), Vec<usize>> = HashMap::new();
-        for (i, r) in rows.iter().enumerate() {
-            by_key
-                .entry((r.provider.clone(), r.model.clone()))
-                .or_default()
-                .push(i);
-        }
-        for idx in by_key.values_mut() {
-            idx.sort_by_key(|&i| (rows[i].valid_from, rows[i].label.clone()));
-        }
-        let mut span_keys: BTreeMap<&(String, String), Vec<&Span>> = BTreeMap::new();
-        for s in &spans {
-            span_keys.entry(&s.key).or_default().push(s);
-        }
-        for (key, versions) in &mut span_keys {
-            versions.sort_by_key(|s| (s.valid_from, s.label.clone()));
-            for w in versions.windows(2) {
-                let (a, b) = (w[0], w[1]);
-                if a.valid_to.is_none_or(|t| t > b.valid_from) {
-                    problems.push(format!(
-                        "{} and {}: prices of {}/{} overlap: {} and {}",
-                        a.label,
-                        b.label,
-                        key.0,
-                        key.1,
-                        span_text(a.valid_from, a.valid_to),
-                        span_text(b.valid_from, b.valid_to)
-                    ));
-                }
-            }
-        }
-        let mut ids: BTreeMap<&str, &str> = BTreeMap::new();
-        for s in &spans {
-            // Rows with problems and no explicit id have no id to compare.
-            let Some(id) = s.price_id.as_deref() else {
-                continue;
-            };
-            if let Some(first) = ids.insert(id, &s.label) {
-                problems.push(format!(
-                    "{first} and {}: price_id `{id}` is used twice",
-                    s.label
-                ));
-            }
-        }
+        let by_key = index_by_key(&rows);
+        check_spans(&spans, &mut problems);
         if problems.is_empty() {
             Ok(PriceTable { rows, by_key })
         } else {
@@ -548,6 +560,33 @@ pub enum ModelPattern {
     Exact(String),
     /// Anchored: must match the whole name.
     Regex(Regex),
+}
+
+impl ModelPattern {
+    /// `model` or `model_regex` (anchored), exactly one; problems go to `p`.
+    pub fn validate(
+        at: &str,
+        exact: &Option<String>,
+        regex: &Option<String>,
+        p: &mut Problems,
+    ) -> Option<ModelPattern> {
+        match (exact, regex) {
+            (Some(m), None) => Some(ModelPattern::Exact(m.clone())),
+            (None, Some(re)) => match Regex::new(&format!("^(?:{re})$")) {
+                Ok(r) => Some(ModelPattern::Regex(r)),
+                Err(e) => {
+                    p.push(format!("{at}.model_regex: {e}"));
+                    None
+                }
+            },
+            _ => {
+                p.push(format!(
+                    "{at}: give exactly one of `model` or `model_regex`"
+                ));
+                None
+            }
+        }
+    }
 }
 
 /// One explicit mapping from logged names to a price-table key.

@@ -14,15 +14,15 @@
 //! CSV alone. This module does no I/O and knows nothing of storage or SQL.
 
 pub mod invoices;
+pub mod settings;
 
 use std::collections::{BTreeMap, BTreeSet};
 use std::sync::Arc;
 
 use arrow::array::{
-    Array, ArrayRef, AsArray, Date32Array, Decimal128Array, Float64Array, Int64Array, RecordBatch,
-    StringArray,
+    ArrayRef, Date32Array, Decimal128Array, Float64Array, Int64Array, RecordBatch, StringArray,
 };
-use arrow::datatypes::{DataType, Decimal128Type, Field, Schema, SchemaRef};
+use arrow::datatypes::{DataType, Field, Schema, SchemaRef};
 use chrono::{Datelike, NaiveDate};
 use rust_decimal::Decimal;
 use serde::Serialize;
@@ -31,6 +31,7 @@ use crate::error::{Error, Problems, Result};
 use crate::fx::FxTable;
 use crate::money::{AMOUNT_SCALE, OUT_SCALE, PRICE_SCALE, div_half_even, format_scaled, rescale};
 use crate::pricing::ModelPattern;
+use crate::queries::rows::{Dec, Evidence, RollupDaily};
 
 /// Decimals of exact money in this module (the rollups' scale).
 pub const SCALE: i8 = PRICE_SCALE;
@@ -234,102 +235,43 @@ impl Usage {
 /// Usage of one day by logged (provider, model).
 pub type DayUsage = BTreeMap<(String, String), Usage>;
 
-fn column<'a>(b: &'a RecordBatch, name: &str) -> Result<&'a ArrayRef> {
-    b.column_by_name(name)
-        .ok_or_else(|| Error::Internal(format!("rollup column `{name}` missing")))
-}
-
-fn ints(b: &RecordBatch, name: &str) -> Result<Vec<i64>> {
-    let c = arrow::compute::cast(column(b, name)?, &DataType::Int64)
-        .map_err(|e| Error::Internal(format!("rollup column `{name}`: {e}")))?;
-    let c = c.as_primitive::<arrow::datatypes::Int64Type>();
-    Ok((0..c.len())
-        .map(|i| if c.is_null(i) { 0 } else { c.value(i) })
-        .collect())
-}
-
-/// A money column at [`SCALE`]; nulls are 0 (unpriced rows carry no cost).
-fn money(b: &RecordBatch, name: &str) -> Result<Option<Vec<i128>>> {
-    let Some(c) = b.column_by_name(name) else {
-        return Ok(None);
-    };
-    let DataType::Decimal128(_, from) = c.data_type() else {
-        return Err(Error::Internal(format!(
-            "rollup column `{name}` is not a decimal"
-        )));
-    };
-    let c = c.as_primitive::<Decimal128Type>();
-    Ok(Some(
-        (0..c.len())
-            .map(|i| {
-                if c.is_null(i) {
-                    0
-                } else {
-                    rescale(c.value(i), *from, SCALE)
-                }
-            })
-            .collect(),
-    ))
-}
-
-fn strings(b: &RecordBatch, name: &str) -> Result<Vec<String>> {
-    let c = arrow::compute::cast(column(b, name)?, &DataType::Utf8)
-        .map_err(|e| Error::Internal(format!("rollup column `{name}`: {e}")))?;
-    let c = c.as_string::<i32>();
-    Ok((0..c.len()).map(|i| c.value(i).to_string()).collect())
-}
-
-/// The usage by (provider, model) in a day's `rollup_daily` batches. Rollups
+/// The usage by (provider, model) in a day's `rollup_daily` rows. Rollups
 /// written before the token-type split or the logged-cost comparison simply
 /// lack those figures.
-pub fn usage_of(batches: &[RecordBatch]) -> Result<DayUsage> {
+pub fn usage_of(rows: &[RollupDaily]) -> DayUsage {
     let mut out = DayUsage::new();
-    for b in batches {
-        let providers = strings(b, "provider")?;
-        let models = strings(b, "model")?;
-        let requests = ints(b, "requests")?;
-        let hits = ints(b, "cache_hits")?;
-        let unpriced = ints(b, "unpriced_requests")?;
-        let cost = money(b, "cost_usd")?.unwrap_or_else(|| vec![0; b.num_rows()]);
-        let types: Vec<Option<Vec<i128>>> = [
-            "cost_uncached_input_usd",
-            "cost_cache_read_usd",
-            "cost_cache_write_usd",
-            "cost_output_usd",
-        ]
-        .iter()
-        .map(|n| money(b, n))
-        .collect::<Result<_>>()?;
-        let logged_requests = if b.column_by_name("logged_compared_requests").is_some() {
-            ints(b, "logged_compared_requests")?
-        } else {
-            vec![0; b.num_rows()]
+    let money = |d: Option<Dec>| d.map_or(0, |d| d.at(SCALE));
+    for r in rows {
+        let types = [
+            &r.cost_uncached_input_usd,
+            &r.cost_cache_read_usd,
+            &r.cost_cache_write_usd,
+            &r.cost_output_usd,
+        ];
+        let requests = r.requests.unwrap_or(0);
+        let u = Usage {
+            requests,
+            billable_requests: requests - r.cache_hits.unwrap_or(0),
+            unpriced_requests: r.unpriced_requests.unwrap_or(0),
+            cost: money(r.cost_usd),
+            by_type: types
+                .iter()
+                .map(|t| t.0.map(money))
+                .collect::<Option<Vec<i128>>>()
+                .map(|v| std::array::from_fn(|t| v[t])),
+            logged_requests: r.logged_compared_requests.0.flatten().unwrap_or(0),
+            logged_usd: r.logged_compared_usd.0.flatten().map_or(0, |d| d.at(SCALE)),
+            logged_computed_usd: r
+                .computed_compared_usd
+                .0
+                .flatten()
+                .map_or(0, |d| d.at(SCALE)),
         };
-        let logged = money(b, "logged_compared_usd")?;
-        let logged_computed = money(b, "computed_compared_usd")?;
-        for i in 0..b.num_rows() {
-            let u = Usage {
-                requests: requests[i],
-                billable_requests: requests[i] - hits[i],
-                unpriced_requests: unpriced[i],
-                cost: cost[i],
-                by_type: if types.iter().all(Option::is_some) {
-                    Some(std::array::from_fn(|t| {
-                        types[t].as_ref().expect("checked")[i]
-                    }))
-                } else {
-                    None
-                },
-                logged_requests: logged_requests[i],
-                logged_usd: logged.as_ref().map_or(0, |v| v[i]),
-                logged_computed_usd: logged_computed.as_ref().map_or(0, |v| v[i]),
-            };
-            out.entry((providers[i].clone(), models[i].clone()))
-                .or_insert_with(Usage::empty)
-                .add(&u);
-        }
+        out.entry((r.provider.clone(), r.model.clone()))
+            .or_insert_with(Usage::empty)
+            .add(&u);
     }
-    Ok(out)
+    out
 }
 
 /// One explicit rule naming models for reconciliation: invoices and logs name
@@ -1104,23 +1046,15 @@ pub fn evidence_batch(
 ) -> Result<RecordBatch> {
     let internal = |e: arrow::error::ArrowError| Error::Internal(format!("evidence: {e}"));
     let all = arrow::compute::concat_batches(schema, batches).map_err(internal)?;
-    let text = |name: &str| -> Result<Vec<String>> {
-        let c = all
-            .column_by_name(name)
-            .ok_or_else(|| Error::Internal(format!("evidence.sql: no column {name}")))?;
-        let c = arrow::compute::cast(c, &DataType::Utf8).map_err(internal)?;
-        let c = c.as_string::<i32>();
-        Ok((0..c.len()).map(|i| c.value(i).to_string()).collect())
-    };
-    let (providers, models, traces) = (text("provider")?, text("model")?, text("trace_id")?);
+    let rows: Vec<Evidence> = crate::queries::rows::decode(schema, std::slice::from_ref(&all))?;
     let mut seen = BTreeSet::new();
     let mut counts: BTreeMap<(&str, &str), usize> = BTreeMap::new();
     let (mut take, mut ranks, mut line_models, mut statuses) =
         (Vec::new(), Vec::new(), Vec::new(), Vec::new());
-    for i in 0..all.num_rows() {
-        let pair = (providers[i].as_str(), models[i].as_str());
+    for (i, r) in rows.iter().enumerate() {
+        let pair = (r.provider.as_str(), r.model.as_str());
         let n = counts.entry(pair).or_default();
-        if *n >= EVIDENCE_TRACES || !seen.insert((pair, traces[i].as_str())) {
+        if *n >= EVIDENCE_TRACES || !seen.insert((pair, r.trace_id.as_str())) {
             continue;
         }
         *n += 1;
@@ -1130,12 +1064,13 @@ pub fn evidence_batch(
         else {
             continue;
         };
-        take.push(i as u32);
+        take.push(i);
         ranks.push(*n as i64);
         line_models.push(key.line_model.clone());
         statuses.push(key.status.as_str());
     }
-    let picked = arrow::compute::take_record_batch(&all, &arrow::array::UInt32Array::from(take))
+    let indices: Vec<u32> = take.iter().map(|&i| i as u32).collect();
+    let picked = arrow::compute::take_record_batch(&all, &arrow::array::UInt32Array::from(indices))
         .map_err(internal)?;
     let n = picked.num_rows();
     let mut fields = vec![
@@ -1148,16 +1083,12 @@ pub fn evidence_batch(
     ];
     let mut cols: Vec<ArrayRef> = vec![
         Arc::new(Date32Array::from(vec![date32(date); n])),
-        arrow::compute::cast(
-            picked.column_by_name("provider").expect("checked"),
-            &DataType::Utf8,
-        )
-        .map_err(internal)?,
-        arrow::compute::cast(
-            picked.column_by_name("model").expect("checked"),
-            &DataType::Utf8,
-        )
-        .map_err(internal)?,
+        Arc::new(StringArray::from_iter_values(
+            take.iter().map(|&i| rows[i].provider.as_str()),
+        )),
+        Arc::new(StringArray::from_iter_values(
+            take.iter().map(|&i| rows[i].model.as_str()),
+        )),
         Arc::new(StringArray::from(line_models)),
         Arc::new(StringArray::from(statuses)),
         Arc::new(Int64Array::from(ranks)),

@@ -184,219 +184,269 @@ fn render<DB: DrawingBackend>(
     spec: &Spec,
 ) -> DrawResult<DB> {
     root.fill(&WHITE)?;
-    let caption = (FAMILY, 22).into_font().style(FontStyle::Bold).color(&INK);
-    let label_font = (FAMILY, 15).into_font().color(&INK);
     match spec {
         Spec::Bars {
             labels,
             values,
             y_unit,
-        } => {
-            let n = labels.len().max(1);
-            let mut chart = ChartBuilder::on(root)
-                .caption(title, caption)
-                .margin(12)
-                .x_label_area_size(34)
-                .y_label_area_size(78)
-                .build_cartesian_2d(
-                    (0..n - 1).into_segmented(),
-                    0.0..upper(values.iter().copied()),
-                )?;
-            let step = n.div_ceil(8).max(1);
-            chart
-                .configure_mesh()
-                .disable_x_mesh()
-                .light_line_style(TRANSPARENT)
-                .bold_line_style(GRID)
-                .y_desc(y_unit.as_str())
-                .y_labels(6)
-                .y_label_formatter(&|v| tick(*v, y_unit))
-                .label_style(label_font.clone())
-                .axis_desc_style(label_font.clone())
-                .x_labels(n)
-                .x_label_formatter(&|v| match v {
-                    SegmentValue::CenterOf(i) if i % step == 0 => {
-                        labels.get(*i).cloned().unwrap_or_default()
-                    }
-                    _ => String::new(),
-                })
-                .draw()?;
-            chart.draw_series(values.iter().enumerate().map(|(i, v)| {
-                let mut bar = Rectangle::new(
-                    [
-                        (SegmentValue::Exact(i), 0.0),
-                        (SegmentValue::Exact(i + 1), *v),
-                    ],
-                    SERIES.filled(),
-                );
-                bar.set_margin(0, 0, 2, 2);
-                bar
-            }))?;
-        }
+        } => draw_bars(root, title, labels, values, y_unit),
         Spec::HBars {
             labels,
             values,
             x_unit,
-        } => {
-            let n = labels.len().max(1);
-            let mut chart = ChartBuilder::on(root)
-                .caption(title, caption)
-                .margin(12)
-                .x_label_area_size(44)
-                .y_label_area_size(180)
-                .build_cartesian_2d(
-                    0.0..upper(values.iter().copied()),
-                    (0..n - 1).into_segmented(),
-                )?;
-            chart
-                .configure_mesh()
-                .disable_y_mesh()
-                .light_line_style(TRANSPARENT)
-                .bold_line_style(GRID)
-                .x_desc(x_unit.as_str())
-                .x_labels(5)
-                .x_label_formatter(&|v| tick(*v, x_unit))
-                .label_style(label_font.clone())
-                .axis_desc_style(label_font.clone())
-                .y_labels(n)
-                .y_label_formatter(&|v| match v {
-                    // Largest at the top.
-                    SegmentValue::CenterOf(i) => (n - 1)
-                        .checked_sub(*i)
-                        .and_then(|row| labels.get(row))
-                        .map(|l| short(l, 20))
-                        .unwrap_or_default(),
-                    _ => String::new(),
-                })
-                .draw()?;
-            chart.draw_series(values.iter().enumerate().map(|(i, v)| {
-                let row = n - 1 - i;
-                let mut bar = Rectangle::new(
-                    [
-                        (0.0, SegmentValue::Exact(row)),
-                        (*v, SegmentValue::Exact(row + 1)),
-                    ],
-                    SERIES.filled(),
-                );
-                bar.set_margin(3, 3, 0, 0);
-                bar
-            }))?;
-        }
+        } => draw_hbars(root, title, labels, values, x_unit),
         Spec::Line {
             labels,
             values,
             y_unit,
             threshold,
-        } => {
-            let n = labels.len().max(2);
-            let top = upper(
-                values
-                    .iter()
-                    .flatten()
-                    .copied()
-                    .chain(threshold.iter().copied()),
-            );
-            let mut chart = ChartBuilder::on(root)
-                .caption(title, caption)
-                .margin(14)
-                .x_label_area_size(34)
-                .y_label_area_size(78)
-                .build_cartesian_2d(0..(n - 1), 0.0..top)?;
-            let step = n.div_ceil(6).max(1);
-            chart
-                .configure_mesh()
-                .light_line_style(TRANSPARENT)
-                .bold_line_style(GRID)
-                .y_desc(y_unit.as_str())
-                .y_labels(6)
-                .y_label_formatter(&|v| tick(*v, y_unit))
-                .label_style(label_font.clone())
-                .axis_desc_style(label_font.clone())
-                .x_labels(n)
-                .x_label_formatter(&|i| {
-                    if i % step == 0 {
-                        labels.get(*i).cloned().unwrap_or_default()
-                    } else {
-                        String::new()
-                    }
-                })
-                .draw()?;
-            // One segment per run of consecutive present values: a missing
-            // day is a gap, never a drop to zero.
-            let mut run: Vec<(usize, f64)> = Vec::new();
-            let mut runs = Vec::new();
-            for (i, v) in values.iter().enumerate() {
-                match v {
-                    Some(v) => run.push((i, *v)),
-                    None if !run.is_empty() => runs.push(std::mem::take(&mut run)),
-                    None => {}
-                }
-            }
-            if !run.is_empty() {
-                runs.push(run);
-            }
-            for run in runs {
-                chart.draw_series(LineSeries::new(run.clone(), SERIES.stroke_width(3)))?;
-                chart.draw_series(run.into_iter().map(|p| Circle::new(p, 3, SERIES.filled())))?;
-            }
-            if let Some(t) = threshold {
-                chart.draw_series(DashedLineSeries::new(
-                    [(0, *t), (n - 1, *t)],
-                    8,
-                    6,
-                    WARN.stroke_width(2),
-                ))?;
-            }
-        }
+        } => draw_line(root, title, labels, values, y_unit, threshold),
         Spec::Scatter {
             points,
             x_unit,
             y_unit,
-        } => {
-            // Zoom the x axis to the data (rates cluster), keep y from 0.
-            let xs = points.iter().map(|p| p.1);
-            let (lo, hi) = xs.fold((f64::MAX, f64::MIN), |(lo, hi), x| (lo.min(x), hi.max(x)));
-            let (lo, hi) = if points.is_empty() {
-                (0.0, 100.0)
+        } => draw_scatter(root, title, points, x_unit, y_unit),
+    }
+}
+
+fn caption_font() -> TextStyle<'static> {
+    (FAMILY, 22).into_font().style(FontStyle::Bold).color(&INK)
+}
+
+fn label_font() -> TextStyle<'static> {
+    (FAMILY, 15).into_font().color(&INK)
+}
+
+fn draw_bars<DB: DrawingBackend>(
+    root: &DrawingArea<DB, Shift>,
+    title: &str,
+    labels: &[String],
+    values: &[f64],
+    y_unit: &str,
+) -> DrawResult<DB> {
+    let caption = caption_font();
+    let label_font = label_font();
+    let n = labels.len().max(1);
+    let mut chart = ChartBuilder::on(root)
+        .caption(title, caption)
+        .margin(12)
+        .x_label_area_size(34)
+        .y_label_area_size(78)
+        .build_cartesian_2d(
+            (0..n - 1).into_segmented(),
+            0.0..upper(values.iter().copied()),
+        )?;
+    let step = n.div_ceil(8).max(1);
+    chart
+        .configure_mesh()
+        .disable_x_mesh()
+        .light_line_style(TRANSPARENT)
+        .bold_line_style(GRID)
+        .y_desc(y_unit)
+        .y_labels(6)
+        .y_label_formatter(&|v| tick(*v, y_unit))
+        .label_style(label_font.clone())
+        .axis_desc_style(label_font.clone())
+        .x_labels(n)
+        .x_label_formatter(&|v| match v {
+            SegmentValue::CenterOf(i) if i % step == 0 => {
+                labels.get(*i).cloned().unwrap_or_default()
+            }
+            _ => String::new(),
+        })
+        .draw()?;
+    chart.draw_series(values.iter().enumerate().map(|(i, v)| {
+        let mut bar = Rectangle::new(
+            [
+                (SegmentValue::Exact(i), 0.0),
+                (SegmentValue::Exact(i + 1), *v),
+            ],
+            SERIES.filled(),
+        );
+        bar.set_margin(0, 0, 2, 2);
+        bar
+    }))?;
+    Ok(())
+}
+
+fn draw_hbars<DB: DrawingBackend>(
+    root: &DrawingArea<DB, Shift>,
+    title: &str,
+    labels: &[String],
+    values: &[f64],
+    x_unit: &str,
+) -> DrawResult<DB> {
+    let caption = caption_font();
+    let label_font = label_font();
+    let n = labels.len().max(1);
+    let mut chart = ChartBuilder::on(root)
+        .caption(title, caption)
+        .margin(12)
+        .x_label_area_size(44)
+        .y_label_area_size(180)
+        .build_cartesian_2d(
+            0.0..upper(values.iter().copied()),
+            (0..n - 1).into_segmented(),
+        )?;
+    chart
+        .configure_mesh()
+        .disable_y_mesh()
+        .light_line_style(TRANSPARENT)
+        .bold_line_style(GRID)
+        .x_desc(x_unit)
+        .x_labels(5)
+        .x_label_formatter(&|v| tick(*v, x_unit))
+        .label_style(label_font.clone())
+        .axis_desc_style(label_font.clone())
+        .y_labels(n)
+        .y_label_formatter(&|v| match v {
+            // Largest at the top.
+            SegmentValue::CenterOf(i) => (n - 1)
+                .checked_sub(*i)
+                .and_then(|row| labels.get(row))
+                .map(|l| short(l, 20))
+                .unwrap_or_default(),
+            _ => String::new(),
+        })
+        .draw()?;
+    chart.draw_series(values.iter().enumerate().map(|(i, v)| {
+        let row = n - 1 - i;
+        let mut bar = Rectangle::new(
+            [
+                (0.0, SegmentValue::Exact(row)),
+                (*v, SegmentValue::Exact(row + 1)),
+            ],
+            SERIES.filled(),
+        );
+        bar.set_margin(3, 3, 0, 0);
+        bar
+    }))?;
+    Ok(())
+}
+
+fn draw_line<DB: DrawingBackend>(
+    root: &DrawingArea<DB, Shift>,
+    title: &str,
+    labels: &[String],
+    values: &[Option<f64>],
+    y_unit: &str,
+    threshold: &Option<f64>,
+) -> DrawResult<DB> {
+    let caption = caption_font();
+    let label_font = label_font();
+    let n = labels.len().max(2);
+    let top = upper(
+        values
+            .iter()
+            .flatten()
+            .copied()
+            .chain(threshold.iter().copied()),
+    );
+    let mut chart = ChartBuilder::on(root)
+        .caption(title, caption)
+        .margin(14)
+        .x_label_area_size(34)
+        .y_label_area_size(78)
+        .build_cartesian_2d(0..(n - 1), 0.0..top)?;
+    let step = n.div_ceil(6).max(1);
+    chart
+        .configure_mesh()
+        .light_line_style(TRANSPARENT)
+        .bold_line_style(GRID)
+        .y_desc(y_unit)
+        .y_labels(6)
+        .y_label_formatter(&|v| tick(*v, y_unit))
+        .label_style(label_font.clone())
+        .axis_desc_style(label_font.clone())
+        .x_labels(n)
+        .x_label_formatter(&|i| {
+            if i % step == 0 {
+                labels.get(*i).cloned().unwrap_or_default()
             } else {
-                let pad = ((hi - lo) * 0.25).max(2.0);
-                ((lo - pad).max(0.0), (hi + pad).min(100.0))
-            };
-            let mut chart = ChartBuilder::on(root)
-                .caption(title, caption)
-                .margin(14)
-                .x_label_area_size(44)
-                .y_label_area_size(86)
-                .build_cartesian_2d(lo..hi, 0.0..upper(points.iter().map(|p| p.2)).max(1e-6))?;
-            chart
-                .configure_mesh()
-                .light_line_style(TRANSPARENT)
-                .bold_line_style(GRID)
-                .x_desc(x_unit.as_str())
-                .y_desc(y_unit.as_str())
-                .x_labels(6)
-                .y_labels(6)
-                .x_label_formatter(&|v| tick(*v, x_unit))
-                .y_label_formatter(&|v| tick(*v, y_unit))
-                .label_style(label_font.clone())
-                .axis_desc_style(label_font.clone())
-                .draw()?;
-            let point_font = (FAMILY, 14).into_font().color(&INK);
-            let mid = (lo + hi) / 2.0;
-            chart.draw_series(points.iter().map(|(label, x, y)| {
-                let text = short(label, 24);
-                // Labels of points on the right half go to their left.
-                let dx = if *x > mid {
-                    -(8 + 8 * text.chars().count() as i32)
-                } else {
-                    8
-                };
-                EmptyElement::at((*x, *y))
-                    + Circle::new((0, 0), 6, SERIES.filled())
-                    + Text::new(text, (dx, -8), point_font.clone())
-            }))?;
+                String::new()
+            }
+        })
+        .draw()?;
+    // One segment per run of consecutive present values: a missing
+    // day is a gap, never a drop to zero.
+    let mut run: Vec<(usize, f64)> = Vec::new();
+    let mut runs = Vec::new();
+    for (i, v) in values.iter().enumerate() {
+        match v {
+            Some(v) => run.push((i, *v)),
+            None if !run.is_empty() => runs.push(std::mem::take(&mut run)),
+            None => {}
         }
     }
+    if !run.is_empty() {
+        runs.push(run);
+    }
+    for run in runs {
+        chart.draw_series(LineSeries::new(run.clone(), SERIES.stroke_width(3)))?;
+        chart.draw_series(run.into_iter().map(|p| Circle::new(p, 3, SERIES.filled())))?;
+    }
+    if let Some(t) = threshold {
+        chart.draw_series(DashedLineSeries::new(
+            [(0, *t), (n - 1, *t)],
+            8,
+            6,
+            WARN.stroke_width(2),
+        ))?;
+    }
+    Ok(())
+}
+
+fn draw_scatter<DB: DrawingBackend>(
+    root: &DrawingArea<DB, Shift>,
+    title: &str,
+    points: &[(String, f64, f64)],
+    x_unit: &str,
+    y_unit: &str,
+) -> DrawResult<DB> {
+    let caption = caption_font();
+    let label_font = label_font();
+    // Zoom the x axis to the data (rates cluster), keep y from 0.
+    let xs = points.iter().map(|p| p.1);
+    let (lo, hi) = xs.fold((f64::MAX, f64::MIN), |(lo, hi), x| (lo.min(x), hi.max(x)));
+    let (lo, hi) = if points.is_empty() {
+        (0.0, 100.0)
+    } else {
+        let pad = ((hi - lo) * 0.25).max(2.0);
+        ((lo - pad).max(0.0), (hi + pad).min(100.0))
+    };
+    let mut chart = ChartBuilder::on(root)
+        .caption(title, caption)
+        .margin(14)
+        .x_label_area_size(44)
+        .y_label_area_size(86)
+        .build_cartesian_2d(lo..hi, 0.0..upper(points.iter().map(|p| p.2)).max(1e-6))?;
+    chart
+        .configure_mesh()
+        .light_line_style(TRANSPARENT)
+        .bold_line_style(GRID)
+        .x_desc(x_unit)
+        .y_desc(y_unit)
+        .x_labels(6)
+        .y_labels(6)
+        .x_label_formatter(&|v| tick(*v, x_unit))
+        .y_label_formatter(&|v| tick(*v, y_unit))
+        .label_style(label_font.clone())
+        .axis_desc_style(label_font.clone())
+        .draw()?;
+    let point_font = (FAMILY, 14).into_font().color(&INK);
+    let mid = (lo + hi) / 2.0;
+    chart.draw_series(points.iter().map(|(label, x, y)| {
+        let text = short(label, 24);
+        // Labels of points on the right half go to their left.
+        let dx = if *x > mid {
+            -(8 + 8 * text.chars().count() as i32)
+        } else {
+            8
+        };
+        EmptyElement::at((*x, *y))
+            + Circle::new((0, 0), 6, SERIES.filled())
+            + Text::new(text, (dx, -8), point_font.clone())
+    }))?;
     Ok(())
 }
 

@@ -19,6 +19,7 @@ use serde::{Deserialize, Serialize};
 
 use crate::error::{Error, Problems, Result};
 use crate::money::format_scaled;
+use crate::queries::rows::{FocusCost, decode};
 
 /// The FOCUS version the export follows (README, "Outputs").
 pub const FOCUS_VERSION: &str = "1.2";
@@ -141,13 +142,6 @@ pub fn finish(
     accounts: &Accounts,
     billing_period: (i64, i64),
 ) -> Result<(SchemaRef, Vec<RecordBatch>)> {
-    let at = |name: &str| {
-        schema
-            .index_of(name)
-            .map_err(|_| internal(format!("sql/focus_costs.sql: no column {name}")))
-    };
-    let provider_at = at("ProviderName")?;
-    let list_cost_at = at("ListCost")?;
     let mut columns: BTreeMap<String, (Field, Vec<ArrayRef>)> = BTreeMap::new();
     let mut add = |name: &str, field: Field, arr: ArrayRef| {
         columns
@@ -158,6 +152,7 @@ pub fn finish(
     };
     let timestamp = || DataType::Timestamp(TimeUnit::Nanosecond, None);
     for b in batches {
+        let typed: Vec<FocusCost> = decode(schema, std::slice::from_ref(b))?;
         let rows = b.num_rows();
         for (i, field) in schema.fields().iter().enumerate() {
             let name = field.name().as_str();
@@ -181,23 +176,17 @@ pub fn finish(
             }
         }
         // ContractedCost: the list cost, exactly.
-        let list = b.column(list_cost_at).as_primitive::<Decimal128Type>();
-        let DataType::Decimal128(_, scale) = schema.field(list_cost_at).data_type() else {
-            return Err(internal("ListCost is not a decimal"));
-        };
-        let contracted: StringArray = (0..rows)
-            .map(|r| (!list.is_null(r)).then(|| exact_text(list.value(r), *scale)))
+        let contracted: StringArray = typed
+            .iter()
+            .map(|r| r.ListCost.map(|d| exact_text(d.value, d.scale)))
             .collect();
         add(
             "ContractedCost",
             Field::new("ContractedCost", DataType::Utf8, true),
             Arc::new(contracted),
         );
-        let providers =
-            arrow::compute::cast(b.column(provider_at), &DataType::Utf8).map_err(internal)?;
-        let providers = providers.as_string::<i32>();
         let (ids, names): (Vec<String>, Vec<String>) =
-            (0..rows).map(|r| accounts.of(providers.value(r))).unzip();
+            typed.iter().map(|r| accounts.of(&r.ProviderName)).unzip();
         add(
             "BillingAccountId",
             Field::new("BillingAccountId", DataType::Utf8, false),
@@ -226,7 +215,7 @@ pub fn finish(
         add(
             "Tags",
             Field::new("Tags", DataType::Utf8, false),
-            Arc::new(tags(b)?),
+            Arc::new(tags(&typed)),
         );
     }
     if batches.is_empty() {
@@ -246,30 +235,18 @@ pub fn finish(
     Ok((out_schema, out))
 }
 
-/// The `Tags` JSON object of each row of `b`.
-fn tags(b: &RecordBatch) -> Result<StringArray> {
-    let tags: Vec<_> = TAG_COLUMNS
-        .iter()
-        .map(|name| {
-            let c = b
-                .column_by_name(name)
-                .ok_or_else(|| internal(format!("sql/focus_costs.sql: no column {name}")))?;
-            arrow::compute::cast(c, &DataType::Utf8).map_err(internal)
-        })
-        .collect::<Result<_>>()?;
-    Ok((0..b.num_rows())
-        .map(|row| {
-            let map: BTreeMap<&str, Option<&str>> = TAG_COLUMNS
-                .iter()
-                .zip(&tags)
-                .map(|(name, c)| {
-                    let c = c.as_string::<i32>();
-                    (*name, (!c.is_null(row)).then(|| c.value(row)))
-                })
-                .collect();
+/// The `Tags` JSON object of each row.
+fn tags(rows: &[FocusCost]) -> StringArray {
+    rows.iter()
+        .map(|r| {
+            let map: BTreeMap<&str, Option<&str>> = BTreeMap::from([
+                ("dept", r.dept.as_deref()),
+                ("project", r.project.as_deref()),
+                ("task", r.task.as_deref()),
+            ]);
             Some(serde_json::to_string(&map).expect("strings serialize"))
         })
-        .collect())
+        .collect()
 }
 
 #[cfg(test)]

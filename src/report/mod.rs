@@ -10,6 +10,8 @@
 //! in UTC, and every text cell that a spreadsheet would take for a formula
 //! prefixed with `'`. Same batches in, same bytes out. Pure: no I/O.
 
+pub mod alerts;
+pub mod anomalies;
 pub mod charts;
 pub mod focus;
 pub mod format;
@@ -85,7 +87,8 @@ pub fn format_real(v: f64) -> String {
     if text == "-0" { "0".into() } else { text }
 }
 
-fn format_timestamp(nanos: i64) -> String {
+/// An instant as the CSVs write it (RFC 3339, UTC, as many fraction digits as it has).
+pub fn format_timestamp(nanos: i64) -> String {
     let t = DateTime::from_timestamp_nanos(nanos);
     t.to_rfc3339_opts(chrono::SecondsFormat::AutoSi, true)
 }

@@ -7,65 +7,15 @@
 
 use std::collections::BTreeMap;
 
-use arrow::array::{Array, AsArray, RecordBatch};
-use arrow::datatypes::{DataType, Decimal128Type, Float64Type, Int64Type};
 use chrono::{Datelike, Days};
 use serde::Serialize;
 
 use crate::calendar::Day;
 use crate::error::{Error, Result};
 use crate::history::{DayTotals, History, ROLLUP_MONEY_SCALE, percentile};
+use crate::queries::rows::{DataQuality, Dec, Hourly, OpsByModel, OpsDaily, RollupDaily};
+use crate::report::alerts::{Alert, AlertRules, Rates, breaches};
 use crate::report::format;
-
-/// Alert thresholds: global, with per-model overrides.
-#[derive(Debug, Clone, Default, PartialEq, Serialize)]
-pub struct Thresholds {
-    pub error_rate_max: Option<f64>,
-    pub latency_p95_ms_max: Option<f64>,
-    pub cache_hit_rate_min: Option<f64>,
-    pub citation_rate_min: Option<f64>,
-    pub review_pass_rate_min: Option<f64>,
-}
-
-impl Thresholds {
-    /// `self` with every threshold `over` sets replaced.
-    pub fn overridden_by(&self, over: &Thresholds) -> Thresholds {
-        Thresholds {
-            error_rate_max: over.error_rate_max.or(self.error_rate_max),
-            latency_p95_ms_max: over.latency_p95_ms_max.or(self.latency_p95_ms_max),
-            cache_hit_rate_min: over.cache_hit_rate_min.or(self.cache_hit_rate_min),
-            citation_rate_min: over.citation_rate_min.or(self.citation_rate_min),
-            review_pass_rate_min: over.review_pass_rate_min.or(self.review_pass_rate_min),
-        }
-    }
-}
-
-/// Thresholds for the day and per (provider, model).
-#[derive(Debug, Clone, Default, PartialEq, Serialize)]
-pub struct AlertRules {
-    pub global: Thresholds,
-    pub models: Vec<(String, String, Thresholds)>,
-}
-
-impl AlertRules {
-    fn for_model(&self, provider: &str, model: &str) -> Thresholds {
-        self.models
-            .iter()
-            .find(|(p, m, _)| p == provider && m == model)
-            .map(|(_, _, t)| self.global.overridden_by(t))
-            .unwrap_or_else(|| self.global.clone())
-    }
-}
-
-/// A breached threshold.
-#[derive(Debug, Clone, Serialize, PartialEq)]
-pub struct Alert {
-    /// `all models` or `provider/model`.
-    pub scope: String,
-    pub metric: String,
-    pub value: String,
-    pub threshold: String,
-}
 
 /// A KPI tile: the day, the trailing 7 days and the change.
 #[derive(Debug, Clone, Serialize, PartialEq)]
@@ -398,12 +348,11 @@ pub struct Inputs<'a> {
     pub day: &'a Day,
     /// Preliminary or final, and what a restatement replaces (one sentence).
     pub standing: String,
-    pub ops_daily: &'a [RecordBatch],
-    pub ops_by_model: &'a [RecordBatch],
-    pub hourly: &'a [RecordBatch],
-    pub data_quality: &'a [RecordBatch],
-    pub rollup_daily: &'a [RecordBatch],
-    pub rollup_latency: &'a [RecordBatch],
+    pub ops_daily: &'a [OpsDaily],
+    pub ops_by_model: &'a [OpsByModel],
+    pub hourly: &'a [Hourly],
+    pub data_quality: &'a [DataQuality],
+    pub rollup_daily: &'a [RollupDaily],
     /// Rollups of earlier days (at least the 30 days before).
     pub history: &'a History,
     pub facts: &'a InputFacts,
@@ -411,30 +360,6 @@ pub struct Inputs<'a> {
     /// `None` where a report is built without invoices (tests of other sections).
     pub reconciliation: Option<&'a crate::reconcile::Reconciliation>,
     pub anomalies: &'a [crate::anomaly::Anomaly],
-}
-
-// ---- reading result batches ------------------------------------------------
-
-struct Rows<'a> {
-    batches: &'a [RecordBatch],
-}
-
-impl<'a> Rows<'a> {
-    fn new(batches: &'a [RecordBatch]) -> Self {
-        Rows { batches }
-    }
-
-    fn each(&self) -> impl Iterator<Item = (&'a RecordBatch, usize)> {
-        self.batches
-            .iter()
-            .flat_map(|b| (0..b.num_rows()).map(move |i| (b, i)))
-    }
-}
-
-fn col<'b>(b: &'b RecordBatch, name: &str) -> Result<&'b dyn Array> {
-    b.column_by_name(name)
-        .map(|c| c.as_ref())
-        .ok_or_else(|| Error::Internal(format!("report: result column `{name}` missing")))
 }
 
 /// Longest text (in characters) shown whole on dashboards and in mail.
@@ -488,57 +413,6 @@ pub fn escape_controls(value: &str) -> String {
     out
 }
 
-fn text(b: &RecordBatch, i: usize, name: &str) -> Result<String> {
-    let c = col(b, name)?;
-    if c.is_null(i) {
-        return Ok(String::new());
-    }
-    Ok(match c.data_type() {
-        DataType::Utf8View => shorten(c.as_string_view().value(i)),
-        DataType::Utf8 => shorten(c.as_string::<i32>().value(i)),
-        other => {
-            return Err(Error::Internal(format!(
-                "report: `{name}` is {other}, not text"
-            )));
-        }
-    })
-}
-
-fn int(b: &RecordBatch, i: usize, name: &str) -> Result<Option<i64>> {
-    let c = col(b, name)?;
-    if c.is_null(i) {
-        return Ok(None);
-    }
-    let c = arrow::compute::cast(&c.slice(i, 1), &DataType::Int64)
-        .map_err(|e| Error::Internal(e.to_string()))?;
-    Ok(Some(c.as_primitive::<Int64Type>().value(0)))
-}
-
-fn real(b: &RecordBatch, i: usize, name: &str) -> Result<Option<f64>> {
-    let c = col(b, name)?;
-    if c.is_null(i) {
-        return Ok(None);
-    }
-    let c = arrow::compute::cast(&c.slice(i, 1), &DataType::Float64)
-        .map_err(|e| Error::Internal(e.to_string()))?;
-    Ok(Some(c.as_primitive::<Float64Type>().value(0)))
-}
-
-/// A decimal cell rescaled to the rollup money scale.
-fn money(b: &RecordBatch, i: usize, name: &str) -> Result<Option<i128>> {
-    let c = col(b, name)?;
-    let DataType::Decimal128(_, scale) = c.data_type() else {
-        return Err(Error::Internal(format!(
-            "report: `{name}` is not a decimal"
-        )));
-    };
-    if c.is_null(i) {
-        return Ok(None);
-    }
-    let v = c.as_primitive::<Decimal128Type>().value(i);
-    Ok(Some(crate::money::rescale(v, *scale, ROLLUP_MONEY_SCALE)))
-}
-
 const S: i8 = ROLLUP_MONEY_SCALE;
 
 fn usd(v: Option<i128>) -> String {
@@ -573,34 +447,26 @@ struct Line {
     unpriced: i64,
 }
 
-fn lines(batches: &[RecordBatch]) -> Result<Vec<Line>> {
-    let mut out = Vec::new();
-    for (b, i) in Rows::new(batches).each() {
-        out.push(Line {
-            dept: text(b, i, "dept")?,
-            project: text(b, i, "project")?,
-            task: text(b, i, "task")?,
-            provider: text(b, i, "provider")?,
-            model: text(b, i, "model")?,
-            requests: int(b, i, "requests")?.unwrap_or(0),
-            cost: money(b, i, "cost_usd")?,
-            savings: money(b, i, "cache_savings_usd")?,
-            priced_tokens: int(b, i, "priced_tokens")?.unwrap_or(0),
-            approved: int(b, i, "human_approved")?.unwrap_or(0),
-            citation_sum: {
-                let c = col(b, "citation_sum")?;
-                match c.data_type() {
-                    DataType::Decimal128(_, s) if !c.is_null(i) => {
-                        crate::money::rescale(c.as_primitive::<Decimal128Type>().value(i), *s, 15)
-                    }
-                    _ => 0,
-                }
-            },
-            citation_requests: int(b, i, "citation_requests")?.unwrap_or(0),
-            unpriced: int(b, i, "unpriced_requests")?.unwrap_or(0),
-        });
-    }
-    Ok(out)
+/// The exact rollup rows, their labels shortened for display.
+fn lines(rows: &[RollupDaily]) -> Vec<Line> {
+    let money = |d: Option<Dec>| d.map(|d| d.at(S));
+    rows.iter()
+        .map(|r| Line {
+            dept: shorten(&r.dept),
+            project: shorten(&r.project),
+            task: shorten(&r.task),
+            provider: shorten(&r.provider),
+            model: shorten(&r.model),
+            requests: r.requests.unwrap_or(0),
+            cost: money(r.cost_usd),
+            savings: money(r.cache_savings_usd),
+            priced_tokens: r.priced_tokens.unwrap_or(0),
+            approved: r.human_approved.unwrap_or(0),
+            citation_sum: r.citation_sum.map_or(0, |d| d.at(15)),
+            citation_requests: r.citation_requests.unwrap_or(0),
+            unpriced: r.unpriced_requests.unwrap_or(0),
+        })
+        .collect()
 }
 
 fn add(a: Option<i128>, b: Option<i128>) -> Option<i128> {
@@ -641,93 +507,52 @@ fn shares(lines: &[Line], key: impl Fn(&Line) -> String, total: Option<i128>) ->
         .collect()
 }
 
-/// The rates of a scope (the day, or one model) that thresholds watch.
-struct Rates {
-    error_rate: Option<f64>,
-    p95: Option<f64>,
-    cache_hit_rate: Option<f64>,
-    citation_rate: Option<f64>,
-    review_pass_rate: Option<f64>,
-}
-
-/// A breached threshold, before it is given its scope.
-struct Breach {
-    metric: &'static str,
-    value: String,
-    threshold: String,
-}
-
-impl Breach {
-    fn at(self, scope: &str) -> Alert {
-        Alert {
-            scope: scope.to_string(),
-            metric: self.metric.to_string(),
-            value: self.value,
-            threshold: self.threshold,
-        }
-    }
-}
-
-/// The thresholds of `t` that `r` breaches, in tile order (error rate, p95,
-/// cache hit, citation, review pass). Strict comparisons; a rate without
-/// data never fires.
-fn breaches(r: &Rates, t: &Thresholds) -> [Option<Breach>; 5] {
-    let rate = |decimals: usize| move |v: f64| format::percent(v, decimals);
-    let check = |metric: &'static str,
-                 value: Option<f64>,
-                 limit: Option<f64>,
-                 above: bool,
-                 show: &dyn Fn(f64) -> String| {
-        let (v, l) = (value?, limit?);
-        let hit = if above { v > l } else { v < l };
-        hit.then(|| Breach {
-            metric,
-            value: show(v),
-            threshold: format!("{} {}", if above { ">" } else { "<" }, show(l)),
-        })
-    };
-    [
-        check("error rate", r.error_rate, t.error_rate_max, true, &rate(2)),
-        check(
-            "p95 latency",
-            r.p95,
-            t.latency_p95_ms_max,
-            true,
-            &format::ms,
-        ),
-        check(
-            "cache hit rate",
-            r.cache_hit_rate,
-            t.cache_hit_rate_min,
-            false,
-            &rate(2),
-        ),
-        check(
-            "citation rate",
-            r.citation_rate,
-            t.citation_rate_min,
-            false,
-            &rate(1),
-        ),
-        check(
-            "review pass rate",
-            r.review_pass_rate,
-            t.review_pass_rate_min,
-            false,
-            &rate(1),
-        ),
-    ]
-}
-
 /// Build the model of a day.
 pub fn build(inp: &Inputs<'_>) -> Result<Report> {
     let day = inp.day;
     let date = day.date;
-    let rules = inp.rules;
+    let today = crate::history::totals_of(inp.rollup_daily);
+    let ops_today = inp
+        .ops_daily
+        .first()
+        .ok_or_else(|| Error::Internal("report: ops_daily is empty".into()))?;
     let mut alerts = Vec::new();
+    let (tiles, trailing_days) = tiles(inp, ops_today, &mut alerts);
+    let models = model_rows(inp, &mut alerts);
+    let finance = finance(inp, &today);
+    Ok(Report {
+        date: date.to_string(),
+        date_long: date.format("%A %-d %B %Y").to_string(),
+        zone: day.zone.to_string(),
+        hours_in_day: day.seconds() / 3600,
+        standing: inp.standing.clone(),
+        alerts,
+        ops: Ops {
+            tiles,
+            models,
+            hours: hours(day, inp.hourly),
+            trailing_days,
+        },
+        headline_requests: ops_today.requests.unwrap_or(0),
+        headline_spend: finance.total.clone(),
+        finance,
+        quality: quality(inp, &today),
+        reconciliation: inp.reconciliation.map(reconciliation).unwrap_or_default(),
+        anomalies: inp
+            .anomalies
+            .iter()
+            .take(ANOMALIES_SHOWN)
+            .map(anomaly_line)
+            .collect(),
+        anomalies_total: inp.anomalies.len(),
+    })
+}
 
-    // -- Ops tiles: the day against the 7 days before it.
-    let today = crate::history::totals_of(inp.rollup_daily)?;
+/// The ops tiles: the day against the 7 days before it; the day's alerts
+/// go to `alerts`. Returns the tiles and the days behind the trailing values.
+fn tiles(inp: &Inputs<'_>, o: &OpsDaily, alerts: &mut Vec<Alert>) -> (Vec<Tile>, usize) {
+    let day = inp.day;
+    let date = day.date;
     let week_from = date.checked_sub_days(Days::new(7)).unwrap_or(date);
     let week_to = date.pred_opt().unwrap_or(date);
     let (week, week_days) = inp.history.total(week_from, week_to);
@@ -737,13 +562,7 @@ pub fn build(inp: &Inputs<'_>) -> Result<Report> {
         .range(week_from..=week_to)
         .map(|(d, _)| Day::new(*d, day.zone).seconds())
         .sum();
-    let (ops_b, ops_i) = Rows::new(inp.ops_daily)
-        .each()
-        .next()
-        .ok_or_else(|| Error::Internal("report: ops_daily is empty".into()))?;
-    let p95_today = real(ops_b, ops_i, "latency_p95_ms")?;
     let p95_week = percentile(&inp.history.latency(week_from, week_to), 0.95);
-    let g = &rules.global;
     let rate_tile =
         |key: &str, label: &str, now: Option<f64>, before: Option<f64>, alert: bool| Tile {
             key: key.into(),
@@ -756,26 +575,25 @@ pub fn build(inp: &Inputs<'_>) -> Result<Report> {
             },
             alert,
         };
-    let error_rate = real(ops_b, ops_i, "error_rate")?;
-    let cache_rate = real(ops_b, ops_i, "cache_hit_rate")?;
-    let citation = real(ops_b, ops_i, "citation_rate_mean")?;
-    let pass_rate = real(ops_b, ops_i, "human_review_pass_rate")?;
     let day_rates = Rates {
-        error_rate,
-        p95: p95_today,
-        cache_hit_rate: cache_rate,
-        citation_rate: citation,
-        review_pass_rate: pass_rate,
+        error_rate: o.error_rate,
+        p95: o.latency_p95_ms,
+        cache_hit_rate: o.cache_hit_rate,
+        citation_rate: o.citation_rate_mean,
+        review_pass_rate: o.human_review_pass_rate,
     };
-    let day_breaches = breaches(&day_rates, g);
+    let day_breaches = breaches(&day_rates, &inp.rules.global);
     let fired: Vec<bool> = day_breaches.iter().map(Option::is_some).collect();
     for a in day_breaches.into_iter().flatten() {
         alerts.push(a.at("all models"));
     }
-    let requests_today = int(ops_b, ops_i, "requests")?.unwrap_or(0);
+    let requests_today = o.requests.unwrap_or(0);
     let week_avg = (week_days > 0).then(|| week.requests as f64 / week_days as f64);
-    let qps_avg = real(ops_b, ops_i, "qps_avg")?;
     let qps_week = (week_seconds > 0).then(|| week.requests as f64 / week_seconds as f64);
+    let change = |now: Option<f64>, before: Option<f64>| match (now, before) {
+        (Some(n), Some(w)) => format::change(n, w).unwrap_or_default(),
+        _ => String::new(),
+    };
     let tiles = vec![
         Tile {
             key: "requests".into(),
@@ -784,9 +602,7 @@ pub fn build(inp: &Inputs<'_>) -> Result<Report> {
             trailing: opt(week_avg, |v| {
                 format!("{} / day", format::int(v.round() as i64))
             }),
-            change: week_avg
-                .and_then(|w| format::change(requests_today as f64, w))
-                .unwrap_or_default(),
+            change: change(Some(requests_today as f64), week_avg),
             alert: false,
         },
         Tile {
@@ -794,75 +610,66 @@ pub fn build(inp: &Inputs<'_>) -> Result<Report> {
             label: "QPS (avg / peak)".into(),
             value: format!(
                 "{} / {}",
-                opt(qps_avg, format::qps),
-                opt(real(ops_b, ops_i, "qps_peak")?, format::qps)
+                opt(o.qps_avg, format::qps),
+                opt(o.qps_peak, format::qps)
             ),
             trailing: opt(qps_week, format::qps),
-            change: match (qps_avg, qps_week) {
-                (Some(n), Some(w)) => format::change(n, w).unwrap_or_default(),
-                _ => String::new(),
-            },
+            change: change(o.qps_avg, qps_week),
             alert: false,
         },
         rate_tile(
             "error_rate",
             "Error rate",
-            error_rate,
+            o.error_rate,
             week.error_rate(),
             fired[0],
         ),
         Tile {
             key: "p95".into(),
             label: "p95 latency".into(),
-            value: opt(p95_today, format::ms),
+            value: opt(o.latency_p95_ms, format::ms),
             trailing: opt(p95_week, format::ms),
-            change: match (p95_today, p95_week) {
-                (Some(n), Some(w)) => format::change(n, w).unwrap_or_default(),
-                _ => String::new(),
-            },
+            change: change(o.latency_p95_ms, p95_week),
             alert: fired[1],
         },
         rate_tile(
             "cache_hit_rate",
             "Cache hit rate",
-            cache_rate,
+            o.cache_hit_rate,
             week.cache_hit_rate(),
             fired[2],
         ),
         rate_tile(
             "citation_rate",
             "Citation rate",
-            citation,
+            o.citation_rate_mean,
             week.citation_rate_mean(),
             fired[3],
         ),
         rate_tile(
             "review_pass_rate",
             "Review pass rate",
-            pass_rate,
+            o.human_review_pass_rate,
             week.review_pass_rate(),
             fired[4],
         ),
     ];
+    (tiles, week_days)
+}
 
-    // -- Per model.
+/// The per-model table; each model's alerts go to `alerts` too.
+fn model_rows(inp: &Inputs<'_>, alerts: &mut Vec<Alert>) -> Vec<ModelRow> {
     let mut models = Vec::new();
-    for (b, i) in Rows::new(inp.ops_by_model).each() {
-        let provider = text(b, i, "provider")?;
-        let model = text(b, i, "model")?;
-        let t = rules.for_model(&provider, &model);
+    for r in inp.ops_by_model {
+        let (provider, model) = (shorten(&r.provider), shorten(&r.model));
+        let t = inp.rules.for_model(&provider, &model);
         let scope = format!("{provider}/{model}");
-        let er = real(b, i, "error_rate")?;
-        let p95 = real(b, i, "latency_p95_ms")?;
-        let ch = real(b, i, "cache_hit_rate")?;
-        let ci = real(b, i, "citation_rate_mean")?;
-        let pr = real(b, i, "human_review_pass_rate")?;
         let rates = Rates {
-            error_rate: er,
-            p95,
-            cache_hit_rate: ch,
-            citation_rate: ci,
-            review_pass_rate: pr,
+            error_rate: r.error_rate,
+            p95: r.latency_p95_ms,
+            cache_hit_rate: r.cache_hit_rate,
+            citation_rate: r.citation_rate_mean,
+            review_pass_rate: r.human_review_pass_rate,
         };
         let mut model_alerts = Vec::new();
         for a in breaches(&rates, &t).into_iter().flatten() {
@@ -870,42 +677,36 @@ pub fn build(inp: &Inputs<'_>) -> Result<Report> {
             alerts.push(a.at(&scope));
         }
         models.push(ModelRow {
-            requests: opt(int(b, i, "requests")?, format::int),
-            qps_avg: opt(real(b, i, "qps_avg")?, format::qps),
-            qps_peak: opt(real(b, i, "qps_peak")?, format::qps),
-            error_rate: opt(er, |v| format::percent(v, 2)),
-            p50: opt(real(b, i, "latency_p50_ms")?, format::ms),
-            p95: opt(p95, format::ms),
-            p99: opt(real(b, i, "latency_p99_ms")?, format::ms),
-            cache_hit_rate: opt(ch, |v| format::percent(v, 2)),
-            citation_rate: opt(ci, |v| format::percent(v, 1)),
-            reviewed: opt(int(b, i, "human_reviewed")?, format::int),
-            review_pass_rate: opt(pr, |v| format::percent(v, 1)),
-            duplicates_dropped: opt(int(b, i, "duplicates_dropped")?, format::int),
+            requests: opt(r.requests, format::int),
+            qps_avg: opt(r.qps_avg, format::qps),
+            qps_peak: opt(r.qps_peak, format::qps),
+            error_rate: opt(r.error_rate, |v| format::percent(v, 2)),
+            p50: opt(r.latency_p50_ms, format::ms),
+            p95: opt(r.latency_p95_ms, format::ms),
+            p99: opt(r.latency_p99_ms, format::ms),
+            cache_hit_rate: opt(r.cache_hit_rate, |v| format::percent(v, 2)),
+            citation_rate: opt(r.citation_rate_mean, |v| format::percent(v, 1)),
+            reviewed: opt(r.human_reviewed, format::int),
+            review_pass_rate: opt(r.human_review_pass_rate, |v| format::percent(v, 1)),
+            duplicates_dropped: opt(r.duplicates_dropped, format::int),
             alerts: model_alerts,
             provider,
             model,
         });
     }
+    models
+}
 
-    // -- Hours: every hour of the day, those without requests at zero (no
-    // error rate or latency: a gap in the charts, not a zero).
-    let mut by_hour: BTreeMap<i64, (i64, Option<f64>, Option<f64>)> = BTreeMap::new();
-    for (b, i) in Rows::new(inp.hourly).each() {
-        by_hour.insert(
-            int(b, i, "hour")?.unwrap_or(0),
-            (
-                int(b, i, "requests")?.unwrap_or(0),
-                real(b, i, "error_rate")?,
-                real(b, i, "latency_p95_ms")?,
-            ),
-        );
-    }
-    let hours = (0..day.seconds().div_euclid(3600))
+/// Every hour of the day, those without requests at zero (no error rate or
+/// latency: a gap in the charts, not a zero).
+fn hours(day: &Day, hourly: &[Hourly]) -> Vec<HourRow> {
+    let by_hour: BTreeMap<i64, &Hourly> = hourly.iter().map(|h| (h.hour, h)).collect();
+    (0..day.seconds().div_euclid(3600))
         .map(|h| {
             let start = day.start + chrono::Duration::hours(h);
-            let (requests, error_rate, p95_ms) =
-                by_hour.get(&h).copied().unwrap_or((0, None, None));
+            let (requests, error_rate, p95_ms) = by_hour.get(&h).map_or((0, None, None), |r| {
+                (r.requests, r.error_rate, r.latency_p95_ms)
+            });
             HourRow {
                 label: start.with_timezone(&day.zone).format("%H:%M").to_string(),
                 requests,
@@ -913,31 +714,13 @@ pub fn build(inp: &Inputs<'_>) -> Result<Report> {
                 p95_ms,
             }
         })
-        .collect();
+        .collect()
+}
 
-    // -- Finance (exact rollup rows).
-    let lines = lines(inp.rollup_daily)?;
-    let total = today.cost_usd;
-    let before = inp
-        .history
-        .days
-        .get(&date.pred_opt().unwrap_or(date))
-        .and_then(|t| t.cost_usd);
-    let month_start = date.with_day(1).unwrap_or(date);
-    let mut month = today.clone();
-    let mut month_days = 1;
-    let mut missing = Vec::new();
-    for d in month_start.iter_days().take_while(|d| *d < date) {
-        match inp.history.days.get(&d) {
-            Some(t) => {
-                month = DayTotals::sum([&month, t]);
-                month_days += 1;
-            }
-            None => missing.push(d.to_string()),
-        }
-    }
+/// Spend by model: the exact rollup lines summed per (provider, model).
+fn per_model(lines: &[Line]) -> Vec<ModelCost> {
     let mut per_model: BTreeMap<(String, String), Line> = BTreeMap::new();
-    for l in &lines {
+    for l in lines {
         let e = per_model
             .entry((l.provider.clone(), l.model.clone()))
             .or_default();
@@ -950,16 +733,16 @@ pub fn build(inp: &Inputs<'_>) -> Result<Report> {
         e.citation_requests += l.citation_requests;
         e.unpriced += l.unpriced;
     }
-    let per_1k = |cost: Option<i128>, tokens: i64| -> Option<i128> {
-        match cost {
-            Some(c) if tokens > 0 => Some(crate::money::div_half_even(c * 1000, tokens as i128)),
-            _ => None,
-        }
-    };
-    let per_model: Vec<ModelCost> = per_model
+    per_model
         .into_iter()
         .map(|((provider, model), l)| {
-            let cpk = per_1k(l.cost, l.priced_tokens);
+            let cpk = match l.cost {
+                Some(c) if l.priced_tokens > 0 => Some(crate::money::div_half_even(
+                    c * 1000,
+                    l.priced_tokens as i128,
+                )),
+                _ => None,
+            };
             let citation = (l.citation_requests > 0)
                 .then(|| l.citation_sum as f64 / 1e15 / l.citation_requests as f64);
             ModelCost {
@@ -981,7 +764,11 @@ pub fn build(inp: &Inputs<'_>) -> Result<Report> {
                 model,
             }
         })
-        .collect();
+        .collect()
+}
+
+/// The ten costliest rollup lines, each with its share of the day.
+fn drivers(lines: &[Line], total: Option<i128>) -> Vec<Driver> {
     let mut drivers: Vec<&Line> = lines.iter().filter(|l| l.cost.is_some()).collect();
     drivers.sort_by(|a, b| {
         b.cost.cmp(&a.cost).then_with(|| {
@@ -994,7 +781,7 @@ pub fn build(inp: &Inputs<'_>) -> Result<Report> {
             ))
         })
     });
-    let drivers = drivers
+    drivers
         .into_iter()
         .take(10)
         .map(|l| Driver {
@@ -1010,9 +797,14 @@ pub fn build(inp: &Inputs<'_>) -> Result<Report> {
                 _ => "—".into(),
             },
         })
-        .collect();
+        .collect()
+}
+
+/// The 30-day spend trend ending on the day (days without a rollup: no amount).
+fn trend(inp: &Inputs<'_>, total: Option<i128>) -> Vec<TrendPoint> {
+    let date = inp.day.date;
     let trend_from = date.checked_sub_days(Days::new(29)).unwrap_or(date);
-    let trend = trend_from
+    trend_from
         .iter_days()
         .take_while(|d| *d <= date)
         .map(|d| {
@@ -1027,8 +819,33 @@ pub fn build(inp: &Inputs<'_>) -> Result<Report> {
                 value: cost.map(as_f64),
             }
         })
-        .collect();
-    let finance = Finance {
+        .collect()
+}
+
+/// The finance section, from the exact rollup rows and earlier rollups.
+fn finance(inp: &Inputs<'_>, today: &DayTotals) -> Finance {
+    let date = inp.day.date;
+    let lines = lines(inp.rollup_daily);
+    let total = today.cost_usd;
+    let before = inp
+        .history
+        .days
+        .get(&date.pred_opt().unwrap_or(date))
+        .and_then(|t| t.cost_usd);
+    let month_start = date.with_day(1).unwrap_or(date);
+    let mut month = today.clone();
+    let mut month_days = 1;
+    let mut missing = Vec::new();
+    for d in month_start.iter_days().take_while(|d| *d < date) {
+        match inp.history.days.get(&d) {
+            Some(t) => {
+                month = DayTotals::sum([&month, t]);
+                month_days += 1;
+            }
+            None => missing.push(d.to_string()),
+        }
+    }
+    Finance {
         total: usd(total),
         total_exact: total
             .map(|t| format::usd6(crate::money::rescale(t, S, 6), 6))
@@ -1051,30 +868,31 @@ pub fn build(inp: &Inputs<'_>) -> Result<Report> {
         approved: format::int(today.human_approved),
         by_dept: shares(&lines, |l| l.dept.clone(), total),
         by_project: shares(&lines, |l| format!("{}/{}", l.dept, l.project), total),
-        per_model,
-        drivers,
-        trend,
-    };
+        per_model: per_model(&lines),
+        drivers: drivers(&lines, total),
+        trend: trend(inp, total),
+    }
+}
 
-    // -- Data quality.
+/// The data-quality section.
+fn quality(inp: &Inputs<'_>, today: &DayTotals) -> Quality {
     let mut unpriced = Vec::new();
     let (mut token_violations, mut mismatch, mut conflicts, mut dups) = (0, 0, 0, 0);
-    for (b, i) in Rows::new(inp.data_quality).each() {
-        let n = int(b, i, "unpriced_requests")?.unwrap_or(0);
-        if n > 0 {
+    for r in inp.data_quality {
+        if r.unpriced_requests > 0 {
             unpriced.push(UnpricedRow {
-                provider: text(b, i, "provider")?,
-                model: text(b, i, "model")?,
-                requests: format::int(n),
+                provider: shorten(&r.provider),
+                model: shorten(&r.model),
+                requests: format::int(r.unpriced_requests),
             });
         }
-        token_violations += int(b, i, "token_violations")?.unwrap_or(0);
-        mismatch += int(b, i, "total_tokens_mismatch")?.unwrap_or(0);
-        conflicts += int(b, i, "duplicate_conflicts")?.unwrap_or(0);
-        dups += int(b, i, "duplicates_dropped")?.unwrap_or(0);
+        token_violations += r.token_violations;
+        mismatch += r.total_tokens_mismatch;
+        conflicts += r.duplicate_conflicts;
+        dups += r.duplicates_dropped;
     }
     let f = inp.facts;
-    let quality = Quality {
+    Quality {
         clean: unpriced.is_empty()
             && token_violations == 0
             && mismatch == 0
@@ -1102,34 +920,7 @@ pub fn build(inp: &Inputs<'_>) -> Result<Report> {
             .map(|(k, r, _)| (k.clone(), r.clone()))
             .collect(),
         absent_columns: f.absent_columns.clone(),
-    };
-
-    Ok(Report {
-        date: date.to_string(),
-        date_long: date.format("%A %-d %B %Y").to_string(),
-        zone: day.zone.to_string(),
-        hours_in_day: day.seconds() / 3600,
-        standing: inp.standing.clone(),
-        alerts,
-        ops: Ops {
-            tiles,
-            models,
-            hours,
-            trailing_days: week_days,
-        },
-        headline_requests: requests_today,
-        headline_spend: finance.total.clone(),
-        finance,
-        quality,
-        reconciliation: inp.reconciliation.map(reconciliation).unwrap_or_default(),
-        anomalies: inp
-            .anomalies
-            .iter()
-            .take(ANOMALIES_SHOWN)
-            .map(anomaly_line)
-            .collect(),
-        anomalies_total: inp.anomalies.len(),
-    })
+    }
 }
 
 /// One line of a department's showback.
@@ -1158,8 +949,8 @@ pub struct Slice {
 /// The slice of `dept` from the day's exact rollup rows, by project, task,
 /// provider and model, largest spend first. A department without requests
 /// that day spent $0.00.
-pub fn showback(rollup_daily: &[RecordBatch], dept: &str) -> Result<Slice> {
-    let all = lines(rollup_daily)?;
+pub fn showback(rollup_daily: &[RollupDaily], dept: &str) -> Slice {
+    let all = lines(rollup_daily);
     let total = all.iter().fold(None, |t, l| add(t, l.cost));
     let mut by: BTreeMap<(String, String, String, String), Line> = BTreeMap::new();
     for l in all.iter().filter(|l| l.dept == dept) {
@@ -1181,7 +972,7 @@ pub fn showback(rollup_daily: &[RecordBatch], dept: &str) -> Result<Slice> {
     let unpriced: i64 = by.values().map(|l| l.unpriced).sum();
     let mut rows: Vec<_> = by.into_iter().collect();
     rows.sort_by(|a, b| b.1.cost.cmp(&a.1.cost).then_with(|| a.0.cmp(&b.0)));
-    Ok(Slice {
+    Slice {
         dept: dept.to_string(),
         spend: if requests == 0 {
             format::usd(0, S)
@@ -1212,7 +1003,7 @@ pub fn showback(rollup_daily: &[RecordBatch], dept: &str) -> Result<Slice> {
                 },
             })
             .collect(),
-    })
+    }
 }
 
 /// A chart to draw: (name, title, alt text, spec).
@@ -1376,68 +1167,5 @@ mod tests {
         );
         let long = format!("{}\n", "x".repeat(300));
         assert!(!super::shorten(&long).contains('\n'));
-    }
-
-    use super::*;
-
-    #[test]
-    fn thresholds_fire_strictly_and_never_without_data() {
-        let t = Thresholds {
-            error_rate_max: Some(0.02),
-            latency_p95_ms_max: Some(1000.0),
-            cache_hit_rate_min: Some(0.1),
-            citation_rate_min: Some(0.8),
-            review_pass_rate_min: Some(0.9),
-        };
-        let r = Rates {
-            error_rate: Some(0.02),
-            p95: Some(1012.0),
-            cache_hit_rate: Some(0.0999),
-            citation_rate: None,
-            review_pass_rate: Some(0.9),
-        };
-        let fired: Vec<(&str, String, String)> = breaches(&r, &t)
-            .into_iter()
-            .flatten()
-            .map(|b| (b.metric, b.value, b.threshold))
-            .collect();
-        assert_eq!(
-            fired,
-            [
-                (
-                    "p95 latency",
-                    "1,012 ms".to_string(),
-                    "> 1,000 ms".to_string()
-                ),
-                (
-                    "cache hit rate",
-                    "9.99%".to_string(),
-                    "< 10.00%".to_string()
-                ),
-            ]
-        );
-    }
-
-    #[test]
-    fn per_model_thresholds_override_the_global_ones() {
-        let rules = AlertRules {
-            global: Thresholds {
-                error_rate_max: Some(0.02),
-                latency_p95_ms_max: Some(5000.0),
-                ..Thresholds::default()
-            },
-            models: vec![(
-                "openai".into(),
-                "o3-mini".into(),
-                Thresholds {
-                    latency_p95_ms_max: Some(20000.0),
-                    ..Thresholds::default()
-                },
-            )],
-        };
-        let t = rules.for_model("openai", "o3-mini");
-        assert_eq!(t.latency_p95_ms_max, Some(20000.0));
-        assert_eq!(t.error_rate_max, Some(0.02));
-        assert_eq!(rules.for_model("x", "y"), rules.global);
     }
 }

@@ -94,14 +94,12 @@ async fn a_late_row_restates_its_day_and_nothing_else_is_rewritten() {
             .join("rollups/daily/date=2026-03-08/part-0.parquet"),
     )
     .unwrap();
-    let batches: Vec<_> =
-        parquet::arrow::arrow_reader::ParquetRecordBatchReaderBuilder::try_new(file)
-            .unwrap()
-            .build()
-            .unwrap()
-            .map(Result::unwrap)
-            .collect();
-    let totals = tokenledger::history::totals_of(&batches).unwrap();
+    let reader =
+        parquet::arrow::arrow_reader::ParquetRecordBatchReaderBuilder::try_new(file).unwrap();
+    let schema = std::sync::Arc::clone(reader.schema());
+    let batches: Vec<_> = reader.build().unwrap().map(Result::unwrap).collect();
+    let rows = tokenledger::queries::rows::decode_from("rollup", &schema, &batches).unwrap();
+    let totals = tokenledger::history::totals_of(&rows);
     assert_eq!(
         totals.requests, 14,
         "the rollup follows: month to date and baselines"

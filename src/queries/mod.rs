@@ -10,7 +10,7 @@
 
 use std::sync::Arc;
 
-use arrow::datatypes::{DataType, Field, Schema, SchemaRef};
+use arrow::datatypes::SchemaRef;
 use arrow::record_batch::RecordBatch;
 use chrono::NaiveDate;
 use datafusion::catalog::MemTable;
@@ -20,6 +20,10 @@ use datafusion::execution::context::{SessionConfig, SessionContext};
 use datafusion::sql::parser::{DFParser, Statement};
 
 use crate::error::{Error, Result};
+
+pub mod rows;
+
+pub use rows::{Row, Typed};
 
 /// One embedded SQL file.
 #[derive(Debug)]
@@ -31,7 +35,7 @@ pub struct SqlFile {
 
 macro_rules! sql_files {
     ($($name:literal),* $(,)?) => {
-        &[$(SqlFile { name: $name, text: include_str!(concat!("../sql/", $name, ".sql")) }),*]
+        &[$(SqlFile { name: $name, text: include_str!(concat!("../../sql/", $name, ".sql")) }),*]
     };
 }
 
@@ -76,21 +80,6 @@ pub enum Use {
     Spill,
 }
 
-/// The output steps, once `cube` and `ops_counts` hold the day.
-pub const OUTPUT_STEPS: &[(&str, Use)] = &[
-    ("finance_lines", Use::View),
-    ("latency_percentiles", Use::View),
-    ("hourly", Use::Result),
-    ("ops_daily", Use::Result),
-    ("ops_by_model", Use::Result),
-    ("finance_by_dimension", Use::Result),
-    ("data_quality", Use::Result),
-    ("logged_currencies", Use::Result),
-    ("rollup_daily", Use::Result),
-    ("rollup_latency", Use::Result),
-    ("focus_costs", Use::Result),
-];
-
 /// The embedded file called `name`.
 pub fn file(name: &str) -> Result<&'static SqlFile> {
     FILES
@@ -132,6 +121,16 @@ pub struct Params {
 }
 
 impl Params {
+    /// The parameters of a report day.
+    pub fn of(day: &crate::calendar::Day) -> Params {
+        Params {
+            date: day.date,
+            seconds: day.seconds() as f64,
+            day_start_ns: day.window().start_ns,
+            day_end_ns: day.window().end_ns,
+        }
+    }
+
     fn values(&self) -> datafusion::common::ParamValues {
         let epoch = NaiveDate::from_ymd_opt(1970, 1, 1).expect("valid date");
         let days = (self.date - epoch).num_days() as i32;
@@ -254,6 +253,8 @@ pub async fn step(
 ) -> Result<(SchemaRef, Vec<RecordBatch>)> {
     let started = std::time::Instant::now();
     let df = plan(ctx, file, params).await?;
+    // Held to its row type before it runs: a renamed column fails here.
+    rows::check(file, df.schema().as_arrow())?;
     explain_if_asked(file, &df).await?;
     let schema: SchemaRef = Arc::new(df.schema().as_arrow().clone());
     let batches = match usage {
@@ -293,22 +294,14 @@ pub async fn step(
     Ok((schema, batches))
 }
 
-/// Run steps in order, each registered under its file name; return the
-/// results of the [`Use::Result`] steps by name.
-pub async fn run_steps(
+/// Run `sql/<T::FILE>.sql` for its result, read as `T`'s rows.
+pub async fn result<T: Row>(
     ctx: &SessionContext,
-    steps: &[(&'static str, Use)],
     params: &Params,
     spill_dir: &std::path::Path,
-) -> Result<Vec<(&'static str, SchemaRef, Vec<RecordBatch>)>> {
-    let mut results = Vec::new();
-    for &(file, usage) in steps {
-        let (schema, batches) = step(ctx, file, file, usage, params, spill_dir).await?;
-        if usage == Use::Result {
-            results.push((file, schema, batches));
-        }
-    }
-    Ok(results)
+) -> Result<Typed<T>> {
+    let (schema, batches) = step(ctx, T::FILE, T::FILE, Use::Result, params, spill_dir).await?;
+    Ok(Typed::new(schema, batches))
 }
 
 /// `TOKENLEDGER_EXPLAIN=<step>` logs the step's plan with run-time metrics
@@ -351,15 +344,6 @@ pub async fn collect_logged(
     let batches = collect(ctx, name, params).await?;
     log_step(name, started, &batches);
     Ok(batches)
-}
-
-/// Schema of `dup_keys`.
-pub fn dup_keys_schema() -> SchemaRef {
-    Arc::new(Schema::new(vec![Field::new(
-        crate::lake::schema::TRACE_KEY,
-        DataType::UInt64,
-        false,
-    )]))
 }
 
 #[cfg(test)]

@@ -1,0 +1,502 @@
+//! The queries of one day, in order, and what they return: typed results.
+//!
+//! [`flow`] registers the day's rows and runs the SQL files pass by pass
+//! (duplicate keys, ops counts, the finance pass, duplicate resolution, the
+//! outputs); [`evidence`] is the narrow top-k scan the reconciliation and
+//! the incidents use; [`check_queries`] runs all of it over empty tables of
+//! the real schemas (`tokenledger check`). Every output Rust reads comes
+//! back as a [`Typed`] result of its row type (`queries::rows`), so no
+//! caller looks a result up by name.
+//!
+//! It knows the query order and the tables between them; it does not load
+//! inputs, write outputs or format anything.
+
+use std::collections::BTreeMap;
+use std::sync::Arc;
+
+use arrow::array::RecordBatch;
+use arrow::datatypes::SchemaRef;
+use chrono::NaiveDate;
+use datafusion::execution::context::SessionContext;
+
+use crate::calendar::Day;
+use crate::error::{Error, Result};
+use crate::fx::FxTable;
+use crate::lake::scan::{DayInput, Divert, DivertSink, KeySet, ScanCounters, ScanOptions};
+use crate::lake::schema::request_schema;
+use crate::pricing::{AliasRules, PriceTable};
+use crate::queries::rows::{
+    DataQuality, DupKey, FinanceByDimension, FocusCost, Hourly, LoggedCurrency, ModelPair,
+    OpsByModel, OpsCount, OpsDaily, RollupDaily, RollupLatency,
+};
+use crate::queries::{self, Params, Typed, Use, step};
+
+/// Where the queries read the day's rows from.
+#[derive(Clone, Copy)]
+pub(super) enum Rows<'a> {
+    /// The day's objects in the lake.
+    Lake(&'a Arc<DayInput>),
+    /// No rows: `check` runs every query over empty tables of the real schemas.
+    Empty,
+}
+
+impl Rows<'_> {
+    /// The day's rows as the `requests` table.
+    fn plain(&self) -> Arc<dyn datafusion::catalog::TableProvider> {
+        self.with(ScanOptions::default())
+    }
+
+    fn with(&self, options: ScanOptions) -> Arc<dyn datafusion::catalog::TableProvider> {
+        match self {
+            Rows::Lake(input) => input.table(options),
+            Rows::Empty => empty_table(request_schema()),
+        }
+    }
+}
+
+fn empty_table(schema: SchemaRef) -> Arc<dyn datafusion::catalog::TableProvider> {
+    Arc::new(datafusion::catalog::MemTable::try_new(schema, vec![Vec::new()]).expect("empty table"))
+}
+
+/// The day's outputs, one field per SQL file Rust reads.
+#[derive(Debug)]
+pub struct DayResults {
+    pub hourly: Typed<Hourly>,
+    pub ops_daily: Typed<OpsDaily>,
+    pub ops_by_model: Typed<OpsByModel>,
+    pub finance_by_dimension: Typed<FinanceByDimension>,
+    pub data_quality: Typed<DataQuality>,
+    pub logged_currencies: Typed<LoggedCurrency>,
+    pub rollup_daily: Typed<RollupDaily>,
+    pub rollup_latency: Typed<RollupLatency>,
+    pub focus_costs: Typed<FocusCost>,
+}
+
+impl DayResults {
+    /// Every output's schema, by SQL file (the golden schema test).
+    fn schemas(&self) -> [(&'static str, &SchemaRef); 9] {
+        [
+            ("hourly", &self.hourly.schema),
+            ("ops_daily", &self.ops_daily.schema),
+            ("ops_by_model", &self.ops_by_model.schema),
+            ("finance_by_dimension", &self.finance_by_dimension.schema),
+            ("data_quality", &self.data_quality.schema),
+            ("logged_currencies", &self.logged_currencies.schema),
+            ("rollup_daily", &self.rollup_daily.schema),
+            ("rollup_latency", &self.rollup_latency.schema),
+            ("focus_costs", &self.focus_costs.schema),
+        ]
+    }
+}
+
+/// What the queries produced for one day.
+pub(super) struct Flow {
+    pub results: DayResults,
+    pub counters: Arc<ScanCounters>,
+    /// Rows of the day, duplicates included.
+    pub in_day: u64,
+    /// Duplicate rows dropped.
+    pub dropped: u64,
+    pub resolutions: Vec<crate::pricing::Resolution>,
+    pub chosen_rates: Vec<crate::fx::ChosenRate>,
+    /// Seconds per pass: keys, ops, finance, duplicates, outputs.
+    pub timings: Vec<(&'static str, f64)>,
+}
+
+/// What a day's queries read besides the rows.
+pub(super) struct Reference<'a> {
+    pub day: &'a Day,
+    pub aliases: &'a AliasRules,
+    pub prices: &'a PriceTable,
+    pub fx: &'a FxTable,
+}
+
+/// Requests of the `minute` grouping set of an `ops_counts` result: each
+/// row of the day once (negative counts, impossible, count 0).
+fn minute_requests(ops: &Typed<OpsCount>) -> Result<u64> {
+    Ok(ops
+        .rows()?
+        .iter()
+        .filter(|r| r.grouping_set == "minute")
+        .map(|r| r.requests.max(0) as u64)
+        .sum())
+}
+
+/// The queries of one day, in order (see ARCHITECTURE.md, "Data flow"):
+///
+/// 1. `dup_keys`: the trace keys seen more than once (a narrow pass).
+/// 2. `ops_counts` over every row (duplicates included) -> `ops_all`; its
+///    (provider, model) pairs (`model_pairs`) feed the price map.
+/// 3. The finance pass: the scan sets the duplicate candidates aside (to
+///    local files) and `priced` + `cube` aggregate every other row.
+/// 4. `dup_resolution` over the candidates: `dup_winners` go through
+///    `priced` + `cube` too (their cube rows join the day's); the counts of
+///    `dup_losers` are subtracted from `ops_all` (`ops_merge`).
+/// 5. The outputs, from `cube` and `ops_counts`.
+///
+/// `on_day` sees the number of rows of the day before the finance pass.
+pub(super) async fn flow(
+    ctx: &SessionContext,
+    params: &Params,
+    rows: Rows<'_>,
+    reference: &Reference<'_>,
+    spill_dir: &std::path::Path,
+    on_day: impl FnOnce(u64) -> Result<()>,
+) -> Result<Flow> {
+    let mut timings: Vec<(&'static str, f64)> = Vec::new();
+    let mut lap = |name, started: std::time::Instant| {
+        timings.push((name, started.elapsed().as_secs_f64()));
+    };
+    let pass = std::time::Instant::now();
+    let keys = keys_pass(ctx, params, rows, spill_dir).await?;
+    lap("keys", pass);
+
+    let pass = std::time::Instant::now();
+    let in_day = ops_pass(ctx, params, spill_dir).await?;
+    lap("ops", pass);
+    on_day(in_day)?;
+    let (resolutions, chosen_rates) = register_prices(ctx, params, reference, spill_dir).await?;
+
+    let pass = std::time::Instant::now();
+    let (counters, sink, cube) = finance_pass(ctx, params, rows, keys, spill_dir).await?;
+    lap("finance", pass);
+
+    let pass = std::time::Instant::now();
+    let dropped = duplicates_pass(ctx, params, &sink, cube, spill_dir).await?;
+    lap("duplicates", pass);
+
+    let pass = std::time::Instant::now();
+    let results = outputs_pass(ctx, params, spill_dir).await?;
+    lap("outputs", pass);
+    Ok(Flow {
+        results,
+        counters,
+        in_day,
+        dropped,
+        resolutions,
+        chosen_rates,
+        timings,
+    })
+}
+
+/// Pass 1: the trace keys seen more than once.
+async fn keys_pass(
+    ctx: &SessionContext,
+    params: &Params,
+    rows: Rows<'_>,
+    spill_dir: &std::path::Path,
+) -> Result<KeySet> {
+    queries::register(ctx, "requests", rows.plain())?;
+    let keys: Typed<DupKey> = queries::result(ctx, params, spill_dir).await?;
+    Ok(keys.rows()?.into_iter().map(|k| k._trace_key).collect())
+}
+
+/// Pass 2: the ops counts of every row (`ops_all`); returns the rows of the day.
+async fn ops_pass(
+    ctx: &SessionContext,
+    params: &Params,
+    spill_dir: &std::path::Path,
+) -> Result<u64> {
+    let (schema, ops_all) =
+        step(ctx, "ops_counts", "ops_all", Use::Table, params, spill_dir).await?;
+    minute_requests(&Typed::new(schema, ops_all))
+}
+
+/// The price map of the day's (provider, model) pairs and the FX rates of
+/// the day, registered; returns how each pair was priced and the rates chosen.
+async fn register_prices(
+    ctx: &SessionContext,
+    params: &Params,
+    reference: &Reference<'_>,
+    spill_dir: &std::path::Path,
+) -> Result<(Vec<crate::pricing::Resolution>, Vec<crate::fx::ChosenRate>)> {
+    let pairs: Typed<ModelPair> = queries::result(ctx, params, spill_dir).await?;
+    let pairs: Vec<(String, String)> = pairs
+        .rows()?
+        .into_iter()
+        .map(|p| (p.provider, p.model))
+        .collect();
+    let day = reference.day;
+    let (price_map, resolutions) =
+        reference
+            .prices
+            .price_map(reference.aliases, &pairs, day.start, day.end);
+    queries::register_batches(
+        ctx,
+        "price_map",
+        crate::pricing::price_map_schema(),
+        vec![price_map],
+    )?;
+    let (fx_batch, chosen_rates) = reference.fx.rates_on(day.date);
+    queries::register_batches(ctx, "fx_rates", crate::fx::fx_schema(), vec![fx_batch])?;
+    Ok((resolutions, chosen_rates))
+}
+
+/// Pass 3, the finance pass: the one scan that counts why rows were
+/// dropped; sets the duplicate candidates aside and returns the cube of
+/// every other row.
+async fn finance_pass(
+    ctx: &SessionContext,
+    params: &Params,
+    rows: Rows<'_>,
+    keys: KeySet,
+    spill_dir: &std::path::Path,
+) -> Result<(
+    Arc<ScanCounters>,
+    Arc<DivertSink>,
+    (SchemaRef, Vec<RecordBatch>),
+)> {
+    let counters = Arc::new(ScanCounters::default());
+    let sink = Arc::new(DivertSink::new(spill_dir.join("diverted")));
+    queries::register(
+        ctx,
+        "requests",
+        rows.with(ScanOptions {
+            counters: Some(Arc::clone(&counters)),
+            divert: Some(Divert {
+                keys: Arc::new(keys),
+                sink: Arc::clone(&sink),
+            }),
+        }),
+    )?;
+    step(ctx, "priced", "priced", Use::View, params, spill_dir).await?;
+    let cube = step(ctx, "cube", "cube", Use::Result, params, spill_dir).await?;
+    Ok((counters, sink, cube))
+}
+
+/// Pass 4: the duplicate candidates resolved. The rows kept join the day's
+/// cube (registered as `cube`); the counts of the rows dropped leave the
+/// ops counts (`ops_counts`). Returns the rows dropped.
+async fn duplicates_pass(
+    ctx: &SessionContext,
+    params: &Params,
+    sink: &DivertSink,
+    (cube_schema, mut cube): (SchemaRef, Vec<RecordBatch>),
+    spill_dir: &std::path::Path,
+) -> Result<u64> {
+    if sink.rows() > 0 {
+        let dir = format!("{}/", sink.dir().to_string_lossy());
+        let dup_rows_schema = crate::lake::scan::dup_rows_schema();
+        let options = datafusion::datasource::file_format::options::ArrowReadOptions {
+            schema: Some(&dup_rows_schema),
+            ..Default::default()
+        };
+        ctx.deregister_table("dup_rows")
+            .map_err(|e| df_error("dup_rows", e))?;
+        ctx.register_arrow("dup_rows", &dir, options)
+            .await
+            .map_err(|e| df_error("dup_rows", e))?;
+    } else {
+        let empty = empty_table(crate::lake::scan::dup_rows_schema());
+        queries::register(ctx, "dup_rows", empty)?;
+    }
+    for (file, usage) in [
+        ("dup_resolution", Use::Spill),
+        ("dup_counts", Use::Table),
+        ("dup_losers", Use::View),
+        ("dup_winners", Use::View),
+    ] {
+        step(ctx, file, file, usage, params, spill_dir).await?;
+    }
+
+    // The rows kept of the candidates join the day's cube...
+    let winners = ctx
+        .table("dup_winners")
+        .await
+        .map_err(|e| df_error("dup_winners", e))?;
+    queries::register(ctx, "requests", winners.into_view())?;
+    step(ctx, "priced", "priced", Use::View, params, spill_dir).await?;
+    let (_, cube_winners) = step(ctx, "cube", "cube", Use::Result, params, spill_dir).await?;
+    cube.extend(cube_winners);
+    queries::register_batches(ctx, "cube", cube_schema, cube)?;
+
+    // ...and the rows dropped leave the ops counts.
+    let losers = ctx
+        .table("dup_losers")
+        .await
+        .map_err(|e| df_error("dup_losers", e))?;
+    queries::register(ctx, "requests", losers.into_view())?;
+    let (schema, ops_losers) = step(
+        ctx,
+        "ops_counts",
+        "ops_losers",
+        Use::Table,
+        params,
+        spill_dir,
+    )
+    .await?;
+    let dropped = minute_requests(&Typed::new(schema, ops_losers))?;
+    step(
+        ctx,
+        "ops_merge",
+        "ops_counts",
+        Use::Table,
+        params,
+        spill_dir,
+    )
+    .await?;
+    Ok(dropped)
+}
+
+/// Pass 5: the outputs, once `cube` and `ops_counts` hold the day.
+async fn outputs_pass(
+    ctx: &SessionContext,
+    params: &Params,
+    spill_dir: &std::path::Path,
+) -> Result<DayResults> {
+    for view in ["finance_lines", "latency_percentiles"] {
+        step(ctx, view, view, Use::View, params, spill_dir).await?;
+    }
+    Ok(DayResults {
+        hourly: queries::result(ctx, params, spill_dir).await?,
+        ops_daily: queries::result(ctx, params, spill_dir).await?,
+        ops_by_model: queries::result(ctx, params, spill_dir).await?,
+        finance_by_dimension: queries::result(ctx, params, spill_dir).await?,
+        data_quality: queries::result(ctx, params, spill_dir).await?,
+        logged_currencies: queries::result(ctx, params, spill_dir).await?,
+        rollup_daily: queries::result(ctx, params, spill_dir).await?,
+        rollup_latency: queries::result(ctx, params, spill_dir).await?,
+        focus_costs: queries::result(ctx, params, spill_dir).await?,
+    })
+}
+
+/// sql/evidence.sql over every row of the day, once per filter (see
+/// [`crate::reconcile::filter_batch`]); without filters it is only planned
+/// (its schema, no rows, no scan). One batch per filter.
+pub(super) async fn evidence(
+    ctx: &SessionContext,
+    params: &Params,
+    rows: Rows<'_>,
+    filters: &[[Option<String>; 5]],
+    spill_dir: &std::path::Path,
+) -> Result<(SchemaRef, Vec<RecordBatch>)> {
+    queries::register(ctx, "requests", rows.plain())?;
+    step(ctx, "priced", "priced", Use::View, params, spill_dir).await?;
+    let none = crate::reconcile::filter_batch(&[]);
+    queries::register_batches(ctx, "evidence_keys", none.schema(), vec![none])?;
+    let df = queries::plan(ctx, "evidence", params).await?;
+    queries::rows::check("evidence", df.schema().as_arrow())?;
+    let schema: SchemaRef = Arc::new(df.schema().as_arrow().clone());
+    // One top-k per filter.
+    let mut out = Vec::new();
+    for f in filters {
+        let k = crate::reconcile::filter_batch(std::slice::from_ref(f));
+        queries::register_batches(ctx, "evidence_keys", k.schema(), vec![k])?;
+        let (_, batches) =
+            step(ctx, "evidence", "evidence", Use::Result, params, spill_dir).await?;
+        out.push(
+            arrow::compute::concat_batches(&schema, &batches)
+                .map_err(|e| Error::Internal(format!("evidence: {e}")))?,
+        );
+    }
+    Ok((schema, out))
+}
+
+fn df_error(name: &str, source: datafusion::error::DataFusionError) -> Error {
+    Error::Query {
+        file: format!("{name} (registration)"),
+        source,
+    }
+}
+
+/// Run every query of a day over empty tables of the real schemas: catches
+/// unknown columns, type errors and bad function calls without any data,
+/// and holds every output Rust reads to its row type. Returns the schema of
+/// every output of the day's flow and of `evidence`, by name.
+pub async fn check_queries() -> Result<BTreeMap<&'static str, SchemaRef>> {
+    queries::parse_all()?;
+    let spill = spill_dir(None)?;
+    let ctx = queries::session(1, None, spill.path())?;
+    let date = NaiveDate::from_ymd_opt(2026, 1, 1).expect("valid date");
+    let day = Day::new(date, chrono_tz::UTC);
+    let params = Params::of(&day);
+    let reference = Reference {
+        day: &day,
+        aliases: &AliasRules::default(),
+        prices: &PriceTable::default(),
+        fx: &FxTable::default(),
+    };
+    let flow = flow(&ctx, &params, Rows::Empty, &reference, spill.path(), |_| {
+        Ok(())
+    })
+    .await?;
+    let filter = [
+        None,
+        None,
+        Some("t".to_string()),
+        Some("p".into()),
+        Some("m".into()),
+    ];
+    let (evidence, _) = evidence(&ctx, &params, Rows::Empty, &[filter], spill.path()).await?;
+    let mut schemas: BTreeMap<&'static str, SchemaRef> = flow
+        .results
+        .schemas()
+        .into_iter()
+        .map(|(name, schema)| (name, Arc::clone(schema)))
+        .collect();
+    schemas.insert("evidence", evidence);
+    Ok(schemas)
+}
+
+/// [`check_queries`], once per process: every run starts by holding every
+/// SQL output to its row type over empty tables (a renamed column fails
+/// before the day is scanned); a backfill of many days pays it once.
+pub(super) async fn check_queries_once() -> Result<()> {
+    static CHECKED: tokio::sync::OnceCell<()> = tokio::sync::OnceCell::const_new();
+    CHECKED
+        .get_or_try_init(|| async { check_queries().await.map(|_| ()) })
+        .await
+        .map(|_| ())
+}
+
+/// The run's own spill directory (removed when dropped), under `parent` or
+/// the system temporary directory.
+pub(super) fn spill_dir(parent: Option<&std::path::Path>) -> Result<tempfile::TempDir> {
+    let mut b = tempfile::Builder::new();
+    b.prefix("tokenledger-");
+    match parent {
+        Some(dir) => b.tempdir_in(dir).map_err(|e| Error::Io {
+            what: format!(
+                "creating a spill directory in {} (run.spill_dir)",
+                dir.display()
+            ),
+            source: e,
+        }),
+        None => b.tempdir().map_err(|e| Error::Io {
+            what: "creating a spill directory in the system temporary directory (TMPDIR)".into(),
+            source: e,
+        }),
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    /// Every output's columns and types, pinned: a column renamed, dropped or
+    /// retyped in `sql/` changes this text and fails here, before any run.
+    #[tokio::test]
+    async fn every_query_runs_over_empty_tables_of_the_real_schemas() {
+        let schemas = super::check_queries().await.unwrap();
+        let mut text = String::new();
+        for (name, schema) in &schemas {
+            text.push_str(name);
+            text.push('\n');
+            for f in schema.fields() {
+                text.push_str(&format!(
+                    "  {}: {}{}\n",
+                    f.name(),
+                    f.data_type(),
+                    if f.is_nullable() { "" } else { " not null" }
+                ));
+            }
+        }
+        let golden = concat!(
+            env!("CARGO_MANIFEST_DIR"),
+            "/tests/golden/query_schemas.txt"
+        );
+        if std::env::var_os("UPDATE_GOLDEN").is_some() {
+            std::fs::write(golden, &text).unwrap();
+        }
+        let want = std::fs::read_to_string(golden).unwrap();
+        assert_eq!(text, want, "query output schemas differ from {golden}");
+    }
+}
