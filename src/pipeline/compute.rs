@@ -81,7 +81,6 @@ pub async fn compute(config: &Config, date: NaiveDate, sel: &Selection) -> Resul
         .unwrap_or_else(|| settle::Standing::at(&day, config.late_days, started));
     info!(date = %date, zone = %config.timezone, start = %day.start, end = %day.end, status = standing.status, "report day");
     queries::parse_all()?;
-    flow::check_queries_once().await?;
     crate::report::html::templates()?;
 
     let stores = Arc::new(Stores::new(config.s3.clone()));

@@ -438,17 +438,6 @@ pub async fn check_queries() -> Result<BTreeMap<&'static str, SchemaRef>> {
     Ok(schemas)
 }
 
-/// [`check_queries`], once per process: every run starts by holding every
-/// SQL output to its row type over empty tables (a renamed column fails
-/// before the day is scanned); a backfill of many days pays it once.
-pub(super) async fn check_queries_once() -> Result<()> {
-    static CHECKED: tokio::sync::OnceCell<()> = tokio::sync::OnceCell::const_new();
-    CHECKED
-        .get_or_try_init(|| async { check_queries().await.map(|_| ()) })
-        .await
-        .map(|_| ())
-}
-
 /// The run's own spill directory (removed when dropped), under `parent` or
 /// the system temporary directory.
 pub(super) fn spill_dir(parent: Option<&std::path::Path>) -> Result<tempfile::TempDir> {
