@@ -18,7 +18,7 @@ use tracing::info;
 
 use super::flow::{self, DayResults, Flow, Reference, Rows};
 use super::incidents::{self, RouteMix};
-use super::inputs::{self, Loaded, LoadedHistory, object};
+use super::inputs::{self, Loaded, object};
 use super::{Selection, Stages, dashboards, new_run_id, settle};
 use crate::anomaly::Anomaly;
 use crate::anomaly::incident::Incident;
@@ -64,47 +64,31 @@ pub struct Computed {
 
 /// Compute and render one day (every output in memory); write nothing.
 pub async fn compute(config: &Config, date: NaiveDate, sel: &Selection) -> Result<Computed> {
-    let config = &match &sel.prices {
-        Some(prices) => Config {
-            prices: prices.clone(),
-            ..config.clone()
-        },
-        None => config.clone(),
-    };
-    let started = Utc::now();
+    let frame = Frame::new(config, date, sel);
+    let (config, day) = (&frame.config, &frame.day);
     let mut stages = Stages::default();
-    let run_id = sel.run_id.clone().unwrap_or_else(new_run_id);
-    let day = Day::new(date, config.timezone);
-    let standing = sel
-        .standing
-        .clone()
-        .unwrap_or_else(|| settle::Standing::at(&day, config.late_days, started));
-    info!(date = %date, zone = %config.timezone, start = %day.start, end = %day.end, status = standing.status, "report day");
     queries::parse_all()?;
     crate::report::html::templates()?;
 
     let stores = Arc::new(Stores::new(config.s3.clone()));
-    let loaded = inputs::load(&stores, config, &day, sel).await?;
+    let loaded = inputs::load(&stores, config, day, sel).await?;
     stages.lap("inputs");
     let digests = inputs::spawn_local_digests(&loaded.requests);
     let spill = flow::spill_dir(config.spill_dir.as_deref())?;
-    let q = run_queries(config, &day, &loaded, spill.path()).await?;
+    let q = run_queries(config, day, &loaded, spill.path()).await?;
     stages.lap("queries");
     // The day's exact rollup rows: read once, by every stage that needs them.
     let rollup = q.flow.results.rollup_daily.rows()?;
     let acct = account(config, &loaded, &q.flow)?;
-    let LoadedHistory {
-        history,
-        read: history_read,
-    } = inputs::load_history(&stores, config, date, sel).await?;
+    let history = inputs::load_history(&stores, config, date, sel).await?;
     let earlier = Earlier {
         rollup: &rollup,
-        history: &history,
+        history: &history.history,
     };
-    let rec = reconcile_day(config, &day, &loaded, &q, &earlier, spill.path()).await?;
+    let rec = reconcile_day(config, day, &loaded, &q, &earlier, spill.path()).await?;
     let (anomalies, incidents) =
-        detect_anomalies(config, &day, &loaded, &q, &earlier, spill.path()).await?;
-    let focus = focus_rows(config, &day, &q.flow.results)?;
+        detect_anomalies(config, day, &loaded, &q, &earlier, spill.path()).await?;
+    let focus = focus_rows(config, day, &q.flow.results)?;
     let cost_usd = total_usd(&rollup);
     let reports = config.reports.join(&partition_dir(date));
     let exports = Exports {
@@ -113,35 +97,27 @@ pub async fn compute(config: &Config, date: NaiveDate, sel: &Selection) -> Resul
         focus: &focus,
         anomalies: &crate::report::anomalies::batch(date, &anomalies),
     };
-    let (mut outputs, csvs) = exports.render(config, &day)?;
-    let dashboards = Dashboards::build(&crate::report::model::Inputs {
-        day: &day,
-        standing: standing.note(acct.rows.kept, &cost_usd),
-        ops_daily: &q.flow.results.ops_daily.rows()?,
-        ops_by_model: &q.flow.results.ops_by_model.rows()?,
-        hourly: &q.flow.results.hourly.rows()?,
-        data_quality: &q.flow.results.data_quality.rows()?,
-        rollup_daily: &rollup,
-        history: &history,
+    let (mut outputs, csvs) = exports.render(config, day)?;
+    let view = DayView {
+        day,
+        standing: frame.standing.note(acct.rows.kept, &cost_usd),
+        results: &q.flow.results,
+        earlier: &earlier,
         facts: &acct.facts(&loaded),
-        rules: &config.alerts,
-        reconciliation: Some(&rec.reconciliation),
+        reconciliation: &rec.reconciliation,
         anomalies: &anomalies,
-    })?;
+    };
+    let dashboards = view.dashboards(config)?;
     outputs.extend(dashboards.site(&reports)?);
     let digests = digests
         .await
         .map_err(|e| Error::Internal(format!("digest task: {e}")))??;
     let manifest = ManifestParts {
-        config,
-        day: &day,
-        run_id: &run_id,
-        started,
-        standing: &standing,
+        frame: &frame,
         cost_usd: &cost_usd,
         alerts: dashboards.report.alerts.len(),
         digests,
-        history_read: &history_read,
+        history_read: &history.read,
         outputs: &outputs,
     }
     .build(loaded, &q, &acct);
@@ -149,7 +125,7 @@ pub async fn compute(config: &Config, date: NaiveDate, sel: &Selection) -> Resul
     stages.lap("report");
     Ok(Computed {
         stores,
-        day,
+        day: frame.day,
         reports,
         outputs,
         manifest,
@@ -163,9 +139,45 @@ pub async fn compute(config: &Config, date: NaiveDate, sel: &Selection) -> Resul
         results: q.flow.results,
         csvs,
         incidents,
-        run_id,
+        run_id: frame.run_id.clone(),
         stages,
     })
+}
+
+/// What a computation is of: the config (a reprice's price table swapped
+/// in), the day and its standing, the run.
+struct Frame {
+    config: Config,
+    day: Day,
+    standing: settle::Standing,
+    run_id: String,
+    started: DateTime<Utc>,
+}
+
+impl Frame {
+    fn new(config: &Config, date: NaiveDate, sel: &Selection) -> Frame {
+        let config = match &sel.prices {
+            Some(prices) => Config {
+                prices: prices.clone(),
+                ..config.clone()
+            },
+            None => config.clone(),
+        };
+        let started = Utc::now();
+        let day = Day::new(date, config.timezone);
+        let standing = sel
+            .standing
+            .clone()
+            .unwrap_or_else(|| settle::Standing::at(&day, config.late_days, started));
+        info!(date = %date, zone = %config.timezone, start = %day.start, end = %day.end, status = standing.status, "report day");
+        Frame {
+            run_id: sel.run_id.clone().unwrap_or_else(new_run_id),
+            config,
+            day,
+            standing,
+            started,
+        }
+    }
 }
 
 /// The day's queries, run, and the session they ran in (the evidence scans
@@ -538,6 +550,38 @@ fn total_usd(rollup: &[RollupDaily]) -> String {
     crate::money::format_scaled(Dec { value: sum, scale }.at(out), out)
 }
 
+/// What the dashboards show of a day.
+struct DayView<'a> {
+    day: &'a Day,
+    standing: String,
+    results: &'a DayResults,
+    earlier: &'a Earlier<'a>,
+    facts: &'a InputFacts,
+    reconciliation: &'a Reconciliation,
+    anomalies: &'a [Anomaly],
+}
+
+impl DayView<'_> {
+    /// Stage 8b: the report model and its charts, from the typed results.
+    fn dashboards(&self, config: &Config) -> Result<Dashboards> {
+        let r = self.results;
+        Dashboards::build(&crate::report::model::Inputs {
+            day: self.day,
+            standing: self.standing.clone(),
+            ops_daily: &r.ops_daily.rows()?,
+            ops_by_model: &r.ops_by_model.rows()?,
+            hourly: &r.hourly.rows()?,
+            data_quality: &r.data_quality.rows()?,
+            rollup_daily: self.earlier.rollup,
+            history: self.earlier.history,
+            facts: self.facts,
+            rules: &config.alerts,
+            reconciliation: Some(self.reconciliation),
+            anomalies: self.anomalies,
+        })
+    }
+}
+
 /// Every table the day exports.
 struct Exports<'a> {
     results: &'a DayResults,
@@ -611,11 +655,7 @@ impl Exports<'_> {
 
 /// What the manifest records besides the inputs and the row accounting.
 struct ManifestParts<'a> {
-    config: &'a Config,
-    day: &'a Day,
-    run_id: &'a str,
-    started: DateTime<Utc>,
-    standing: &'a settle::Standing,
+    frame: &'a Frame,
     cost_usd: &'a str,
     alerts: usize,
     /// Content digests of local request objects (`None` on object stores).
@@ -628,7 +668,7 @@ struct ManifestParts<'a> {
 impl ManifestParts<'_> {
     /// Stage 9: the manifest, last: it lists every output with its digest.
     fn build(self, loaded: Loaded, q: &Queried, acct: &Accounting) -> Manifest {
-        let (config, day) = (self.config, self.day);
+        let (config, day, standing) = (&self.frame.config, &self.frame.day, &self.frame.standing);
         let absent_columns = loaded.absent_columns.clone();
         let status = if acct.gate_problems.is_empty() {
             "ok"
@@ -645,18 +685,18 @@ impl ManifestParts<'_> {
         Manifest {
             manifest_version: crate::manifest::MANIFEST_VERSION,
             program: format!("tokenledger {}", env!("CARGO_PKG_VERSION")),
-            run_id: self.run_id.to_string(),
+            run_id: self.frame.run_id.clone(),
             date: day.date.to_string(),
             timezone: config.timezone.to_string(),
             window_start: time(day.start, SecondsFormat::Secs),
             window_end: time(day.end, SecondsFormat::Secs),
             seconds_in_day: day.seconds(),
-            started_at: time(self.started, SecondsFormat::Millis),
+            started_at: time(self.frame.started, SecondsFormat::Millis),
             finished_at: time(Utc::now(), SecondsFormat::Millis),
             config_digest: config.digest.clone(),
-            status: self.standing.status.to_string(),
-            final_after: time(self.standing.final_after, SecondsFormat::Secs),
-            restated_from: self.standing.restated_from.clone(),
+            status: standing.status.to_string(),
+            final_after: time(standing.final_after, SecondsFormat::Secs),
+            restated_from: standing.restated_from.clone(),
             headline: Headline {
                 requests: acct.rows.kept,
                 cost_usd: self.cost_usd.to_string(),
@@ -704,7 +744,7 @@ impl ManifestParts<'_> {
 
     /// Every object read, with what identifies its content.
     fn inputs(&self, loaded: Loaded) -> Inputs {
-        let lake = &self.config.lake;
+        let lake = &self.frame.config.lake;
         Inputs {
             partitions: loaded.partitions,
             requests: loaded
