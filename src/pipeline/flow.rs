@@ -344,8 +344,10 @@ async fn outputs_pass(
     params: &Params,
     spill_dir: &std::path::Path,
 ) -> Result<DayResults> {
-    for view in ["finance_lines", "latency_percentiles"] {
-        step(ctx, view, view, Use::View, params, spill_dir).await?;
+    // Read by several outputs each: computed once, kept as small tables
+    // (a view would be evaluated again by every reader).
+    for table in ["finance_lines", "latency_percentiles"] {
+        step(ctx, table, table, Use::Table, params, spill_dir).await?;
     }
     Ok(DayResults {
         hourly: queries::result(ctx, params, spill_dir).await?,
