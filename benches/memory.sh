@@ -2,6 +2,8 @@
 # Run one generated day under a hard memory limit, as a Kubernetes container
 # with `resources.limits.memory` would, and report the peak.
 #   benches/memory.sh [ROWS] [LIMIT_MIB]     (defaults: 10000000 512)
+# BENCH_BIN=path runs that binary instead of building the release one;
+# BENCH_LAKE=dir uses an existing generated lake.
 # The limit is a cgroup (v2 or v1) created under this shell's own cgroup,
 # which needs write access to it (root, or a delegated cgroup). The job sees
 # the limit itself (run.memory_limit = auto: 60% of it for query operators,
@@ -15,9 +17,13 @@ cd "$(dirname "$0")/.."
 WORK=${BENCH_DIR:-target/bench}
 mkdir -p "$WORK"
 
-cargo build --release --quiet
-BIN=$PWD/target/release/tokenledger
-LAKE="$WORK/lake-$ROWS"
+if [ -n "${BENCH_BIN:-}" ]; then
+  BIN=$(realpath "$BENCH_BIN")
+else
+  cargo build --release --quiet
+  BIN=$PWD/target/release/tokenledger
+fi
+LAKE=${BENCH_LAKE:-"$WORK/lake-$ROWS"}
 if [ ! -f "$LAKE/prices.csv" ]; then
   "$BIN" gen --rows "$ROWS" --date "$DATE" --out "$LAKE"
 fi
