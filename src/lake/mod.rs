@@ -234,7 +234,7 @@ impl fmt::Debug for Secret {
     }
 }
 
-/// The content digest (`sha256:<hex>`, as [`crate::manifest::sha256`]) of
+/// The content digest (`sha256:<hex>`, the manifest's digest format) of
 /// a local file, read in 1 MiB blocks on a blocking thread: a local lake's
 /// request objects are recorded and replayed by content, since their etags
 /// follow inode and mtime.
