@@ -184,7 +184,11 @@ pub async fn check(config: &Config) -> Result<Vec<String>> {
         problems.push(e.to_string());
     }
     match check_queries().await {
-        Ok(_) => checked.push(format!("{} SQL files parse and plan", queries::FILES.len())),
+        Ok(_) => checked.push(format!(
+            "{} SQL files parse and plan; the {} outputs Rust reads match their row types",
+            queries::FILES.len(),
+            queries::rows::CONTRACTS.len()
+        )),
         Err(e) => problems.push(e.to_string()),
     }
     match crate::report::html::check() {

@@ -160,7 +160,9 @@ fn check_validates_the_example_config() {
     assert_eq!(code(&out), 0, "{stdout}\n{stderr}");
     let files = tokenledger::queries::FILES.len();
     assert!(
-        stdout.contains(&format!("ok: {files} SQL files parse and plan")),
+        stdout.contains(&format!(
+            "ok: {files} SQL files parse and plan; the 13 outputs Rust reads match their row types"
+        )),
         "{stdout}"
     );
     assert!(stdout.contains("prices.csv (18 rows)"), "{stdout}");
