@@ -203,19 +203,6 @@ pub async fn plan(ctx: &SessionContext, name: &str, params: &Params) -> Result<D
         .map_err(|e| query_error(name, e))
 }
 
-/// Run `sql/<name>.sql` and return its result.
-pub async fn collect(
-    ctx: &SessionContext,
-    name: &str,
-    params: &Params,
-) -> Result<Vec<RecordBatch>> {
-    plan(ctx, name, params)
-        .await?
-        .collect()
-        .await
-        .map_err(|e| query_error(name, e))
-}
-
 /// Register a table, replacing any previous one of that name.
 pub fn register(
     ctx: &SessionContext,
@@ -332,18 +319,6 @@ fn log_step(name: &str, started: std::time::Instant, batches: &[RecordBatch]) {
         seconds = started.elapsed().as_secs_f64(),
         "query"
     );
-}
-
-/// Run `sql/<name>.sql`, log its time, return its result.
-pub async fn collect_logged(
-    ctx: &SessionContext,
-    name: &str,
-    params: &Params,
-) -> Result<Vec<RecordBatch>> {
-    let started = std::time::Instant::now();
-    let batches = collect(ctx, name, params).await?;
-    log_step(name, started, &batches);
-    Ok(batches)
 }
 
 #[cfg(test)]
