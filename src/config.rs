@@ -60,7 +60,11 @@ pub struct RawConfig {
     pub lease: RawLease,
     #[serde(default)]
     pub focus: RawFocus,
+    #[serde(default)]
+    pub budgets: Vec<RawBudget>,
 }
+
+pub use crate::budget::{RawBudget, RawBudgetMonth, RawUsd};
 
 pub use crate::anomaly::RawAnomaly;
 pub use crate::reconcile::settings::{
@@ -296,6 +300,8 @@ pub struct Config {
     /// Billing accounts of the FOCUS export.
     pub focus: crate::report::focus::Accounts,
     pub anomaly: crate::anomaly::Settings,
+    /// `[[budgets]]`, in the order written.
+    pub budgets: Vec<crate::budget::Budget>,
     /// Build missing rollups of the anomaly window before a run.
     pub backfill_missing: bool,
     /// Digest of the effective configuration (no secrets), for the manifest.
@@ -864,6 +870,7 @@ impl RawConfig {
         };
         let anomaly = crate::anomaly::Settings::validate(&self.anomaly, &mut p);
         let focus = crate::report::focus::Accounts::validate(&self.focus, &mut p);
+        let budgets = crate::budget::validate(&self.budgets, &mut p);
         let webhook = Webhook::validate(
             self.anomaly.webhook_url.as_deref(),
             (
@@ -920,6 +927,7 @@ impl RawConfig {
             reconcile,
             focus,
             anomaly,
+            budgets,
             backfill_missing: self.anomaly.backfill_missing.unwrap_or(true),
             incidents: incidents.expect("the lake parsed, so did its paths"),
             webhook,
@@ -1002,7 +1010,7 @@ impl RawConfig {
 impl Config {
     /// A digest of everything that can change the numbers (not secrets).
     fn compute_digest(&self, pricing: &RawPricing, reconcile: &RawReconcile) -> String {
-        let view = serde_json::json!({
+        let mut view = serde_json::json!({
             "requests": self.requests.as_str(),
             "prices": self.prices.as_str(),
             "fx": self.fx.as_str(),
@@ -1016,6 +1024,11 @@ impl Config {
             "anomaly": format!("{:?}", self.anomaly),
             "focus": format!("{:?}", self.focus),
         });
+        if !self.budgets.is_empty() {
+            // Only when there are budgets: a config without any keeps the
+            // digest it had before budgets existed.
+            view["budgets"] = serde_json::json!(format!("{:?}", self.budgets));
+        }
         let mut h = Sha256::new();
         h.update(view.to_string().as_bytes());
         format!("sha256:{}", hex::encode(h.finalize()))

@@ -2,6 +2,7 @@
 //! and Finance numbers both can trust. See ARCHITECTURE.md for the code map.
 
 pub mod anomaly;
+pub mod budget;
 pub mod calendar;
 pub mod cli;
 pub mod config;

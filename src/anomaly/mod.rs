@@ -38,6 +38,8 @@ pub struct Cell {
     /// Input + output tokens of priced requests that reached the provider.
     pub priced_tokens: i64,
     pub cost: i128,
+    /// Requests without a price (not in `cost`).
+    pub unpriced_requests: i64,
 }
 
 impl Cell {
@@ -49,6 +51,7 @@ impl Cell {
         self.output_tokens += o.output_tokens;
         self.priced_tokens += o.priced_tokens;
         self.cost += o.cost;
+        self.unpriced_requests += o.unpriced_requests;
     }
     fn usd(&self) -> f64 {
         self.cost as f64 / 10f64.powi(PRICE_SCALE as i32)
@@ -81,6 +84,7 @@ pub fn rows_of(rows: &[RollupDaily]) -> DayRows {
                     output_tokens: r.output_tokens.unwrap_or(0),
                     priced_tokens: r.priced_tokens.unwrap_or(0),
                     cost: r.cost_usd.map_or(0, |c| c.at(PRICE_SCALE)),
+                    unpriced_requests: r.unpriced_requests.unwrap_or(0),
                 },
             )
         })
@@ -777,6 +781,7 @@ fn scale_cell(c: &Cell, n: f64) -> Cell {
         output_tokens: d(c.output_tokens),
         priced_tokens: d(c.priced_tokens),
         cost: crate::money::div_half_even(c.cost, n.round().max(1.0) as i128),
+        unpriced_requests: d(c.unpriced_requests),
     }
 }
 

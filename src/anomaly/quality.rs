@@ -153,6 +153,7 @@ fn rows(key: &[String; 3], d: &Day) -> Vec<([String; 5], Cell)> {
                     output_tokens: tokens - tokens * 7 / 10,
                     priced_tokens,
                     cost: (usd * 1e9).round() as i128 * 10i128.pow((PRICE_SCALE - 9) as u32),
+                    unpriced_requests: 0,
                 },
             )
         })

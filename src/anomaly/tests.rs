@@ -15,6 +15,7 @@ fn cell(requests: i64, errors: i64, hits: i64, tokens: i64, cost: f64) -> Cell {
         output_tokens: tokens - tokens / 2,
         priced_tokens: tokens,
         cost: usd(cost),
+        unpriced_requests: 0,
     }
 }
 

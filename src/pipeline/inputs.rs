@@ -501,13 +501,25 @@ pub(super) async fn load_history(
     date: chrono::NaiveDate,
     sel: &Selection,
 ) -> Result<LoadedHistory> {
+    // Budgets' forecasts read the daily rollups further back (not the
+    // latency ones, which only the comparisons and the route mix use).
+    let compare = HISTORY_DAYS.max(u64::from(config.anomaly.window_days));
+    let back = compare.max(crate::budget::history_days(&config.budgets));
     let days = sel.history.clone().unwrap_or_else(|| {
-        (date - chrono::Days::new(HISTORY_DAYS.max(u64::from(config.anomaly.window_days))))
+        (date - chrono::Days::new(back))
             .iter_days()
             .take_while(|d| *d < date)
             .collect()
     });
-    let history = read_history(stores, &config.rollups, &days, config.timezone.name()).await?;
+    let latency_from = date - chrono::Days::new(compare);
+    let history = read_history(
+        stores,
+        &config.rollups,
+        &days,
+        latency_from,
+        config.timezone.name(),
+    )
+    .await?;
     for (d, zone) in &history.history.other_zone {
         warn!(date = %d, rollup_zone = %zone, zone = %config.timezone, "a rollup cut in another time zone is left out of the comparisons and the month to date");
     }
@@ -558,11 +570,13 @@ pub(super) async fn read_rollup<T: crate::queries::Row>(
 
 /// Read the rollups of `days` cut in `zone` (rollups that record another
 /// zone are listed in `History::other_zone` and not used; rollups that
-/// record none predate the record and are used), a few objects at a time.
+/// record none predate the record and are used), a few objects at a time;
+/// the latency rollups only from `latency_from` on.
 async fn read_history(
     stores: &Stores,
     rollups: &Location,
     days: &[chrono::NaiveDate],
+    latency_from: chrono::NaiveDate,
     zone: &str,
 ) -> Result<LoadedHistory> {
     use crate::queries::rows::{RollupDaily, RollupLatency};
@@ -572,7 +586,11 @@ async fn read_history(
         let at = |kind: &str| rollups.join(kind).join(&part).join("part-0.parquet");
         let mut read = Vec::new();
         let daily: Rollup<RollupDaily> = read_rollup(stores, &at("daily"), &mut read).await?;
-        let latency: Rollup<RollupLatency> = read_rollup(stores, &at("latency"), &mut read).await?;
+        let latency: Rollup<RollupLatency> = if *date >= latency_from {
+            read_rollup(stores, &at("latency"), &mut read).await?
+        } else {
+            None
+        };
         Ok::<_, Error>((*date, daily, latency, read))
     });
     let loaded: Vec<_> = futures::stream::iter(read)

@@ -12,6 +12,7 @@
 
 pub mod alerts;
 pub mod anomalies;
+pub mod budgets;
 pub mod charts;
 pub mod focus;
 pub mod format;
