@@ -405,7 +405,8 @@ impl Config {
 /// Take out of `table` the key a deserialization error `msg` names (toml
 /// ends it with ``in `section.key` ``): an unknown key itself, or the key of
 /// a mistyped value. False when the message names nothing removable (a
-/// missing required key, a path into an array): reporting stops there.
+/// missing required key, a mistyped value in an array of tables):
+/// reporting stops there.
 fn remove_offender(table: &mut toml::Table, msg: &str) -> bool {
     let path: Vec<&str> = match msg.rsplit_once("\nin `") {
         Some((_, rest)) => match rest.strip_suffix('`') {
@@ -423,14 +424,30 @@ fn remove_offender(table: &mut toml::Table, msg: &str) -> bool {
         (None, Some((k, parent))) if !msg.starts_with("missing field") => (parent, k),
         _ => return false,
     };
-    let mut cur = table;
-    for part in parent {
-        match cur.get_mut(*part).and_then(toml::Value::as_table_mut) {
-            Some(t) => cur = t,
-            None => return false,
+    remove_at(table, parent, key, unknown.is_some())
+}
+
+/// Remove `key` under the sections `parent`. An unknown key under an array
+/// of tables (`[[budgets]]`, whose errors toml names without an index) is
+/// taken out of each of its tables: no table of that kind may have it. A
+/// mistyped value there is not (it would take the valid ones' too).
+fn remove_at(table: &mut toml::Table, parent: &[&str], key: &str, unknown: bool) -> bool {
+    let Some((first, rest)) = parent.split_first() else {
+        return table.remove(key).is_some();
+    };
+    match table.get_mut(*first) {
+        Some(toml::Value::Table(t)) => remove_at(t, rest, key, unknown),
+        Some(toml::Value::Array(items)) if unknown => {
+            let mut removed = false;
+            for item in items {
+                if let toml::Value::Table(t) = item {
+                    removed |= remove_at(t, rest, key, unknown);
+                }
+            }
+            removed
         }
+        _ => false,
     }
-    cur.remove(key).is_some()
 }
 
 /// Apply `TOKENLEDGER_SECTION__KEY=value` variables onto the TOML table.

@@ -537,28 +537,6 @@ impl Crossing {
             crate::money::format_scaled(self.budget_micros, OUT_SCALE)
         )
     }
-
-    /// `research: actual $1,230.00 reached 80% of $1,500.00 (2026-12)`.
-    pub fn describe(&self) -> String {
-        let money = |v: i128| crate::report::format::usd(v, OUT_SCALE);
-        let pct = (self.share * Decimal::ONE_HUNDRED).normalize();
-        match self.crossed {
-            Crossed::Actual => format!(
-                "{}: month-to-date spend {} reached {pct}% of the {} budget of {}",
-                self.budget,
-                money(self.value_micros),
-                self.month,
-                money(self.budget_micros)
-            ),
-            Crossed::Forecast => format!(
-                "{}: month-end forecast {} is over the {} budget of {}",
-                self.budget,
-                money(self.value_micros),
-                self.month,
-                money(self.budget_micros)
-            ),
-        }
-    }
 }
 
 /// The thresholds the day's rows cross: each `alert_at` share the actual

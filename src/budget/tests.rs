@@ -286,7 +286,7 @@ fn thresholds_cross_at_their_exact_share_and_a_new_amount_is_a_new_alert() {
         ]
     );
     assert_eq!(
-        c[0].describe(),
+        crate::report::budgets::alert_line(&c[0]),
         "all: month-to-date spend $126.00 reached 80% of the 2026-12 budget of $157.50"
     );
     // A cent more budget: 80% is 126.008, not reached.

@@ -58,6 +58,9 @@ pub struct Computed {
     pub csvs: Vec<dashboards::Csv>,
     /// Incidents for the day's high-severity anomalies.
     pub incidents: Vec<Incident>,
+    /// Each budget on the day, and the thresholds they cross.
+    pub budgets: Vec<crate::budget::Row>,
+    pub crossings: Vec<crate::budget::Crossing>,
     pub run_id: String,
     pub stages: Stages,
 }
@@ -88,14 +91,18 @@ pub async fn compute(config: &Config, date: NaiveDate, sel: &Selection) -> Resul
     let rec = reconcile_day(config, day, &loaded, &q, &earlier, spill.path()).await?;
     let (anomalies, incidents) =
         detect_anomalies(config, day, &loaded, &q, &earlier, spill.path()).await?;
+    let budgets = budget_rows(config, date, &rollup, &history.history);
     let focus = focus_rows(config, day, &q.flow.results)?;
     let cost_usd = total_usd(&rollup);
     let reports = config.reports.join(&partition_dir(date));
+    let budgets_csv =
+        (!config.budgets.is_empty()).then(|| crate::report::budgets::batch(date, &budgets));
     let exports = Exports {
         results: &q.flow.results,
         reconciled: &rec,
         focus: &focus,
         anomalies: &crate::report::anomalies::batch(date, &anomalies),
+        budgets: budgets_csv.as_ref(),
     };
     let (mut outputs, csvs) = exports.render(config, day)?;
     let view = DayView {
@@ -106,6 +113,7 @@ pub async fn compute(config: &Config, date: NaiveDate, sel: &Selection) -> Resul
         facts: &acct.facts(&loaded),
         reconciliation: &rec.reconciliation,
         anomalies: &anomalies,
+        budgets: &budgets,
     };
     let dashboards = view.dashboards(config)?;
     outputs.extend(dashboards.site(&reports)?);
@@ -139,6 +147,8 @@ pub async fn compute(config: &Config, date: NaiveDate, sel: &Selection) -> Resul
         results: q.flow.results,
         csvs,
         incidents,
+        crossings: crate::budget::crossings(&config.budgets, &budgets),
+        budgets,
         run_id: frame.run_id.clone(),
         stages,
     })
@@ -517,6 +527,29 @@ async fn detect_anomalies(
     Ok((anomalies, incidents))
 }
 
+/// Stage 6b: each budget's month to date and month-end forecast, from
+/// the day's rollup and the earlier days' (none without `[[budgets]]`).
+fn budget_rows(
+    config: &Config,
+    date: NaiveDate,
+    rollup: &[RollupDaily],
+    history: &History,
+) -> Vec<crate::budget::Row> {
+    if config.budgets.is_empty() {
+        return Vec::new();
+    }
+    let rows = crate::budget::evaluate(
+        &config.budgets,
+        date,
+        &crate::anomaly::rows_of(rollup),
+        &history.rows,
+    );
+    for r in &rows {
+        info!(budget = %r.name, month = %r.month, status = r.status.name(), mtd_actual_micros = r.mtd_actual, forecast_micros = r.forecast, "budget");
+    }
+    rows
+}
+
 /// A table as the CSV and Parquet writers take it.
 type Table = (SchemaRef, Vec<RecordBatch>);
 type TableRef<'a> = (&'a SchemaRef, &'a [RecordBatch]);
@@ -559,6 +592,7 @@ struct DayView<'a> {
     facts: &'a InputFacts,
     reconciliation: &'a Reconciliation,
     anomalies: &'a [Anomaly],
+    budgets: &'a [crate::budget::Row],
 }
 
 impl DayView<'_> {
@@ -578,6 +612,7 @@ impl DayView<'_> {
             rules: &config.alerts,
             reconciliation: Some(self.reconciliation),
             anomalies: self.anomalies,
+            budgets: self.budgets,
         })
     }
 }
@@ -588,6 +623,9 @@ struct Exports<'a> {
     reconciled: &'a Reconciled,
     focus: &'a Table,
     anomalies: &'a RecordBatch,
+    /// `budgets.csv`, only where `[[budgets]]` are configured (a day
+    /// without them keeps the outputs it had before budgets existed).
+    budgets: Option<&'a RecordBatch>,
 }
 
 fn one(batch: &RecordBatch) -> TableRef<'_> {
@@ -597,9 +635,9 @@ fn one(batch: &RecordBatch) -> TableRef<'_> {
 impl Exports<'_> {
     /// The CSV exports, by name, in the order the dashboards link them.
     /// Adding an export is one line here (and its name in `CSV_OUTPUTS`).
-    fn csv_tables(&self) -> [(&'static str, TableRef<'_>); 11] {
+    fn csv_tables(&self) -> Vec<(&'static str, TableRef<'_>)> {
         let (r, rec) = (self.results, self.reconciled);
-        [
+        let mut tables = vec![
             ("ops_daily", r.ops_daily.table()),
             ("ops_by_model", r.ops_by_model.table()),
             ("finance_by_dimension", r.finance_by_dimension.table()),
@@ -611,7 +649,11 @@ impl Exports<'_> {
             ("reconciliation_evidence", one(&rec.evidence)),
             ("focus_costs", (&self.focus.0, &self.focus.1)),
             ("anomalies", one(self.anomalies)),
-        ]
+        ];
+        if let Some(b) = self.budgets {
+            tables.push(("budgets", one(b)));
+        }
+        tables
     }
 
     /// Stage 8: every CSV and rollup rendered in memory before anything is
@@ -629,10 +671,10 @@ impl Exports<'_> {
             csvs.push((name, bytes));
         }
         let names: Vec<&str> = csvs.iter().map(|(n, _)| *n).collect();
-        if names != super::CSV_OUTPUTS {
+        let expected = super::csv_outputs(!config.budgets.is_empty());
+        if names != expected {
             return Err(Error::Internal(format!(
-                "the CSV exports {names:?} are not CSV_OUTPUTS {:?}",
-                super::CSV_OUTPUTS
+                "the CSV exports {names:?} are not {expected:?} (CSV_OUTPUTS)"
             )));
         }
         let rollups = [

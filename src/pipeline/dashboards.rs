@@ -62,7 +62,7 @@ impl Dashboards {
             ops: "ops.html".into(),
             finance: "finance.html".into(),
             index: "../index.html".into(),
-            csv: crate::pipeline::CSV_OUTPUTS
+            csv: crate::pipeline::csv_outputs(true)
                 .iter()
                 .map(|n| (n.to_string(), format!("{n}.csv")))
                 .collect(),
@@ -115,7 +115,7 @@ impl Dashboards {
             ops: url(&format!("{day}/ops.html")).unwrap_or_default(),
             finance: url(&format!("{day}/finance.html")).unwrap_or_default(),
             index: url("index.html").unwrap_or_default(),
-            csv: crate::pipeline::CSV_OUTPUTS
+            csv: crate::pipeline::csv_outputs(true)
                 .iter()
                 .filter_map(|n| Some((n.to_string(), url(&format!("{day}/{n}.csv"))?)))
                 .collect(),
@@ -152,8 +152,15 @@ impl Dashboards {
                     "finance.html",
                     &self.finance_charts,
                     format!(
-                        "{flags}LLM spend {date}: {} ({} requests, {} unpriced)",
-                        r.headline_spend, r.finance.requests, r.finance.unpriced_requests
+                        "{flags}{}LLM spend {date}: {} ({} requests, {} unpriced)",
+                        if ctx.budget_alerts.is_empty() {
+                            ""
+                        } else {
+                            "[BUDGET] "
+                        },
+                        r.headline_spend,
+                        r.finance.requests,
+                        r.finance.unpriced_requests
                     ),
                     &links.finance,
                 ),
@@ -167,6 +174,9 @@ impl Dashboards {
             extra.insert("link", link);
             if a.kind == ReportKind::Finance && !ctx.restated.is_empty() {
                 extra.insert("restated", ctx.restated);
+            }
+            if a.kind == ReportKind::Finance && !ctx.budget_alerts.is_empty() {
+                extra.insert("budget_alerts", ctx.budget_alerts);
             }
             let attachments = match a.kind {
                 ReportKind::Ops => Vec::new(),
@@ -212,6 +222,12 @@ impl Dashboards {
             extra.insert("kind", "showback");
             extra.insert("dept", &s.dept);
             extra.insert("slice", &slice);
+            let dept_budgets: Vec<&model::BudgetLine> = r
+                .budgets
+                .iter()
+                .filter(|b| b.dept.as_deref() == Some(s.dept.as_str()))
+                .collect();
+            extra.insert("dept_budgets", &dept_budgets);
             extra.insert("link", &links.finance);
             letters.push(Letter {
                 name: format!("showback-{slug}"),
@@ -343,6 +359,9 @@ pub struct LetterContext<'a> {
     /// Earlier days this run restated (late rows), one line each; the
     /// finance letter lists them.
     pub restated: &'a [String],
+    /// Budget thresholds crossed and not yet alerted this month, one line
+    /// each: the finance letters list them and say `[BUDGET]`.
+    pub budget_alerts: &'a [String],
 }
 
 /// A subject on one line: control characters (a hostile tag with a newline)

@@ -30,6 +30,7 @@ use crate::queries;
 use crate::reconcile::Reconciliation;
 
 pub mod audit;
+mod budget_alerts;
 mod compute;
 pub mod dashboards;
 mod flow;
@@ -61,6 +62,16 @@ pub const CSV_OUTPUTS: [&str; 11] = [
     "focus_costs",
     "anomalies",
 ];
+
+/// The CSV exports of a day: [`CSV_OUTPUTS`], then `budgets` where
+/// `[[budgets]]` are configured.
+pub fn csv_outputs(budgets: bool) -> Vec<&'static str> {
+    let mut names = CSV_OUTPUTS.to_vec();
+    if budgets {
+        names.push("budgets");
+    }
+    names
+}
 
 /// What a finished run produced.
 #[derive(Debug)]
@@ -400,8 +411,10 @@ async fn run_leased(
         results,
         csvs,
         incidents,
+        crossings,
         run_id,
         mut stages,
+        ..
     } = c;
     publish(&stores, &reports, &run_id, &outputs, &manifest_out, || {
         lease.verify(&stores)
@@ -429,6 +442,11 @@ async fn run_leased(
         outcome = ExitKind::Delivery;
     }
     let deliveries = if config.mail.enabled() {
+        let alerts = budget_alerts::pending(&stores, &config.reports, &crossings).await?;
+        let alert_lines: Vec<String> = alerts
+            .iter()
+            .map(crate::report::budgets::alert_line)
+            .collect();
         let letters = dashboards.letters(
             &config.mail,
             &LetterContext {
@@ -439,6 +457,7 @@ async fn run_leased(
                 finance_by_dimension: &results.finance_by_dimension,
                 quality_failed: !gate_problems.is_empty(),
                 restated: &restated_lines,
+                budget_alerts: &alert_lines,
             },
         )?;
         let d = mail::deliver(
@@ -458,6 +477,26 @@ async fn run_leased(
             "mail"
         );
         stages.lap("mail");
+        // The alerts were in every finance letter: recorded once one went out.
+        let finance_sent: Vec<String> = config
+            .mail
+            .audiences
+            .iter()
+            .filter(|a| a.kind == crate::deliver::mail::ReportKind::Finance)
+            .map(|a| a.name.clone())
+            .filter(|n| d.sent.contains(n))
+            .collect();
+        if !finance_sent.is_empty() {
+            budget_alerts::record(
+                &stores,
+                &config.reports,
+                &alerts,
+                date,
+                &finance_sent,
+                &run_id,
+            )
+            .await?;
+        }
         if !d.failed.is_empty() {
             // The reports are published; only the mail is missing, and a
             // rerun sends just that.

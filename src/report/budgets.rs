@@ -94,3 +94,28 @@ pub fn batch(date: NaiveDate, rows: &[Row]) -> RecordBatch {
     ];
     RecordBatch::try_new(schema(), cols).expect("columns match schema")
 }
+
+/// A crossed threshold in words, for letters and alert records:
+/// `research: month-to-date spend $1,230.00 reached 80% of the 2026-12
+/// budget of $1,500.00`.
+pub fn alert_line(c: &crate::budget::Crossing) -> String {
+    use crate::budget::Crossed;
+    let money = |v: i128| super::format::usd(v, OUT_SCALE);
+    let pct = (c.share * rust_decimal::Decimal::ONE_HUNDRED).normalize();
+    match c.crossed {
+        Crossed::Actual => format!(
+            "{}: month-to-date spend {} reached {pct}% of the {} budget of {}",
+            c.budget,
+            money(c.value_micros),
+            c.month,
+            money(c.budget_micros)
+        ),
+        Crossed::Forecast => format!(
+            "{}: month-end forecast {} is over the {} budget of {}",
+            c.budget,
+            money(c.value_micros),
+            c.month,
+            money(c.budget_micros)
+        ),
+    }
+}

@@ -56,6 +56,16 @@ pub enum Spec {
         /// A threshold drawn as a dashed red line.
         threshold: Option<f64>,
     },
+    /// A month's burn-up: cumulative actual (solid), the forecast (dashed)
+    /// inside its interval (a shaded cone), the budget (a red dashed line).
+    BurnUp {
+        labels: Vec<String>,
+        actual: Vec<Option<f64>>,
+        expected: Vec<Option<f64>>,
+        low: Vec<Option<f64>>,
+        high: Vec<Option<f64>>,
+        budget: f64,
+    },
     /// Labelled points.
     Scatter {
         points: Vec<(String, f64, f64)>,
@@ -206,6 +216,14 @@ fn render<DB: DrawingBackend>(
             x_unit,
             y_unit,
         } => draw_scatter(root, title, points, x_unit, y_unit),
+        Spec::BurnUp {
+            labels,
+            actual,
+            expected,
+            low,
+            high,
+            budget,
+        } => draw_burn_up(root, title, labels, [actual, expected, low, high], *budget),
     }
 }
 
@@ -393,6 +411,77 @@ fn draw_line<DB: DrawingBackend>(
             WARN.stroke_width(2),
         ))?;
     }
+    Ok(())
+}
+
+fn draw_burn_up<DB: DrawingBackend>(
+    root: &DrawingArea<DB, Shift>,
+    title: &str,
+    labels: &[String],
+    [actual, expected, low, high]: [&Vec<Option<f64>>; 4],
+    budget: f64,
+) -> DrawResult<DB> {
+    let caption = caption_font();
+    let label_font = label_font();
+    let n = labels.len().max(2);
+    let top = upper(
+        [actual, expected, high]
+            .into_iter()
+            .flat_map(|v| v.iter().flatten().copied())
+            .chain(std::iter::once(budget)),
+    );
+    let mut chart = ChartBuilder::on(root)
+        .caption(title, caption)
+        .margin(14)
+        .x_label_area_size(34)
+        .y_label_area_size(78)
+        .build_cartesian_2d(0..(n - 1), 0.0..top)?;
+    let step = n.div_ceil(8).max(1);
+    chart
+        .configure_mesh()
+        .light_line_style(TRANSPARENT)
+        .bold_line_style(GRID)
+        .y_desc("USD, cumulative")
+        .y_labels(6)
+        .y_label_formatter(&|v| tick(*v, "USD"))
+        .label_style(label_font.clone())
+        .axis_desc_style(label_font.clone())
+        .x_labels(n)
+        .x_label_formatter(&|i| {
+            if i % step == 0 {
+                labels.get(*i).cloned().unwrap_or_default()
+            } else {
+                String::new()
+            }
+        })
+        .draw()?;
+    let points = |v: &[Option<f64>]| -> Vec<(usize, f64)> {
+        v.iter()
+            .enumerate()
+            .filter_map(|(i, y)| y.map(|y| (i, y)))
+            .collect()
+    };
+    let (lo, hi) = (points(low), points(high));
+    if lo.len() > 1 {
+        let cone: Vec<(usize, f64)> = hi.iter().copied().chain(lo.iter().rev().copied()).collect();
+        chart.draw_series(std::iter::once(Polygon::new(
+            cone,
+            SERIES.mix(0.15).filled(),
+        )))?;
+    }
+    chart.draw_series(DashedLineSeries::new(
+        points(expected),
+        6,
+        5,
+        SERIES.stroke_width(2),
+    ))?;
+    chart.draw_series(LineSeries::new(points(actual), SERIES.stroke_width(3)))?;
+    chart.draw_series(DashedLineSeries::new(
+        [(0, budget), (n - 1, budget)],
+        8,
+        6,
+        WARN.stroke_width(2),
+    ))?;
     Ok(())
 }
 

@@ -337,6 +337,8 @@ pub struct Report {
     pub anomalies: Vec<AnomalyLine>,
     /// All anomalies flagged (the pages show the first [`ANOMALIES_SHOWN`]).
     pub anomalies_total: usize,
+    /// Each configured budget on the day.
+    pub budgets: Vec<BudgetLine>,
     /// Raw headline figures (for mail subjects and the index).
     pub headline_requests: i64,
     pub headline_spend: String,
@@ -360,6 +362,69 @@ pub struct Inputs<'a> {
     /// `None` where a report is built without invoices (tests of other sections).
     pub reconciliation: Option<&'a crate::reconcile::Reconciliation>,
     pub anomalies: &'a [crate::anomaly::Anomaly],
+    pub budgets: &'a [crate::budget::Row],
+}
+
+/// A budget on the day, for people (`budgets.csv` has the exact figures).
+#[derive(Debug, Clone, Serialize, PartialEq)]
+pub struct BudgetLine {
+    pub name: String,
+    /// `dept=research`, or `all spend`.
+    pub scope: String,
+    pub dept: Option<String>,
+    pub month: String,
+    pub budget: String,
+    pub actual: String,
+    /// Month to date over budget: `82%`.
+    pub actual_share: String,
+    pub forecast: String,
+    pub low: String,
+    pub high: String,
+    pub forecast_share: String,
+    /// `ok`, `at_risk` or `over` (as in `budgets.csv`).
+    pub status: String,
+    /// `on track`, `at risk`, `over budget`.
+    pub status_label: String,
+    pub unpriced_requests: String,
+    pub days: String,
+    pub note: String,
+    /// Key of its burn-up chart in the page's charts.
+    pub chart: String,
+    #[serde(skip)]
+    pub burn: Vec<crate::budget::Burn>,
+    #[serde(skip)]
+    pub budget_usd: f64,
+}
+
+fn budget_line(i: usize, r: &crate::budget::Row) -> BudgetLine {
+    use crate::budget::Status;
+    let m = |v: i128| format::usd(v, crate::money::OUT_SCALE);
+    BudgetLine {
+        name: shorten(&r.name),
+        scope: shorten(&r.scope.describe()),
+        dept: r.scope.dept.clone(),
+        month: r.month.clone(),
+        budget: m(r.budget),
+        actual: m(r.mtd_actual),
+        actual_share: format::percent(r.mtd_actual as f64 / r.budget as f64, 0),
+        forecast: m(r.forecast),
+        low: m(r.forecast_low),
+        high: m(r.forecast_high),
+        forecast_share: format::percent(r.forecast_share(), 0),
+        status: r.status.name().to_string(),
+        status_label: match r.status {
+            Status::Ok => "on track",
+            Status::AtRisk => "at risk",
+            Status::Over => "over budget",
+        }
+        .to_string(),
+        unpriced_requests: format::int(r.mtd_unpriced_requests),
+        days: format!("{} of {}", r.days_elapsed, r.days_in_month),
+        note: r.note(),
+        chart: format!("budget_{}", i + 1),
+        burn: r.burn.clone(),
+        budget_usd: r.budget as f64 / 1e6,
+    }
 }
 
 /// Longest text (in characters) shown whole on dashboards and in mail.
@@ -545,6 +610,12 @@ pub fn build(inp: &Inputs<'_>) -> Result<Report> {
             .map(anomaly_line)
             .collect(),
         anomalies_total: inp.anomalies.len(),
+        budgets: inp
+            .budgets
+            .iter()
+            .enumerate()
+            .map(|(i, b)| budget_line(i, b))
+            .collect(),
     })
 }
 
@@ -1076,7 +1147,7 @@ pub fn chart_specs(r: &Report) -> (Vec<NamedSpec>, Vec<NamedSpec>) {
             .partial_cmp(&a.cost_per_1k_value)
             .unwrap_or(std::cmp::Ordering::Equal)
     });
-    let finance = vec![
+    let mut finance = vec![
         (
             "spend-by-dept".to_string(),
             "Spend by department".to_string(),
@@ -1149,6 +1220,9 @@ pub fn chart_specs(r: &Report) -> (Vec<NamedSpec>, Vec<NamedSpec>) {
             },
         ),
     ];
+    for b in &r.budgets {
+        finance.push(burn_up(b));
+    }
     (ops, finance)
 }
 
@@ -1168,4 +1242,29 @@ mod tests {
         let long = format!("{}\n", "x".repeat(300));
         assert!(!super::shorten(&long).contains('\n'));
     }
+}
+
+/// The burn-up chart of a budget: cumulative actual, the forecast and its
+/// 80% cone to month end, the budget line.
+fn burn_up(b: &BudgetLine) -> NamedSpec {
+    (
+        b.chart.replace('_', "-"),
+        format!("{}: {} budget", b.name, b.month),
+        format!(
+            "Cumulative spend of {} in {} ({}) against its budget of {}: {} to date, {} forecast (80% interval {} to {}).",
+            b.name, b.month, b.scope, b.budget, b.actual, b.forecast, b.low, b.high
+        ),
+        super::charts::Spec::BurnUp {
+            labels: b
+                .burn
+                .iter()
+                .map(|p| p.date.format("%-d").to_string())
+                .collect(),
+            actual: b.burn.iter().map(|p| p.actual).collect(),
+            expected: b.burn.iter().map(|p| p.expected).collect(),
+            low: b.burn.iter().map(|p| p.low).collect(),
+            high: b.burn.iter().map(|p| p.high).collect(),
+            budget: b.budget_usd,
+        },
+    )
 }

@@ -31,7 +31,14 @@ fn src() -> PathBuf {
 #[test]
 fn stage_modules_do_not_import_config() {
     let mut found = Vec::new();
-    for stage in ["lake", "deliver", "reconcile", "anomaly", "report"] {
+    for stage in [
+        "lake",
+        "deliver",
+        "reconcile",
+        "anomaly",
+        "budget",
+        "report",
+    ] {
         for file in rust_files(&src().join(stage)) {
             let text = std::fs::read_to_string(&file).unwrap();
             for (i, line) in text.lines().enumerate() {
@@ -170,6 +177,8 @@ fn modules_import_each_other_without_loops() {
     assert!(graph["pipeline"].contains("queries"), "{graph:?}");
     assert!(graph["report"].contains("anomaly"), "{graph:?}");
     assert!(!graph["anomaly"].contains("report"), "{graph:?}");
+    assert!(graph["report"].contains("budget"), "{graph:?}");
+    assert!(!graph["budget"].contains("report"), "{graph:?}");
     assert!(!graph["history"].contains("lake"), "{graph:?}");
 }
 
