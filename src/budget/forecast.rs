@@ -132,7 +132,7 @@ fn solve(points: &[Point], seasonal: bool) -> (f64, f64, [f64; 7]) {
                 n[p.1] += 1;
             }
         }
-        if n.iter().any(|&c| c == 0) {
+        if n.contains(&0) {
             season = [1.0; 7];
             break;
         }

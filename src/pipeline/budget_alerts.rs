@@ -12,6 +12,8 @@ use serde::Serialize;
 
 use super::dashboards::slug;
 use crate::budget::Crossing;
+use crate::config::Config;
+use crate::deliver::mail::ReportKind;
 use crate::error::{Error, Result};
 use crate::lake::{Location, Stores};
 
@@ -50,16 +52,30 @@ struct Record<'a> {
     sent_at: String,
 }
 
-/// Record `sent` as alerted by the finance `letters` of `date`.
+/// Record `alerts` as alerted when a finance letter of `date` carrying
+/// them was among the letters `sent` (nothing is recorded otherwise: the
+/// next run lists them again).
 pub(super) async fn record(
     stores: &Stores,
-    reports: &Location,
-    sent: &[Crossing],
+    config: &Config,
+    alerts: &[Crossing],
+    sent: &[String],
     date: NaiveDate,
-    letters: &[String],
     run_id: &str,
 ) -> Result<()> {
-    for c in sent {
+    let letters: Vec<String> = config
+        .mail
+        .audiences
+        .iter()
+        .filter(|a| a.kind == ReportKind::Finance && sent.contains(&a.name))
+        .map(|a| a.name.clone())
+        .collect();
+    if letters.is_empty() {
+        return Ok(());
+    }
+    let reports = &config.reports;
+    let letters = letters.as_slice();
+    for c in alerts {
         let rec = Record {
             crossing: c,
             alert: crate::report::budgets::alert_line(c),

@@ -477,26 +477,7 @@ async fn run_leased(
             "mail"
         );
         stages.lap("mail");
-        // The alerts were in every finance letter: recorded once one went out.
-        let finance_sent: Vec<String> = config
-            .mail
-            .audiences
-            .iter()
-            .filter(|a| a.kind == crate::deliver::mail::ReportKind::Finance)
-            .map(|a| a.name.clone())
-            .filter(|n| d.sent.contains(n))
-            .collect();
-        if !finance_sent.is_empty() {
-            budget_alerts::record(
-                &stores,
-                &config.reports,
-                &alerts,
-                date,
-                &finance_sent,
-                &run_id,
-            )
-            .await?;
-        }
+        budget_alerts::record(&stores, config, &alerts, &d.sent, date, &run_id).await?;
         if !d.failed.is_empty() {
             // The reports are published; only the mail is missing, and a
             // rerun sends just that.
@@ -532,13 +513,19 @@ pub fn warn_price_jumps(jumps: &BTreeSet<crate::pricing::Jump>) {
 }
 
 /// Build the rollups missing from the anomaly baseline window of `date`
-/// (days with request logs only): a one-time scan of each such day, after
-/// which runs read rollups alone. Days that cannot be built are skipped with
-/// a warning; the baseline is then shorter. Returns the price moves in force
-/// on the days built, for the run to warn about once.
+/// (and, with budgets, from the month to date: a budget's actual is the sum
+/// of the month's rollups) for days with request logs only: a one-time scan
+/// of each such day, after which runs read rollups alone. Days that cannot
+/// be built are skipped with a warning; the baseline is then shorter (and a
+/// budget's row names the day). Returns the price moves in force on the
+/// days built, for the run to warn about once.
 async fn history_for(config: &Config, date: NaiveDate) -> Result<BTreeSet<crate::pricing::Jump>> {
+    use chrono::Datelike;
     let days = i64::from(config.anomaly.window_days);
-    let from = date - chrono::Duration::days(days);
+    let mut from = date - chrono::Duration::days(days);
+    if !config.budgets.is_empty() {
+        from = from.min(date.with_day(1).unwrap_or(date));
+    }
     let to = date - chrono::Duration::days(1);
     let started = std::time::Instant::now();
     let done = backfill(config, from, to, false, |d, outcome| match outcome {

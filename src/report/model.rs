@@ -1226,24 +1226,6 @@ pub fn chart_specs(r: &Report) -> (Vec<NamedSpec>, Vec<NamedSpec>) {
     (ops, finance)
 }
 
-#[cfg(test)]
-mod tests {
-    #[test]
-    fn logged_values_cannot_forge_lines_or_reorder_text() {
-        assert_eq!(super::shorten("plain"), "plain");
-        assert_eq!(
-            super::shorten("research\nTotal spend: $0.00\r\tx"),
-            "research\\nTotal spend: $0.00\\r\\tx"
-        );
-        assert_eq!(
-            super::shorten("a\u{202e}b\u{2028}c"),
-            "a\\u{202e}b\\u{2028}c"
-        );
-        let long = format!("{}\n", "x".repeat(300));
-        assert!(!super::shorten(&long).contains('\n'));
-    }
-}
-
 /// The burn-up chart of a budget: cumulative actual, the forecast and its
 /// 80% cone to month end, the budget line.
 fn burn_up(b: &BudgetLine) -> NamedSpec {
@@ -1267,4 +1249,22 @@ fn burn_up(b: &BudgetLine) -> NamedSpec {
             budget: b.budget_usd,
         },
     )
+}
+
+#[cfg(test)]
+mod tests {
+    #[test]
+    fn logged_values_cannot_forge_lines_or_reorder_text() {
+        assert_eq!(super::shorten("plain"), "plain");
+        assert_eq!(
+            super::shorten("research\nTotal spend: $0.00\r\tx"),
+            "research\\nTotal spend: $0.00\\r\\tx"
+        );
+        assert_eq!(
+            super::shorten("a\u{202e}b\u{2028}c"),
+            "a\\u{202e}b\\u{2028}c"
+        );
+        let long = format!("{}\n", "x".repeat(300));
+        assert!(!super::shorten(&long).contains('\n'));
+    }
 }

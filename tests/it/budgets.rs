@@ -362,3 +362,88 @@ async fn the_month_is_the_report_zones_month() {
     assert_eq!(budget_row(utc.path(), "2026-03-31")[8], "0.010000");
     assert_eq!(budget_row(utc.path(), "2026-04-01")[8], "0.020000");
 }
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn the_month_to_date_builds_the_months_missing_rollups_from_the_logs() {
+    // Logs on March 1st (two requests) and 20th (one), no rollup yet; the
+    // anomaly window is 7 days, so only budgets reach back to the 1st.
+    let lake = tempfile::tempdir().unwrap();
+    for (key, bytes) in fixture::objects() {
+        if key == "prices.csv" || key == "fx.csv" {
+            std::fs::write(lake.path().join(&key), bytes).unwrap();
+        }
+    }
+    let parts = [
+        (
+            "2026-03-01",
+            vec![
+                request("2026-03-01T10:00:00Z", "a"),
+                request("2026-03-01T11:00:00Z", "b"),
+            ],
+        ),
+        ("2026-03-20", vec![request("2026-03-20T10:00:00Z", "c")]),
+    ];
+    for (day, rows) in parts {
+        let p = lake
+            .path()
+            .join(format!("requests/date={day}/part-0.parquet"));
+        std::fs::create_dir_all(p.parent().unwrap()).unwrap();
+        std::fs::write(p, to_parquet(&rows, 16).unwrap()).unwrap();
+    }
+    let cfg = config(
+        lake.path(),
+        "[anomaly]\nwindow_days = 7\n[[budgets]]\nname = \"all\"\nmonthly_usd = 1\n",
+    );
+    let s = pipeline::run(&cfg, "2026-03-20".parse().unwrap())
+        .await
+        .unwrap();
+    assert_eq!(s.outcome, ExitKind::Ok);
+    assert!(
+        lake.path()
+            .join("rollups/daily/date=2026-03-01/part-0.parquet")
+            .exists()
+    );
+    let row = budget_row(lake.path(), "2026-03-20");
+    // 0.01 on the 20th; on the 1st, before the fixture's price cut of the
+    // 8th, 2 x (1000 x 0.0025 + 1000 x 0.01) / 1000 = 0.025. The days
+    // between have no logs and no rollup: forecast, and named.
+    assert_eq!(row[8], "0.035000");
+    let csv =
+        std::fs::read_to_string(lake.path().join("reports/date=2026-03-20/budgets.csv")).unwrap();
+    assert!(
+        csv.contains("no rollup for 2026-03-02, 2026-03-03"),
+        "{csv}"
+    );
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn the_budgets_section_renders_in_a_headless_browser() {
+    let lake = lake_with_a_week().await;
+    let cfg = config(lake.path(), &budgets_toml("0.5"));
+    pipeline::run(&cfg, fixture::date()).await.unwrap();
+    let dir = lake.path().join(format!("reports/date={DATE}"));
+    for width in [390, 1280] {
+        let p = crate::dashboards::probe(&dir, "finance.html", width);
+        // The five charts of the page and one burn-up per budget, inline.
+        assert_eq!(p["svgs"], 7, "{p}");
+        assert_eq!(p["scripts"], 0);
+        assert_eq!(
+            p["overflow"], 0,
+            "finance.html scrolls sideways at {width} px"
+        );
+        assert_eq!(p["clipped"], serde_json::json!([]), "at {width} px");
+        if width == 1280 {
+            assert_eq!(
+                p["wide"],
+                serde_json::json!([]),
+                "tables wider than the page"
+            );
+        }
+        let text = p["text"].as_str().unwrap();
+        assert!(text.contains("Budgets"), "{text}");
+        assert!(
+            text.contains("over budget") && text.contains("on track"),
+            "{text}"
+        );
+    }
+}

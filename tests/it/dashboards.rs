@@ -417,7 +417,7 @@ document.getElementById('f').addEventListener('load', function () {
 });
 </script></body></html>"#;
 
-fn probe(dir: &Path, page: &str, width: u32) -> serde_json::Value {
+pub fn probe(dir: &Path, page: &str, width: u32) -> serde_json::Value {
     let probe_page = dir.join(format!("probe-{page}"));
     std::fs::write(
         &probe_page,
