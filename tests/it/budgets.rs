@@ -447,3 +447,45 @@ async fn the_budgets_section_renders_in_a_headless_browser() {
         );
     }
 }
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_day_with_budgets_replays_identical_and_a_changed_rollup_is_named() {
+    let lake = lake_with_a_week().await;
+    let cfg = config(lake.path(), &budgets_toml("0.5"));
+    pipeline::run(&cfg, fixture::date()).await.unwrap();
+    let manifest = tokenledger::lake::Location::parse(
+        &format!("reports/date={DATE}/manifest.json"),
+        Some(&cfg.lake),
+    )
+    .unwrap();
+    let r = pipeline::audit::replay(&cfg, &manifest).await.unwrap();
+    assert!(r.identical(), "{:?}", r.outputs);
+    assert!(
+        r.outputs.iter().any(|o| o.key.ends_with("budgets.csv")),
+        "{:?}",
+        r.outputs
+    );
+    // An earlier day's rollup replaced: the replay names it, and the
+    // budgets move with it.
+    std::fs::copy(
+        lake.path()
+            .join("rollups/daily/date=2026-03-01/part-0.parquet"),
+        lake.path()
+            .join("rollups/daily/date=2026-03-02/part-0.parquet.tmp"),
+    )
+    .unwrap();
+    std::fs::remove_file(
+        lake.path()
+            .join("rollups/daily/date=2026-03-02/part-0.parquet"),
+    )
+    .unwrap();
+    let r = pipeline::audit::replay(&cfg, &manifest).await.unwrap();
+    assert!(!r.identical());
+    assert!(
+        r.changed_inputs
+            .iter()
+            .any(|c| c.contains("date=2026-03-02")),
+        "{:?}",
+        r.changed_inputs
+    );
+}
