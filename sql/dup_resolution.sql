@@ -9,6 +9,10 @@
 -- only, region, cost_per_1k and reasoning_output_tokens are not compared). Rows of
 -- different trace_ids that share a _trace_key (hash collisions) are separate
 -- groups here.
+--
+-- Memory: the only rows joined whole are the candidates themselves, as the
+-- probe side; the build side is one row per trace_id (`per_trace`, from
+-- two spillable aggregates), and no window needs a whole partition.
 WITH ranked AS (
     SELECT
         *,
@@ -17,9 +21,13 @@ WITH ranked AS (
             ORDER BY ts DESC,
                      CAST(input_tokens AS DECIMAL(20, 0)) + CAST(output_tokens AS DECIMAL(20, 0)) DESC,
                      _pos DESC
-        ) AS rn,
-        count(*) OVER (PARTITION BY trace_id) AS copies
+        ) AS rn
     FROM dup_rows
+),
+copies AS (
+    SELECT trace_id, count(*) AS copies
+    FROM dup_rows
+    GROUP BY trace_id
 ),
 variants AS (
     SELECT trace_id, count(*) AS variants
@@ -32,6 +40,11 @@ variants AS (
         FROM dup_rows
     ) AS distinct_rows
     GROUP BY trace_id
+),
+per_trace AS (
+    SELECT c.trace_id, c.copies, v.variants
+    FROM copies AS c
+    JOIN variants AS v ON c.trace_id = v.trace_id
 )
 SELECT
     r._pos,
@@ -41,7 +54,7 @@ SELECT
     coalesce(r.task, '(untagged)') AS task,
     r.provider,
     r.model,
-    CASE WHEN r.rn = 1 THEN r.copies - 1 ELSE 0 END AS dup_dropped,
-    CASE WHEN r.rn = 1 AND v.variants > 1 THEN 1 ELSE 0 END AS dup_conflict
-FROM ranked AS r
-JOIN variants AS v ON r.trace_id = v.trace_id
+    CASE WHEN r.rn = 1 THEN t.copies - 1 ELSE 0 END AS dup_dropped,
+    CASE WHEN r.rn = 1 AND t.variants > 1 THEN 1 ELSE 0 END AS dup_conflict
+FROM per_trace AS t
+JOIN ranked AS r ON r.trace_id = t.trace_id
