@@ -342,31 +342,31 @@ fn draw_hbars<DB: DrawingBackend>(
     Ok(())
 }
 
-fn draw_line<DB: DrawingBackend>(
-    root: &DrawingArea<DB, Shift>,
+/// A chart whose x axis is categories (indexes) and y axis reals.
+type CategoryChart<'a, DB> = ChartContext<
+    'a,
+    DB,
+    Cartesian2d<plotters::coord::types::RangedCoordusize, plotters::coord::types::RangedCoordf64>,
+>;
+
+/// The axes of a chart over categories: `labels` along x (every `every`-th
+/// written), 0 to `top` in `y_unit` up y. Line charts and burn-ups share it.
+fn category_chart<'a, DB: DrawingBackend>(
+    root: &'a DrawingArea<DB, Shift>,
     title: &str,
     labels: &[String],
-    values: &[Option<f64>],
+    top: f64,
     y_unit: &str,
-    threshold: &Option<f64>,
-) -> DrawResult<DB> {
-    let caption = caption_font();
+    every: usize,
+) -> std::result::Result<CategoryChart<'a, DB>, DrawingAreaErrorKind<DB::ErrorType>> {
     let label_font = label_font();
     let n = labels.len().max(2);
-    let top = upper(
-        values
-            .iter()
-            .flatten()
-            .copied()
-            .chain(threshold.iter().copied()),
-    );
     let mut chart = ChartBuilder::on(root)
-        .caption(title, caption)
+        .caption(title, caption_font())
         .margin(14)
         .x_label_area_size(34)
         .y_label_area_size(78)
         .build_cartesian_2d(0..(n - 1), 0.0..top)?;
-    let step = n.div_ceil(6).max(1);
     chart
         .configure_mesh()
         .light_line_style(TRANSPARENT)
@@ -378,13 +378,33 @@ fn draw_line<DB: DrawingBackend>(
         .axis_desc_style(label_font.clone())
         .x_labels(n)
         .x_label_formatter(&|i| {
-            if i % step == 0 {
+            if i % every == 0 {
                 labels.get(*i).cloned().unwrap_or_default()
             } else {
                 String::new()
             }
         })
         .draw()?;
+    Ok(chart)
+}
+
+fn draw_line<DB: DrawingBackend>(
+    root: &DrawingArea<DB, Shift>,
+    title: &str,
+    labels: &[String],
+    values: &[Option<f64>],
+    y_unit: &str,
+    threshold: &Option<f64>,
+) -> DrawResult<DB> {
+    let n = labels.len().max(2);
+    let top = upper(
+        values
+            .iter()
+            .flatten()
+            .copied()
+            .chain(threshold.iter().copied()),
+    );
+    let mut chart = category_chart(root, title, labels, top, y_unit, n.div_ceil(6).max(1))?;
     // One segment per run of consecutive present values: a missing
     // day is a gap, never a drop to zero.
     let mut run: Vec<(usize, f64)> = Vec::new();
@@ -421,8 +441,6 @@ fn draw_burn_up<DB: DrawingBackend>(
     [actual, expected, low, high]: [&Vec<Option<f64>>; 4],
     budget: f64,
 ) -> DrawResult<DB> {
-    let caption = caption_font();
-    let label_font = label_font();
     let n = labels.len().max(2);
     let top = upper(
         [actual, expected, high]
@@ -430,31 +448,14 @@ fn draw_burn_up<DB: DrawingBackend>(
             .flat_map(|v| v.iter().flatten().copied())
             .chain(std::iter::once(budget)),
     );
-    let mut chart = ChartBuilder::on(root)
-        .caption(title, caption)
-        .margin(14)
-        .x_label_area_size(34)
-        .y_label_area_size(78)
-        .build_cartesian_2d(0..(n - 1), 0.0..top)?;
-    let step = n.div_ceil(8).max(1);
-    chart
-        .configure_mesh()
-        .light_line_style(TRANSPARENT)
-        .bold_line_style(GRID)
-        .y_desc("USD, cumulative")
-        .y_labels(6)
-        .y_label_formatter(&|v| tick(*v, "USD"))
-        .label_style(label_font.clone())
-        .axis_desc_style(label_font.clone())
-        .x_labels(n)
-        .x_label_formatter(&|i| {
-            if i % step == 0 {
-                labels.get(*i).cloned().unwrap_or_default()
-            } else {
-                String::new()
-            }
-        })
-        .draw()?;
+    let mut chart = category_chart(
+        root,
+        title,
+        labels,
+        top,
+        "USD, cumulative",
+        n.div_ceil(8).max(1),
+    )?;
     let points = |v: &[Option<f64>]| -> Vec<(usize, f64)> {
         v.iter()
             .enumerate()
