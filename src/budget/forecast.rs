@@ -267,6 +267,9 @@ pub struct Forecast {
     pub basis: Basis,
     /// Days of the fit window with a total.
     pub fit_days: usize,
+    /// The model fitted at `today` (`None` without any day), for callers
+    /// that draw its path.
+    pub model: Option<Model>,
 }
 
 /// Relative errors (`actual / forecast - 1`) of the model fitted at each of
@@ -307,6 +310,7 @@ pub fn forecast(series: &Series, today: NaiveDate, dates: &[NaiveDate], horizon:
                 backtests: 0,
             },
             fit_days: 0,
+            model: None,
         };
     };
     let from = today - Days::new(FIT_DAYS - 1);
@@ -317,6 +321,7 @@ pub fn forecast(series: &Series, today: NaiveDate, dates: &[NaiveDate], horizon:
             high: 0.0,
             basis: Basis::NoSpend,
             fit_days: m.days,
+            model: Some(m),
         };
     }
     let expected = m.predict_sum(dates.iter().copied());
@@ -364,6 +369,7 @@ pub fn forecast(series: &Series, today: NaiveDate, dates: &[NaiveDate], horizon:
         high,
         basis,
         fit_days: m.days,
+        model: Some(m),
     }
 }
 

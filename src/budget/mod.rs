@@ -454,7 +454,7 @@ fn evaluate_one(b: &Budget, date: NaiveDate, days: &BTreeMap<NaiveDate, &DayRows
         days_missing: missing,
         basis: f.basis,
         fit_days: f.fit_days,
-        burn: burn(&daily, &series, date, end, &f),
+        burn: burn(&daily, date, end, &f),
     }
 }
 
@@ -463,14 +463,12 @@ fn evaluate_one(b: &Budget, date: NaiveDate, days: &BTreeMap<NaiveDate, &DayRows
 /// spread over the days to come in proportion to the expected spend.
 fn burn(
     daily: &BTreeMap<NaiveDate, (i128, i64)>,
-    series: &forecast::Series,
     date: NaiveDate,
     end: NaiveDate,
     f: &forecast::Forecast,
 ) -> Vec<Burn> {
     let first = date.with_day(1).expect("day 1 exists");
-    let model = forecast::fit(series, date);
-    let predict = |d: NaiveDate| model.as_ref().map_or(0.0, |m| m.predict(d));
+    let predict = |d: NaiveDate| f.model.as_ref().map_or(0.0, |m| m.predict(d));
     let mut out = Vec::new();
     let mut cum = 0.0;
     for d in first.iter_days().take_while(|d| *d <= date) {

@@ -214,6 +214,7 @@ fn day_one_forecasts_from_the_previous_months_weekday_pattern() {
         r.basis,
         forecast::Basis::Backtests(forecast::BACKTESTS as usize)
     );
+    assert_eq!(crate::report::budgets::basis_name(&r.basis), "backtests:21");
     assert_eq!(r.status, Status::Ok);
     assert_eq!(r.note(), "");
 }
