@@ -13,7 +13,7 @@ use std::collections::BTreeMap;
 
 use chrono::NaiveDate;
 
-use crate::queries::rows::{Dec, RollupDaily, RollupLatency};
+use crate::queries::rows::{Dec, HistoryLatency, HistoryRoute, RollupDaily, RollupLatency};
 
 /// Scale of money in the rollups (exact per-token prices times tokens).
 pub const ROLLUP_MONEY_SCALE: i8 = crate::money::PRICE_SCALE;
@@ -227,38 +227,57 @@ pub fn routes_of(rows: &[RollupLatency]) -> Option<RouteCounts> {
     Some(out)
 }
 
-/// The day-level histogram of `rollup_latency` rows (all models merged).
-pub fn histogram_of(rows: &[RollupLatency]) -> Histogram {
-    let mut merged: BTreeMap<u64, u64> = BTreeMap::new();
-    for r in rows {
-        if let (Some(v), Some(n)) = (r.latency_ms, r.requests) {
-            *merged.entry(v.to_bits()).or_default() += n.max(0) as u64;
-        }
-    }
-    merged
-        .into_iter()
-        .map(|(b, c)| (f64::from_bits(b), c))
-        .collect()
+/// Days since 1970-01-01: how `sql/history_*.sql` name a day.
+pub fn epoch_day(date: NaiveDate) -> i64 {
+    (date - NaiveDate::default()).num_days()
 }
 
 impl History {
-    /// Add a day's rollups (either may be missing).
-    pub fn add_day(
+    /// Add a day's daily rollup.
+    pub fn add_daily(&mut self, date: NaiveDate, rows: &[RollupDaily]) {
+        self.days.insert(date, totals_of(rows));
+        self.usage.insert(date, crate::reconcile::usage_of(rows));
+        self.rows.insert(date, crate::anomaly::rows_of(rows));
+    }
+
+    /// Add the latency rollups of `days` (each with whether it kept routes,
+    /// which rollups written before routes were kept did not), as
+    /// `sql/history_latency.sql` and `sql/history_routes.sql` summed them.
+    /// Every day listed gets its histogram (and route counts, if it kept
+    /// routes), empty or not; rows of other days are ignored.
+    pub fn add_latency(
         &mut self,
-        date: NaiveDate,
-        daily: Option<&[RollupDaily]>,
-        latency: Option<&[RollupLatency]>,
+        days: &[(NaiveDate, bool)],
+        bins: &[HistoryLatency],
+        routes: &[HistoryRoute],
     ) {
-        if let Some(rows) = daily {
-            self.days.insert(date, totals_of(rows));
-            self.usage.insert(date, crate::reconcile::usage_of(rows));
-            self.rows.insert(date, crate::anomaly::rows_of(rows));
-        }
-        if let Some(rows) = latency {
-            self.latency.insert(date, histogram_of(rows));
-            if let Some(routes) = routes_of(rows) {
-                self.routes.insert(date, routes);
+        let by_epoch: BTreeMap<i64, NaiveDate> =
+            days.iter().map(|(d, _)| (epoch_day(*d), *d)).collect();
+        for (date, kept) in days {
+            self.latency.insert(*date, Histogram::new());
+            if *kept {
+                self.routes.insert(*date, RouteCounts::new());
             }
+        }
+        for b in bins {
+            let (Some(date), Some(v)) = (by_epoch.get(&b.epoch_day), b.latency_ms) else {
+                continue;
+            };
+            if let Some(h) = self.latency.get_mut(date) {
+                h.push((v, b.requests.max(0) as u64));
+            }
+        }
+        for r in routes {
+            let Some(day) = by_epoch
+                .get(&r.epoch_day)
+                .and_then(|d| self.routes.get_mut(d))
+            else {
+                continue;
+            };
+            *day.entry(format!("{}/{}", r.provider, r.model))
+                .or_default()
+                .entry(r.route.clone().unwrap_or_default())
+                .or_default() += r.requests;
         }
     }
 }
@@ -274,6 +293,53 @@ mod tests {
         assert_eq!(percentile(&h, 0.5), Some(20.0));
         assert!((percentile(&h, 0.95).unwrap() - 38.0).abs() < 1e-9);
         assert_eq!(percentile(&[], 0.5), None);
+    }
+
+    #[test]
+    fn latency_rollups_summed_by_sql_become_each_days_histogram_and_routes() {
+        let d = |day| NaiveDate::from_ymd_opt(2026, 3, day).unwrap();
+        assert_eq!(epoch_day(NaiveDate::from_ymd_opt(1970, 1, 2).unwrap()), 1);
+        let bin = |day, v, n| HistoryLatency {
+            epoch_day: epoch_day(d(day)),
+            latency_ms: Some(v),
+            requests: n,
+        };
+        let route = |day, p: &str, r: Option<&str>, n| HistoryRoute {
+            epoch_day: epoch_day(d(day)),
+            provider: p.into(),
+            model: "m".into(),
+            route: r.map(str::to_string),
+            requests: n,
+        };
+        let mut h = History::default();
+        // Day 3 kept routes and has none; day 2 predates routes; day 9 was
+        // not read (a zone left out): its rows are ignored.
+        h.add_latency(
+            &[(d(1), true), (d(2), false), (d(3), true)],
+            &[
+                bin(1, 10.0, 2),
+                bin(1, 20.0, 1),
+                bin(2, 10.0, 5),
+                bin(9, 1.0, 9),
+            ],
+            &[
+                route(1, "p", Some("rag"), 2),
+                route(1, "p", None, 1),
+                // A null provider and an empty one are the same key.
+                route(1, "", Some("x"), 1),
+                route(9, "p", Some("rag"), 9),
+            ],
+        );
+        assert_eq!(h.latency.len(), 3);
+        assert!(h.latency[&d(3)].is_empty());
+        assert_eq!(h.latency(d(1), d(3)), vec![(10.0, 7), (20.0, 1)]);
+        assert_eq!(percentile(&h.latency(d(1), d(1)), 0.5), Some(10.0));
+        assert_eq!(h.routes.keys().copied().collect::<Vec<_>>(), [d(1), d(3)]);
+        let (routes, days) = h.routes(d(1), d(3));
+        assert_eq!(days, 2);
+        assert_eq!(routes["p/m"]["rag"], 2);
+        assert_eq!(routes["p/m"][""], 1);
+        assert_eq!(routes["/m"]["x"], 1);
     }
 
     #[test]

@@ -83,7 +83,16 @@ pub async fn compute(config: &Config, date: NaiveDate, sel: &Selection) -> Resul
     // The day's exact rollup rows: read once, by every stage that needs them.
     let rollup = q.flow.results.rollup_daily.rows()?;
     let acct = account(config, &loaded, &q.flow)?;
-    let history = inputs::load_history(&stores, config, date, sel).await?;
+    let mut history = inputs::load_history(&stores, config, date, sel).await?;
+    let latency = std::mem::take(&mut history.latency);
+    flow::latency_history(
+        &q.ctx,
+        &q.params,
+        latency,
+        &mut history.history,
+        spill.path(),
+    )
+    .await?;
     let earlier = Earlier {
         rollup: &rollup,
         history: &history.history,

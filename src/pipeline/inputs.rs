@@ -7,6 +7,9 @@
 use std::collections::BTreeMap;
 use std::sync::Arc;
 
+use arrow::datatypes::SchemaRef;
+use arrow::record_batch::RecordBatch;
+
 use tracing::{info, warn};
 
 use super::Selection;
@@ -529,29 +532,73 @@ pub(super) async fn load_history(
 /// Earlier days' rollups, and every rollup object read with its SHA-256
 /// (for the manifest).
 pub(super) struct LoadedHistory {
+    /// The daily rollups (the latency ones are added once summed by SQL:
+    /// `pipeline::flow::latency_history`).
     pub history: crate::history::History,
     pub read: Vec<(ObjectInfo, String)>,
+    pub latency: LatencyRollups,
+}
+
+/// The stored latency rollups of the comparison window, as one table
+/// (`latency_history`, of [`latency_history_schema`]) for SQL to sum.
+#[derive(Debug, Default)]
+pub(super) struct LatencyRollups {
+    /// The days read, each with whether its rollup kept routes.
+    pub days: Vec<(chrono::NaiveDate, bool)>,
+    pub batches: Vec<RecordBatch>,
+}
+
+/// `latency_history`: the rows of stored latency rollups as
+/// `queries::rows::conform` gives them, after the day each came from
+/// (`epoch_day`, days since 1970-01-01) and whether its object kept routes.
+pub(super) fn latency_history_schema() -> Result<SchemaRef> {
+    use arrow::datatypes::{DataType, Field, Schema};
+    let stored = crate::queries::rows::conformed_schema::<crate::queries::rows::RollupLatency>()?;
+    let mut fields = vec![
+        Arc::new(Field::new("epoch_day", DataType::Int64, false)),
+        Arc::new(Field::new("routes_kept", DataType::Boolean, false)),
+    ];
+    fields.extend(stored.fields().iter().cloned());
+    Ok(Arc::new(Schema::new(fields)))
 }
 
 /// A stored rollup's rows and the time zone its footer records.
 type Rollup<T> = Option<(Vec<T>, Option<String>)>;
 
-/// Read one stored rollup (absent: `None`), recording it in `read`.
-pub(super) async fn read_rollup<T: crate::queries::Row>(
+/// A stored rollup's schema, batches and the time zone its footer records.
+type RollupBatches = Option<(SchemaRef, Vec<RecordBatch>, Option<String>)>;
+
+/// Read one stored rollup's batches (absent: `None`), recording it in `read`.
+async fn read_rollup_batches(
     stores: &Stores,
     loc: &Location,
     read: &mut Vec<(ObjectInfo, String)>,
-) -> Result<Rollup<T>> {
+) -> Result<RollupBatches> {
     let Some((info, bytes)) = stores.get_opt_info(loc).await? else {
         return Ok(None);
     };
-    read.push((info, sha256(&bytes)));
-    let corrupt = |e: parquet::errors::ParquetError| Error::CorruptInput {
-        key: loc.to_string(),
+    // Digest and decode off the async threads: the objects of a window
+    // decode on every core at once.
+    let key = loc.to_string();
+    let (digest, decoded) = tokio::task::spawn_blocking(move || {
+        let digest = sha256(&bytes);
+        (digest, decode_rollup(bytes))
+    })
+    .await
+    .map_err(|e| Error::Internal(format!("decoding {key}: {e}")))?;
+    read.push((info, digest));
+    let (schema, batches, zone) = decoded.map_err(|e| Error::CorruptInput {
+        key,
         message: e.to_string(),
-    };
-    let builder = parquet::arrow::arrow_reader::ParquetRecordBatchReaderBuilder::try_new(bytes)
-        .map_err(corrupt)?;
+    })?;
+    Ok(Some((schema, batches, zone)))
+}
+
+/// A stored rollup's schema, batches and recorded time zone.
+fn decode_rollup(
+    bytes: bytes::Bytes,
+) -> parquet::errors::Result<(SchemaRef, Vec<RecordBatch>, Option<String>)> {
+    let builder = parquet::arrow::arrow_reader::ParquetRecordBatchReaderBuilder::try_new(bytes)?;
     let zone = builder
         .metadata()
         .file_metadata()
@@ -560,12 +607,52 @@ pub(super) async fn read_rollup<T: crate::queries::Row>(
         .and_then(|e| e.value.clone());
     let schema = Arc::clone(builder.schema());
     let batches = builder
-        .build()
-        .map_err(corrupt)?
-        .collect::<std::result::Result<Vec<_>, _>>()
-        .map_err(|e| corrupt(e.into()))?;
+        .build()?
+        .collect::<std::result::Result<Vec<_>, _>>()?;
+    Ok((schema, batches, zone))
+}
+
+/// Read one stored rollup's rows (absent: `None`), recording it in `read`.
+pub(super) async fn read_rollup<T: crate::queries::Row>(
+    stores: &Stores,
+    loc: &Location,
+    read: &mut Vec<(ObjectInfo, String)>,
+) -> Result<Rollup<T>> {
+    let Some((schema, batches, zone)) = read_rollup_batches(stores, loc, read).await? else {
+        return Ok(None);
+    };
     let rows = crate::queries::rows::decode_from(loc.as_str(), &schema, &batches)?;
     Ok(Some((rows, zone)))
+}
+
+/// Read one stored latency rollup as rows of `latency_history`.
+async fn read_latency_rollup(
+    stores: &Stores,
+    loc: &Location,
+    date: chrono::NaiveDate,
+    read: &mut Vec<(ObjectInfo, String)>,
+) -> Result<Option<(bool, Vec<RecordBatch>, Option<String>)>> {
+    use crate::queries::rows::{RollupLatency, conform};
+    let Some((schema, batches, zone)) = read_rollup_batches(stores, loc, read).await? else {
+        return Ok(None);
+    };
+    let (batches, routes_kept) = conform::<RollupLatency>(loc.as_str(), &schema, &batches)?;
+    let to = latency_history_schema()?;
+    let day = crate::history::epoch_day(date);
+    let batches = batches
+        .into_iter()
+        .map(|b| {
+            let n = b.num_rows();
+            let mut cols: Vec<arrow::array::ArrayRef> = vec![
+                Arc::new(arrow::array::Int64Array::from(vec![day; n])),
+                Arc::new(arrow::array::BooleanArray::from(vec![routes_kept; n])),
+            ];
+            cols.extend(b.columns().iter().cloned());
+            RecordBatch::try_new(Arc::clone(&to), cols)
+                .map_err(|e| Error::Internal(format!("{loc}: {e}")))
+        })
+        .collect::<Result<Vec<_>>>()?;
+    Ok(Some((routes_kept, batches, zone)))
 }
 
 /// Read the rollups of `days` cut in `zone` (rollups that record another
@@ -579,15 +666,15 @@ async fn read_history(
     latency_from: chrono::NaiveDate,
     zone: &str,
 ) -> Result<LoadedHistory> {
-    use crate::queries::rows::{RollupDaily, RollupLatency};
+    use crate::queries::rows::RollupDaily;
     use futures::{StreamExt, TryStreamExt};
     let read = days.iter().map(|date| async move {
         let part = partition_dir(*date);
         let at = |kind: &str| rollups.join(kind).join(&part).join("part-0.parquet");
         let mut read = Vec::new();
         let daily: Rollup<RollupDaily> = read_rollup(stores, &at("daily"), &mut read).await?;
-        let latency: Rollup<RollupLatency> = if *date >= latency_from {
-            read_rollup(stores, &at("latency"), &mut read).await?
+        let latency = if *date >= latency_from {
+            read_latency_rollup(stores, &at("latency"), *date, &mut read).await?
         } else {
             None
         };
@@ -598,10 +685,11 @@ async fn read_history(
         .try_collect()
         .await?;
     let mut history = crate::history::History::default();
+    let mut latency_rollups = LatencyRollups::default();
     let mut objects = Vec::new();
     for (date, daily, latency, read) in loaded {
         objects.extend(read);
-        let zones = [daily.as_ref().map(|d| &d.1), latency.as_ref().map(|l| &l.1)];
+        let zones = [daily.as_ref().map(|d| &d.1), latency.as_ref().map(|l| &l.2)];
         let foreign = zones
             .into_iter()
             .flatten()
@@ -610,14 +698,17 @@ async fn read_history(
             history.other_zone.push((date, other.to_string()));
             continue;
         }
-        history.add_day(
-            date,
-            daily.as_ref().map(|d| d.0.as_slice()),
-            latency.as_ref().map(|l| l.0.as_slice()),
-        );
+        if let Some((rows, _)) = &daily {
+            history.add_daily(date, rows);
+        }
+        if let Some((routes_kept, batches, _)) = latency {
+            latency_rollups.days.push((date, routes_kept));
+            latency_rollups.batches.extend(batches);
+        }
     }
     Ok(LoadedHistory {
         history,
         read: objects,
+        latency: latency_rollups,
     })
 }

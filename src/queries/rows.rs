@@ -384,6 +384,22 @@ rows! {
         requests: Option<i64>,
     }
 
+    /// `sql/history_latency.sql`: each earlier day's latency histogram.
+    HistoryLatency from "history_latency" {
+        epoch_day: i64,
+        latency_ms: Option<f64>,
+        requests: i64,
+    }
+
+    /// `sql/history_routes.sql`: each earlier day's requests by route.
+    HistoryRoute from "history_routes" {
+        epoch_day: i64,
+        provider: String,
+        model: String,
+        route: Option<String>,
+        requests: i64,
+    }
+
     /// `sql/focus_costs.sql`, as `report::focus` completes it (FOCUS
     /// column names).
     #[allow(non_snake_case)]
@@ -485,6 +501,72 @@ pub fn decode_from<T: Row>(
         out.extend((0..b.num_rows()).map(|i| T::read(&cols, i)));
     }
     Ok(out)
+}
+
+/// The canonical Arrow type of a kind, where it has one fixed type
+/// (decimals keep their scale and timestamps their zone, so they have none).
+fn fixed_type(kind: Kind) -> Option<DataType> {
+    match kind {
+        Kind::Text => Some(DataType::Utf8),
+        Kind::Integer => Some(DataType::Int64),
+        Kind::Real => Some(DataType::Float64),
+        Kind::UInt64 => Some(DataType::UInt64),
+        Kind::Boolean => Some(DataType::Boolean),
+        Kind::Decimal | Kind::Timestamp => None,
+    }
+}
+
+/// The one schema [`conform`] gives `T`'s stored objects: its declared
+/// columns in order, each of its kind's type, all nullable.
+pub fn conformed_schema<T: Row>() -> Result<SchemaRef> {
+    let fields = T::COLUMNS
+        .iter()
+        .map(|c| {
+            fixed_type(c.kind)
+                .map(|t| arrow::datatypes::Field::new(c.name, t, true))
+                .ok_or_else(|| {
+                    Error::Internal(format!(
+                        "{}: column `{}` ({}) has no fixed type to conform to",
+                        T::FILE,
+                        c.name,
+                        c.kind.name()
+                    ))
+                })
+        })
+        .collect::<Result<Vec<_>>>()?;
+    Ok(std::sync::Arc::new(arrow::datatypes::Schema::new(fields)))
+}
+
+/// Stored objects of `T`'s output, whatever version wrote them, as batches
+/// of [`conformed_schema`] (so that many objects make one table for SQL):
+/// the declared columns only, each cast to its kind's type, an absent
+/// [`Later`] column all nulls. Also says whether every later column was
+/// there. `subject` names the object in an error.
+pub fn conform<T: Row>(
+    subject: &str,
+    schema: &SchemaRef,
+    batches: &[RecordBatch],
+) -> Result<(Vec<RecordBatch>, bool)> {
+    let at = positions(T::COLUMNS, schema, true)
+        .map_err(|p| Error::Internal(format!("{subject}: {}", p.join("; "))))?;
+    let to = conformed_schema::<T>()?;
+    let out = batches
+        .iter()
+        .map(|b| {
+            let cols = to
+                .fields()
+                .iter()
+                .zip(&at)
+                .map(|(f, at)| match at {
+                    Some(i) => arrow::compute::cast(b.column(*i), f.data_type()),
+                    None => Ok(arrow::array::new_null_array(f.data_type(), b.num_rows())),
+                })
+                .collect::<std::result::Result<Vec<_>, _>>()?;
+            RecordBatch::try_new(std::sync::Arc::clone(&to), cols)
+        })
+        .collect::<std::result::Result<Vec<_>, _>>()
+        .map_err(|e| Error::Internal(format!("{subject}: {e}")))?;
+    Ok((out, at.iter().all(Option::is_some)))
 }
 
 /// The rows of a query result of `T`'s output.
@@ -638,6 +720,84 @@ mod tests {
         assert_eq!(rows[0].provider, Later(Some("p".into())));
         assert_eq!(rows[0].route, Later(Some(None)));
         assert_eq!(rows[0].latency_ms, None);
+    }
+
+    #[test]
+    fn stored_objects_of_any_version_conform_to_one_schema() {
+        // An old latency rollup: no provider, model or route; Int32 counts,
+        // and a column no row type declares.
+        let (schema, batches) = batch(vec![
+            (
+                "date",
+                Arc::new(StringArray::from(vec!["d", "d"])) as ArrayRef,
+            ),
+            (
+                "latency_ms",
+                Arc::new(arrow::array::Float64Array::from(vec![Some(12.5), None])),
+            ),
+            ("requests", Arc::new(Int32Array::from(vec![4, 1]))),
+        ]);
+        let (old, all_there) = conform::<RollupLatency>("old.parquet", &schema, &batches).unwrap();
+        assert!(!all_there);
+        let want = conformed_schema::<RollupLatency>().unwrap();
+        assert_eq!(
+            want.fields()
+                .iter()
+                .map(|f| format!("{}:{}", f.name(), f.data_type()))
+                .collect::<Vec<_>>(),
+            [
+                "provider:Utf8",
+                "model:Utf8",
+                "route:Utf8",
+                "latency_ms:Float64",
+                "requests:Int64"
+            ]
+        );
+        assert_eq!(old[0].schema(), want);
+        assert_eq!(old[0].column(0).null_count(), 2);
+        let rows: Vec<RollupLatency> = decode(&want, &old).unwrap();
+        assert_eq!(rows[0].provider, Later(Some(String::new())));
+        assert_eq!(
+            (rows[0].latency_ms, rows[0].requests),
+            (Some(12.5), Some(4))
+        );
+        assert_eq!((rows[1].latency_ms, rows[1].requests), (None, Some(1)));
+
+        // A current one: every column there, view strings cast to Utf8.
+        let (schema, batches) = batch(vec![
+            ("requests", Arc::new(Int32Array::from(vec![7])) as ArrayRef),
+            ("route", Arc::new(StringViewArray::from(vec![Some("rag")]))),
+            ("model", Arc::new(StringArray::from(vec!["m"]))),
+            ("provider", Arc::new(StringArray::from(vec!["p"]))),
+            (
+                "latency_ms",
+                Arc::new(arrow::array::Float64Array::from(vec![3.0])),
+            ),
+        ]);
+        let (new, all_there) = conform::<RollupLatency>("new.parquet", &schema, &batches).unwrap();
+        assert!(all_there);
+        assert_eq!(new[0].schema(), want);
+        let rows: Vec<RollupLatency> = decode(&want, &new).unwrap();
+        assert_eq!(rows[0].route, Later(Some(Some("rag".into()))));
+        assert_eq!(rows[0].requests, Some(7));
+
+        // A retyped column is an error naming the object.
+        let (schema, batches) = batch(vec![
+            (
+                "latency_ms",
+                Arc::new(StringArray::from(vec!["x"])) as ArrayRef,
+            ),
+            ("requests", Arc::new(Int32Array::from(vec![1]))),
+        ]);
+        match conform::<RollupLatency>("bad.parquet", &schema, &batches) {
+            Err(Error::Internal(m)) => assert_eq!(
+                m,
+                "bad.parquet: column `latency_ms` is Utf8, expected a float"
+            ),
+            other => panic!("{other:?}"),
+        }
+        // Decimals keep their scale: no one type to conform to.
+        assert!(conformed_schema::<RollupDaily>().is_err());
     }
 
     #[test]
