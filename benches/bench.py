@@ -18,6 +18,9 @@ itself (first matching rule; `model` exact, `model_regex` anchored, `$1`,
 at the end.
 
 usage: bench.py --bin target/release/tokenledger --lake DIR --date YYYY-MM-DD [--config FILE]
+       [--floor FLOOR_BIN] [--rounds N] [--label NAME]
+
+The engines alternate, round by round; the figures printed are medians.
 """
 import argparse
 import csv
@@ -208,31 +211,76 @@ def compare(ours_dir, duck_dir):
     return cells, worst_lat
 
 
+def median(xs):
+    xs = sorted(xs)
+    return xs[len(xs) // 2] if len(xs) % 2 else (xs[len(xs) // 2 - 1] + xs[len(xs) // 2]) / 2
+
+
+def clear_outputs(lake):
+    """Each round starts from the same lake: no reports, rollups or records of earlier rounds."""
+    import shutil
+    for d in ["reports", "rollups", "incidents", "outbox", "deliveries"]:
+        shutil.rmtree(os.path.join(lake, d), ignore_errors=True)
+
+
 def main():
     ap = argparse.ArgumentParser()
     ap.add_argument("--bin", required=True)
+    ap.add_argument("--floor", help="the floor bench's executable (cargo bench --bench floor --no-run)")
     ap.add_argument("--lake", required=True)
     ap.add_argument("--date", required=True)
     ap.add_argument("--threads", type=int, default=os.cpu_count())
+    ap.add_argument("--rounds", type=int, default=3, help="rounds; each runs the engines one after the other")
+    ap.add_argument("--label", default="", help="a name for this day in the summary line")
     ap.add_argument("--config", default="", help="the config both engines read (its alias rules)")
     a = ap.parse_args()
 
     env = dict(os.environ, TOKENLEDGER_RUN__THREADS=str(a.threads), TOKENLEDGER_LOG="warn")
     cmd = [a.bin, "run", "--lake", a.lake, "--date", a.date] + (["--config", a.config] if a.config else [])
-    tl_wall, tl_rss, tl_out = timed(cmd, env)
-    manifest = json.load(open(f"{a.lake}/reports/date={a.date}/manifest.json"))
+    tl, dk, fl = [], [], []
+    floor_info = {}
     with tempfile.TemporaryDirectory() as duck_out:
         script = os.path.join(duck_out, "duck.py")
         open(script, "w").write(DUCKDB_SCRIPT)
-        dk_wall, dk_rss, _ = timed([sys.executable, script, a.lake, a.date, duck_out, a.config, str(a.threads)])
+        for r in range(a.rounds):
+            # Alternate who goes first, so that neither always meets a warm page cache.
+            order = ["tl", "dk", "fl"] if r % 2 == 0 else ["fl", "dk", "tl"]
+            for who in order:
+                if who == "tl":
+                    clear_outputs(a.lake)
+                    tl.append(timed(cmd, env)[:2])
+                elif who == "dk":
+                    dk.append(timed([sys.executable, script, a.lake, a.date, duck_out, a.config, str(a.threads)])[:2])
+                elif a.floor:
+                    wall, rss, out = timed([a.floor, "--lake", a.lake, "--date", a.date, "--threads", str(a.threads)])
+                    floor_info = json.loads(out.strip().splitlines()[-1])
+                    fl.append((floor_info["floor_seconds"], rss))
+            line = f"round {r + 1}: tokenledger {tl[-1][0]:6.2f} s {tl[-1][1]:6.0f} MiB | duckdb {dk[-1][0]:6.2f} s {dk[-1][1]:6.0f} MiB"
+            if fl:
+                line += f" | floor {fl[-1][0]:6.2f} s"
+            print(line, flush=True)
         cells, worst_latency = compare(f"{a.lake}/reports/date={a.date}", duck_out)
-    print(f"rows listed {manifest['rows']['listed']:,}, kept {manifest['rows']['kept']:,}, duplicates dropped {manifest['rows']['duplicates_dropped']:,}")
-    print(f"tokenledger: {tl_wall:7.2f} s  peak RSS {tl_rss:7.0f} MiB")
+    manifest = json.load(open(f"{a.lake}/reports/date={a.date}/manifest.json"))
+    rows = manifest["rows"]
+    print(f"rows listed {rows['listed']:,}, kept {rows['kept']:,}, duplicates dropped {rows['duplicates_dropped']:,}; "
+          f"objects read {len(manifest['inputs']['requests'])}")
+    tl_wall, tl_rss = median([w for w, _ in tl]), median([m for _, m in tl])
+    dk_wall, dk_rss = median([w for w, _ in dk]), median([m for _, m in dk])
+    print(f"tokenledger: {tl_wall:7.2f} s  peak RSS {tl_rss:7.0f} MiB  (median of {len(tl)})")
     print(f"duckdb:      {dk_wall:7.2f} s  peak RSS {dk_rss:7.0f} MiB")
-    print(f"ratio tokenledger/duckdb: wall {tl_wall / dk_wall:.2f}x, RSS {tl_rss / dk_rss:.2f}x")
+    print(f"ratio tokenledger/duckdb: wall {tl_wall / dk_wall:.2f}x (goal <= 0.35x), RSS {tl_rss / dk_rss:.2f}x (goal <= 0.20x)")
+    summary = {"label": a.label, "rows": rows["listed"], "objects": len(manifest["inputs"]["requests"]),
+               "tokenledger_s": round(tl_wall, 2), "tokenledger_mib": round(tl_rss), "duckdb_s": round(dk_wall, 2),
+               "duckdb_mib": round(dk_rss), "wall_ratio": round(tl_wall / dk_wall, 2), "rss_ratio": round(tl_rss / dk_rss, 2)}
+    if fl:
+        fl_wall = median([w for w, _ in fl])
+        print(f"floor (DataFusion scan of the {floor_info['columns']} columns read + 64-bit key de-dup): {fl_wall:7.2f} s; "
+              f"tokenledger/floor {tl_wall / fl_wall:.2f}x (goal <= 2x); {floor_info['trace_keys']:,} trace keys, {floor_info['rows_with_a_repeated_key']:,} rows with a repeated key")
+        summary.update({"floor_s": round(fl_wall, 2), "floor_ratio": round(tl_wall / fl_wall, 2)})
     print(f"agreement: {cells} money cells equal to DuckDB's exact values rounded half to even; worst latency percentile difference {worst_latency * 100:.3f}%")
     print("derived by DuckDB itself: day window, de-duplication, alias resolution from the config's rules, price versions by ts, FX rate per currency")
     print("not checked here: reconciliation, anomalies, data-quality counts, qps, cache/citation/review rates, rollups and dashboards (the test suite pins those on hand-computed fixtures)")
+    print("SUMMARY " + json.dumps(summary), flush=True)
 
 
 if __name__ == "__main__":

@@ -1,26 +1,64 @@
 #!/usr/bin/env bash
-# Benchmark tokenledger against DuckDB on one generated day.
-#   benches/bench.sh [ROWS]        (default 10000000)
-# Builds the release binary, writes a day with `tokenledger gen`, installs
-# DuckDB from PyPI into a virtualenv, and prints both wall times, both peak
-# RSS, the ratios, and how closely the two engines' numbers agree.
+# Benchmark tokenledger against DuckDB, and against the scan floor, on
+# generated days.
+#   benches/bench.sh [ROWS ...]          (default: 5000000 10000000)
+#   LAYOUTS="one many" ROUNDS=3 benches/bench.sh 5000000 10000000 50000000
+# For each size and layout it writes a day with `tokenledger gen` (once,
+# kept under target/bench): `one` is the day in one big Parquet object,
+# `many` in objects of 500K rows. Both carry ~0.5% duplicate deliveries
+# (some across objects) and ~2% late rows in the D+1 partition (duplicates
+# across partitions). Then, ROUNDS times, alternating the order, it runs
+# `tokenledger run`, DuckDB doing the same SPEC work (installed from PyPI
+# into a virtualenv), and the floor (benches/floor.rs: DataFusion's scan of
+# the columns read plus a de-dup on the 64-bit trace key), and prints the
+# medians: wall, peak RSS, tokenledger/DuckDB and tokenledger/floor ratios,
+# and whether DuckDB's finance numbers equal ours. A JSON summary line per
+# day ends in target/bench/summary.jsonl.
 set -euo pipefail
-ROWS=${1:-10000000}
+SIZES=("$@")
+[ ${#SIZES[@]} -gt 0 ] || SIZES=(5000000 10000000)
+LAYOUTS=${LAYOUTS:-one many}
+ROUNDS=${ROUNDS:-3}
 DATE=2026-10-15
 cd "$(dirname "$0")/.."
 WORK=${BENCH_DIR:-target/bench}
 mkdir -p "$WORK"
 
-cargo build --release --quiet
-BIN=target/release/tokenledger
+# BENCH_BIN= times a given binary (e.g. an earlier build) instead of this tree's.
+if [ -n "${BENCH_BIN:-}" ]; then
+  BIN=$BENCH_BIN
+else
+  cargo build --release --quiet
+  BIN=${CARGO_TARGET_DIR:-target}/release/tokenledger
+fi
+FLOOR=$(cargo bench --bench floor --no-run --message-format=json 2>/dev/null \
+  | python3 -c 'import json, sys
+for line in sys.stdin:
+    m = json.loads(line)
+    if m.get("executable") and m.get("target", {}).get("name") == "floor":
+        print(m["executable"])' | tail -1)
 
 if [ ! -x "$WORK/venv/bin/python" ]; then
   python3 -m venv "$WORK/venv"
   "$WORK/venv/bin/pip" install --quiet duckdb
 fi
 
-LAKE="$WORK/lake-$ROWS"
-if [ ! -f "$LAKE/prices.csv" ]; then
-  "$BIN" gen --rows "$ROWS" --date "$DATE" --out "$LAKE"
-fi
-"$WORK/venv/bin/python" benches/bench.py --bin "$BIN" --lake "$LAKE" --date "$DATE" --config config/tokenledger.toml
+echo "machine: $(nproc) cores, $(awk '/MemTotal/ {printf "%.0f GiB", $2/1048576}' /proc/meminfo), $(date -u +%F)"
+for ROWS in "${SIZES[@]}"; do
+  for LAYOUT in $LAYOUTS; do
+    case $LAYOUT in
+      one) PER_FILE=$ROWS ;;
+      many) PER_FILE=500000 ;;
+      *) echo "unknown layout $LAYOUT (one, many)" >&2; exit 2 ;;
+    esac
+    LAKE="$WORK/lake-$ROWS-$LAYOUT"
+    if [ ! -f "$LAKE/prices.csv" ]; then
+      "$BIN" gen --rows "$ROWS" --date "$DATE" --out "$LAKE" --rows-per-file "$PER_FILE"
+    fi
+    echo "== $ROWS rows, $LAYOUT =="
+    "$WORK/venv/bin/python" benches/bench.py --bin "$BIN" --floor "$FLOOR" --lake "$LAKE" --date "$DATE" \
+      --config config/tokenledger.toml --rounds "$ROUNDS" --label "$ROWS-$LAYOUT" \
+      | tee "$WORK/last.txt"
+    grep '^SUMMARY ' "$WORK/last.txt" | sed 's/^SUMMARY //' >> "$WORK/summary.jsonl"
+  done
+done

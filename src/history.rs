@@ -6,8 +6,10 @@
 //! writes; a day without a rollup is absent (never zero). [`DayTotals`] are
 //! exact: money stays a scaled integer until it is displayed.
 //!
-//! Pure data: the rollups arrive as rows (`queries::rows::RollupDaily`,
-//! `RollupLatency`); reading them from storage is the pipeline's.
+//! Pure data: the daily rollups arrive as rows (`queries::rows::RollupDaily`),
+//! the latency rollups of the window as SQL's sums of them (`HistoryLatency`,
+//! `HistoryRoute`: never 90K rows a day decoded one by one); today's route
+//! mix from `RollupLatency` rows. Reading them from storage is the pipeline's.
 
 use std::collections::BTreeMap;
 
