@@ -1287,3 +1287,71 @@ fn project(
         &options,
     )?)
 }
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    /// One big object is read by every partition, row group by row group:
+    /// a day in one object uses every core, not one.
+    #[tokio::test]
+    async fn the_row_groups_of_one_object_are_spread_over_every_partition() {
+        let dir = tempfile::tempdir().unwrap();
+        let date = NaiveDate::from_ymd_opt(2026, 3, 1).unwrap();
+        let shape = crate::synth::DayShape {
+            duplicate_share: 0.0,
+            conflict_share: 0.0,
+            late_share: 0.0,
+        };
+        let day = crate::synth::generate_day(date, 4_000, shape, 7);
+        let rows = day.on_time.len();
+        // 500 rows per row group: 8 of them, in one object.
+        let bytes = crate::synth::to_parquet(&day.on_time, 500).unwrap();
+        let part = dir.path().join("requests").join(partition_dir(date));
+        std::fs::create_dir_all(&part).unwrap();
+        std::fs::write(part.join("part-0.parquet"), bytes).unwrap();
+
+        let requests =
+            Location::parse(dir.path().join("requests").to_str().unwrap(), None).unwrap();
+        let start = date.and_hms_opt(0, 0, 0).unwrap().and_utc();
+        let window = DayWindow {
+            start_ns: start.timestamp_nanos_opt().unwrap(),
+            end_ns: (start + chrono::Duration::days(1))
+                .timestamp_nanos_opt()
+                .unwrap(),
+        };
+        let input = DayInput::open(
+            Arc::new(Stores::new(Default::default())),
+            &requests,
+            &[date],
+            &ColumnMapping::default(),
+            window,
+        )
+        .await
+        .unwrap();
+        assert_eq!(input.files.len(), 1);
+        let groups = input.files[0].metadata.metadata().num_row_groups();
+        assert_eq!(groups, rows.div_ceil(500));
+
+        let spread = assign_units(&input, 2);
+        assert_eq!(spread.len(), 2);
+        let mut seen: Vec<usize> = Vec::new();
+        for units in &spread {
+            // Each partition opens the object once, for its share of groups.
+            assert_eq!(units.len(), 1, "{spread:?}");
+            assert!(units[0].row_groups.len() >= groups / 2 - 1, "{spread:?}");
+            seen.extend(&units[0].row_groups);
+        }
+        seen.sort_unstable();
+        assert_eq!(
+            seen,
+            (0..groups).collect::<Vec<_>>(),
+            "every row group once"
+        );
+        // Deterministic: the same spread every time.
+        assert_eq!(
+            format!("{:?}", assign_units(&input, 2)),
+            format!("{spread:?}")
+        );
+    }
+}
