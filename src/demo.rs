@@ -319,22 +319,24 @@ pub async fn gen_day(out: &Location, options: GenOptions) -> Result<GenOutcome> 
             .checked_add_days(Days::new(1))
             .expect("valid date");
         let late_part = out2.join("requests").join(&partition_dir(next));
-        let (mut on_time, mut late) = (Vec::new(), Vec::new());
+        // Each object is encoded as its rows come: memory holds one
+        // object's bytes, never its rows, however large it is.
+        let new_sink = || crate::synth::ParquetSink::new(131_072);
+        let (mut on_time, mut late) = (new_sink()?, new_sink()?);
         let (mut files, mut rows) = (0usize, 0usize);
         let mut failed: Option<Error> = None;
-        let mut flush = |rows_buf: &mut Vec<LogRow>, loc: Location| {
-            if rows_buf.is_empty() || failed.is_some() {
+        let send = |sink: crate::synth::ParquetSink, loc: Location, failed: &mut Option<Error>| {
+            if sink.rows() == 0 || failed.is_some() {
                 return;
             }
-            match to_parquet(rows_buf, 131_072) {
+            match sink.finish() {
                 Ok(bytes) => {
                     if tx.blocking_send((loc, bytes)).is_err() {
-                        failed = Some(Error::Internal("writer stopped".into()));
+                        *failed = Some(Error::Internal("writer stopped".into()));
                     }
                 }
-                Err(e) => failed = Some(e),
+                Err(e) => *failed = Some(e),
             }
-            rows_buf.clear();
         };
         generate_day_with(
             options.date,
@@ -343,21 +345,40 @@ pub async fn gen_day(out: &Location, options: GenOptions) -> Result<GenOutcome> 
             options.seed,
             &mut |row, is_late| {
                 rows += 1;
-                if is_late {
-                    late.push(row);
-                } else {
-                    on_time.push(row);
-                    if on_time.len() >= options.rows_per_file {
-                        flush(&mut on_time, part.join(&format!("part-{files:05}.parquet")));
-                        files += 1;
+                if failed.is_some() {
+                    return;
+                }
+                let sink = if is_late { &mut late } else { &mut on_time };
+                if let Err(e) = sink.push(row) {
+                    failed = Some(e);
+                    return;
+                }
+                if !is_late && on_time.rows() >= options.rows_per_file {
+                    match new_sink() {
+                        Ok(next) => {
+                            let full = std::mem::replace(&mut on_time, next);
+                            send(
+                                full,
+                                part.join(&format!("part-{files:05}.parquet")),
+                                &mut failed,
+                            );
+                            files += 1;
+                        }
+                        Err(e) => failed = Some(e),
                     }
                 }
             },
         );
-        flush(&mut on_time, part.join(&format!("part-{files:05}.parquet")));
-        files += 1;
-        if !late.is_empty() {
-            flush(&mut late, late_part.join("part-late-00000.parquet"));
+        if on_time.rows() > 0 {
+            send(
+                on_time,
+                part.join(&format!("part-{files:05}.parquet")),
+                &mut failed,
+            );
+            files += 1;
+        }
+        if late.rows() > 0 {
+            send(late, late_part.join("part-late-00000.parquet"), &mut failed);
             files += 1;
         }
         match failed {
@@ -398,6 +419,61 @@ pub fn today() -> NaiveDate {
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    /// `gen` encodes each object as its rows come; the objects are the
+    /// ones collecting the rows first and encoding them gave.
+    #[tokio::test]
+    async fn gen_writes_objects_as_their_rows_come_with_the_same_bytes() {
+        let dir = tempfile::tempdir().unwrap();
+        let date = NaiveDate::from_ymd_opt(2026, 3, 2).unwrap();
+        let out = Location::parse(dir.path().to_str().unwrap(), None).unwrap();
+        let options = GenOptions {
+            rows: 2_500,
+            date,
+            seed: 3,
+            rows_per_file: 1_000,
+        };
+        let outcome = gen_day(&out, options).await.unwrap();
+
+        // The same rows, collected first, cut every 1,000 on-time rows.
+        let shape = DayShape {
+            duplicate_share: 0.005,
+            conflict_share: 0.0005,
+            late_share: 0.02,
+        };
+        let (mut on_time, mut late) = (Vec::new(), Vec::new());
+        crate::synth::generate_day_with(date, 2_500, shape, 3, &mut |row, is_late| {
+            if is_late {
+                late.push(row);
+            } else {
+                on_time.push(row);
+            }
+        });
+        let total = on_time.len() + late.len();
+        assert_eq!(outcome.rows, total);
+        let chunks: Vec<&[crate::synth::LogRow]> = on_time.chunks(1_000).collect();
+        assert_eq!(outcome.files, chunks.len() + usize::from(!late.is_empty()));
+        let part = dir.path().join("requests").join(partition_dir(date));
+        for (i, chunk) in chunks.iter().enumerate() {
+            let got = std::fs::read(part.join(format!("part-{i:05}.parquet"))).unwrap();
+            assert_eq!(
+                got,
+                crate::synth::to_parquet(chunk, 131_072).unwrap(),
+                "object {i}"
+            );
+        }
+        if !late.is_empty() {
+            let next = date.succ_opt().unwrap();
+            let got = std::fs::read(
+                dir.path()
+                    .join("requests")
+                    .join(partition_dir(next))
+                    .join("part-late-00000.parquet"),
+            )
+            .unwrap();
+            assert_eq!(got, crate::synth::to_parquet(&late, 131_072).unwrap());
+        }
+    }
 
     #[test]
     fn the_demo_config_points_at_its_own_directory() {

@@ -237,18 +237,84 @@ pub fn to_batch(rows: &[LogRow]) -> RecordBatch {
 
 /// Rows as a Parquet file (snappy, row groups of `row_group` rows).
 pub fn to_parquet(rows: &[LogRow], row_group: usize) -> Result<Vec<u8>> {
-    let props = WriterProperties::builder()
+    let mut w = ArrowWriter::try_new(Vec::new(), log_schema(), Some(writer_properties(row_group)))
+        .map_err(parquet_error)?;
+    for chunk in rows.chunks(SINK_BATCH) {
+        w.write(&to_batch(chunk)).map_err(parquet_error)?;
+    }
+    w.into_inner().map_err(parquet_error)
+}
+
+fn writer_properties(row_group: usize) -> WriterProperties {
+    WriterProperties::builder()
         .set_compression(Compression::SNAPPY)
         .set_max_row_group_row_count(Some(row_group.max(1)))
-        .build();
-    let mut buf = Vec::new();
-    let err = |e: parquet::errors::ParquetError| Error::Internal(format!("writing Parquet: {e}"));
-    let mut w = ArrowWriter::try_new(&mut buf, log_schema(), Some(props)).map_err(err)?;
-    for chunk in rows.chunks(65_536) {
-        w.write(&to_batch(chunk)).map_err(err)?;
+        .build()
+}
+
+/// Rows written as a Parquet file as they come (snappy, row groups of
+/// `row_group` rows): only the encoded bytes and one batch of rows are
+/// held, so an object of any size can be generated. The bytes equal
+/// [`to_parquet`]'s for the same rows.
+pub struct ParquetSink {
+    writer: ArrowWriter<Vec<u8>>,
+    pending: Vec<LogRow>,
+    rows: usize,
+}
+
+/// Rows per batch handed to the Parquet writer.
+const SINK_BATCH: usize = 65_536;
+
+fn parquet_error(e: parquet::errors::ParquetError) -> Error {
+    Error::Internal(format!("writing Parquet: {e}"))
+}
+
+impl std::fmt::Debug for ParquetSink {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("ParquetSink")
+            .field("rows", &self.rows)
+            .finish_non_exhaustive()
     }
-    w.close().map_err(err)?;
-    Ok(buf)
+}
+
+impl ParquetSink {
+    pub fn new(row_group: usize) -> Result<Self> {
+        let writer =
+            ArrowWriter::try_new(Vec::new(), log_schema(), Some(writer_properties(row_group)))
+                .map_err(parquet_error)?;
+        Ok(ParquetSink {
+            writer,
+            pending: Vec::with_capacity(SINK_BATCH),
+            rows: 0,
+        })
+    }
+
+    /// Rows pushed so far.
+    pub fn rows(&self) -> usize {
+        self.rows
+    }
+
+    pub fn push(&mut self, row: LogRow) -> Result<()> {
+        self.pending.push(row);
+        self.rows += 1;
+        if self.pending.len() == SINK_BATCH {
+            self.writer
+                .write(&to_batch(&self.pending))
+                .map_err(parquet_error)?;
+            self.pending.clear();
+        }
+        Ok(())
+    }
+
+    /// The whole file.
+    pub fn finish(mut self) -> Result<Vec<u8>> {
+        if !self.pending.is_empty() {
+            self.writer
+                .write(&to_batch(&self.pending))
+                .map_err(parquet_error)?;
+        }
+        self.writer.into_inner().map_err(parquet_error)
+    }
 }
 
 // ---------------------------------------------------------------------------
