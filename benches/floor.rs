@@ -8,7 +8,8 @@
 //!
 //!   cargo bench --bench floor -- --lake DIR --date YYYY-MM-DD [--threads N]
 //!
-//! Prints one JSON line: seconds, rows, duplicate keys, objects.
+//! Prints one JSON line: seconds, distinct trace keys, rows whose key
+//! repeats, objects and columns read (a local lake only).
 
 use std::sync::Arc;
 use std::time::Instant;
@@ -151,10 +152,9 @@ async fn floor(lake: &str, date: chrono::NaiveDate, threads: usize) -> Result<()
     // each of them (a projection would drop the ones no aggregate uses);
     // the key is the hash of trace_id alone.
     let sql = format!(
-        "SELECT count(*) AS rows, coalesce(sum(n) FILTER (WHERE n > 1), 0) AS duplicated \
+        "SELECT count(*) AS trace_keys, coalesce(sum(n) FILTER (WHERE n > 1), 0) AS duplicated \
          FROM (SELECT trace_key({}) AS k, count(*) AS n FROM requests \
-               WHERE ts >= TIMESTAMP '{date}T00:00:00Z' AND ts < TIMESTAMP '{next}T00:00:00Z' GROUP BY k) \
-",
+               WHERE ts >= TIMESTAMP '{date}T00:00:00Z' AND ts < TIMESTAMP '{next}T00:00:00Z' GROUP BY k)",
         present.join(", ")
     );
     let out = ctx.sql(&sql).await?.collect().await?;

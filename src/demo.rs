@@ -300,6 +300,13 @@ pub struct GenOutcome {
     pub rows: usize,
 }
 
+/// The duplicates and late rows of a `gen` day.
+const GEN_SHAPE: DayShape = DayShape {
+    duplicate_share: 0.005,
+    conflict_share: 0.0005,
+    late_share: 0.02,
+};
+
 /// Write one day of `rows` requests (plus ~0.5% duplicate deliveries and a few
 /// rows arriving in the next partition) under `out` in the lake layout, with
 /// the example price table and an FX table.
@@ -308,11 +315,7 @@ pub async fn gen_day(out: &Location, options: GenOptions) -> Result<GenOutcome> 
     let (tx, mut rx) = tokio::sync::mpsc::channel::<(Location, Vec<u8>)>(2);
     let out2 = out.clone();
     let producer = tokio::task::spawn_blocking(move || -> Result<GenOutcome> {
-        let shape = DayShape {
-            duplicate_share: 0.005,
-            conflict_share: 0.0005,
-            late_share: 0.02,
-        };
+        let shape = GEN_SHAPE;
         let part = out2.join("requests").join(&partition_dir(options.date));
         let next = options
             .date
@@ -436,13 +439,8 @@ mod tests {
         let outcome = gen_day(&out, options).await.unwrap();
 
         // The same rows, collected first, cut every 1,000 on-time rows.
-        let shape = DayShape {
-            duplicate_share: 0.005,
-            conflict_share: 0.0005,
-            late_share: 0.02,
-        };
         let (mut on_time, mut late) = (Vec::new(), Vec::new());
-        crate::synth::generate_day_with(date, 2_500, shape, 3, &mut |row, is_late| {
+        crate::synth::generate_day_with(date, 2_500, GEN_SHAPE, 3, &mut |row, is_late| {
             if is_late {
                 late.push(row);
             } else {

@@ -405,14 +405,26 @@ pub(super) async fn latency_history(
     history: &mut crate::history::History,
     spill_dir: &std::path::Path,
 ) -> Result<()> {
-    let schema = super::inputs::latency_history_schema()?;
-    queries::register_batches(ctx, "latency_history", schema, rollups.batches)?;
-    let bins: Typed<HistoryLatency> = queries::result(ctx, params, spill_dir).await?;
-    let routes: Typed<HistoryRoute> = queries::result(ctx, params, spill_dir).await?;
+    let (bins, routes) = sum_latency_history(ctx, params, rollups.batches, spill_dir).await?;
     history.add_latency(&rollups.days, &bins.rows()?, &routes.rows()?);
+    Ok(())
+}
+
+/// The two history queries over `batches` as `latency_history` (the table
+/// is dropped again once summed).
+async fn sum_latency_history(
+    ctx: &SessionContext,
+    params: &Params,
+    batches: Vec<RecordBatch>,
+    spill_dir: &std::path::Path,
+) -> Result<(Typed<HistoryLatency>, Typed<HistoryRoute>)> {
+    let schema = super::inputs::latency_history_schema()?;
+    queries::register_batches(ctx, "latency_history", schema, batches)?;
+    let bins = queries::result(ctx, params, spill_dir).await?;
+    let routes = queries::result(ctx, params, spill_dir).await?;
     ctx.deregister_table("latency_history")
         .map_err(|e| df_error("latency_history", e))?;
-    Ok(())
+    Ok((bins, routes))
 }
 
 fn df_error(name: &str, source: datafusion::error::DataFusionError) -> Error {
@@ -458,10 +470,7 @@ pub async fn check_queries() -> Result<BTreeMap<&'static str, SchemaRef>> {
         .map(|(name, schema)| (name, Arc::clone(schema)))
         .collect();
     schemas.insert("evidence", evidence);
-    let schema = super::inputs::latency_history_schema()?;
-    queries::register_batches(&ctx, "latency_history", schema, Vec::new())?;
-    let bins: Typed<HistoryLatency> = queries::result(&ctx, &params, spill.path()).await?;
-    let routes: Typed<HistoryRoute> = queries::result(&ctx, &params, spill.path()).await?;
+    let (bins, routes) = sum_latency_history(&ctx, &params, Vec::new(), spill.path()).await?;
     schemas.insert(HistoryLatency::FILE, bins.schema);
     schemas.insert(HistoryRoute::FILE, routes.schema);
     Ok(schemas)

@@ -61,16 +61,13 @@ impl Kind {
     }
 
     /// The one array type cells of this kind are read from.
+    /// (Kinds without a fixed type, and columns already of it, are taken
+    /// as they are: [`Kind::accepts`] has checked them.)
     fn canonical(self, col: &ArrayRef) -> std::result::Result<ArrayRef, arrow::error::ArrowError> {
-        let to = match self {
-            Kind::Text => DataType::Utf8,
-            Kind::Integer => DataType::Int64,
-            Kind::Real => DataType::Float64,
-            Kind::UInt64 | Kind::Decimal | Kind::Boolean | Kind::Timestamp => {
-                return Ok(std::sync::Arc::clone(col));
-            }
-        };
-        arrow::compute::cast(col, &to)
+        match fixed_type(self) {
+            Some(to) if *col.data_type() != to => arrow::compute::cast(col, &to),
+            _ => Ok(std::sync::Arc::clone(col)),
+        }
     }
 }
 
