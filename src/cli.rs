@@ -117,6 +117,18 @@ enum Command {
         #[command(flatten)]
         config: ConfigArgs,
     },
+    /// Serve as a worker of distributed runs (`run --workers`), until
+    /// SIGTERM or Ctrl-C: then it takes no new work, lets running tasks end
+    /// and exits 0. It reads object storage with its own `[storage]`
+    /// settings and credentials; only coordinators inside the cluster may
+    /// reach it (see deploy/k8s/distributed/).
+    Worker {
+        /// Address to listen on, e.g. 0.0.0.0:50051.
+        #[arg(long)]
+        listen: std::net::SocketAddr,
+        #[command(flatten)]
+        config: ConfigArgs,
+    },
     /// Maintain the price table.
     #[command(subcommand)]
     Prices(PricesCommand),
@@ -177,6 +189,10 @@ struct ConfigArgs {
     /// IANA time zone of the report day; overrides run.timezone.
     #[arg(long = "tz")]
     tz: Option<String>,
+    /// Run the heavy queries on these workers (`http://host:port`,
+    /// comma-separated); overrides engine.workers and engine.workers_dns.
+    #[arg(long, value_name = "URL[,URL...]")]
+    workers: Option<String>,
 }
 
 #[derive(Debug, clap::Args)]
@@ -215,6 +231,7 @@ impl ConfigArgs {
             &Overrides {
                 lake,
                 timezone: self.tz.clone(),
+                workers: self.workers.clone(),
                 config_dir: None,
             },
         )
@@ -417,6 +434,7 @@ impl Command {
             Command::Backfill { .. } => "backfill",
             Command::Prices { .. } => "prices",
             Command::Gen { .. } => "gen",
+            Command::Worker { .. } => "worker",
         }
     }
 }
@@ -617,6 +635,14 @@ async fn run(command: Command, run_id: &str) -> Result<ExitKind> {
             }
             Ok(kind)
         }
+        Command::Worker { listen, config } => {
+            let config = config.load()?;
+            let stores = std::sync::Arc::new(crate::lake::Stores::new(config.s3.clone()));
+            tracing::info!(%listen, version = %crate::engine::version(), "worker listening");
+            crate::engine::serve(listen, stores, shutdown_signal()).await?;
+            tracing::info!("worker stopped");
+            Ok(ExitKind::Ok)
+        }
         Command::Demo { dir } => {
             let outcome = crate::demo::demo(&dir, crate::demo::DemoOptions::default()).await?;
             outln!(
@@ -662,6 +688,29 @@ async fn run(command: Command, run_id: &str) -> Result<ExitKind> {
             Ok(ExitKind::Ok)
         }
     }
+}
+
+/// SIGTERM (Kubernetes stopping a pod) or Ctrl-C.
+async fn shutdown_signal() {
+    let ctrl_c = async {
+        let _ = tokio::signal::ctrl_c().await;
+    };
+    #[cfg(unix)]
+    let term = async {
+        match tokio::signal::unix::signal(tokio::signal::unix::SignalKind::terminate()) {
+            Ok(mut s) => {
+                s.recv().await;
+            }
+            Err(_) => std::future::pending::<()>().await,
+        }
+    };
+    #[cfg(not(unix))]
+    let term = std::future::pending::<()>();
+    tokio::select! {
+        () = ctrl_c => {}
+        () = term => {}
+    }
+    tracing::info!("shutdown requested: finishing running tasks, taking no new ones");
 }
 
 fn print_replay(manifest: &crate::lake::Location, r: &crate::pipeline::audit::ReplayReport) {

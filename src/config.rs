@@ -62,6 +62,8 @@ pub struct RawConfig {
     pub focus: RawFocus,
     #[serde(default)]
     pub budgets: Vec<RawBudget>,
+    #[serde(default)]
+    pub engine: crate::engine::RawEngine,
 }
 
 pub use crate::budget::{RawBudget, RawBudgetMonth, RawUsd};
@@ -262,6 +264,8 @@ pub struct RawQuality {
 pub struct Overrides {
     pub lake: Option<String>,
     pub timezone: Option<String>,
+    /// `--workers`: worker URLs, comma-separated (replaces `[engine]`'s).
+    pub workers: Option<String>,
     /// Directory of the config file: a relative `lake.root` there is relative
     /// to it (a relative `--lake` is relative to the working directory).
     pub config_dir: Option<PathBuf>,
@@ -304,6 +308,8 @@ pub struct Config {
     pub budgets: Vec<crate::budget::Budget>,
     /// Build missing rollups of the anomaly window before a run.
     pub backfill_missing: bool,
+    /// Where the heavy queries run (`[engine]`, `--workers`).
+    pub engine: crate::engine::EngineSettings,
     /// Digest of the effective configuration (no secrets), for the manifest.
     pub digest: String,
 }
@@ -864,6 +870,7 @@ impl RawConfig {
         // exist only in the container that runs the job).
         let spill_dir = self.run.spill_dir.clone();
         let lease = LeaseSettings::validate(&self.lease, &mut p);
+        let engine = self.engine_settings(overrides, &mut p);
 
         let columns = validate_columns(&self.columns, &mut p);
 
@@ -946,12 +953,34 @@ impl RawConfig {
             anomaly,
             budgets,
             backfill_missing: self.anomaly.backfill_missing.unwrap_or(true),
+            engine,
             incidents: incidents.expect("the lake parsed, so did its paths"),
             webhook,
             digest: String::new(),
         };
         config.digest = config.compute_digest(&self.pricing, &self.reconcile);
         Ok(config)
+    }
+
+    /// `[engine]`, or `--workers` in its place.
+    fn engine_settings(
+        &self,
+        overrides: &Overrides,
+        p: &mut Problems,
+    ) -> crate::engine::EngineSettings {
+        let mut settings = crate::engine::EngineSettings::validate(&self.engine, p);
+        if let Some(text) = &overrides.workers {
+            match crate::engine::parse_workers(&crate::engine::split_list(text)) {
+                Ok(urls) => {
+                    settings.workers = urls;
+                    settings.workers_dns = None;
+                }
+                Err(errs) => errs
+                    .into_iter()
+                    .for_each(|e| p.push(format!("--workers: {e}"))),
+            }
+        }
+        settings
     }
 
     /// The lake root: `--lake`, or `lake.root` (relative to the config file).

@@ -203,6 +203,9 @@ pub enum Error {
         location: String,
     },
 
+    #[error("worker {url}: {message}")]
+    Worker { url: String, message: String },
+
     #[error("internal error: {0}")]
     Internal(String),
 }
@@ -224,7 +227,10 @@ impl Error {
             | Error::Replay { .. } => ExitKind::InputData,
             Error::DataQuality { .. } => ExitKind::DataQuality,
             Error::LeaseHeld { .. } | Error::LeaseLost { .. } => ExitKind::Busy,
-            Error::Storage { .. } | Error::Io { .. } | Error::Internal(_) => ExitKind::Runtime,
+            Error::Storage { .. }
+            | Error::Io { .. }
+            | Error::Worker { .. }
+            | Error::Internal(_) => ExitKind::Runtime,
             Error::Query { source, .. } => query_error_kind(source),
         }
     }

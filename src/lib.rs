@@ -8,6 +8,7 @@ pub mod cli;
 pub mod config;
 pub mod deliver;
 pub mod demo;
+pub mod engine;
 pub mod error;
 pub mod fx;
 pub mod history;

@@ -47,8 +47,29 @@ pub struct Manifest {
     pub pricing: PricingFacts,
     pub fx: FxFacts,
     pub data_quality: DataQuality,
+    /// Where the day's heavy queries ran.
+    pub engine: EngineFacts,
     /// Every object this run published (the manifest excepted), with digests.
     pub outputs: Vec<OutputObject>,
+}
+
+/// Where a run's queries ran: `local`, or `distributed` over workers, with
+/// the tasks the coordinator sent to each (every worker listed).
+#[derive(Debug, Clone, Serialize, PartialEq, Eq)]
+pub struct EngineFacts {
+    pub mode: String,
+    pub workers: Vec<String>,
+    pub tasks_by_worker: BTreeMap<String, u64>,
+}
+
+impl EngineFacts {
+    pub fn local() -> EngineFacts {
+        EngineFacts {
+            mode: "local".into(),
+            workers: Vec::new(),
+            tasks_by_worker: BTreeMap::new(),
+        }
+    }
 }
 
 /// The headline figures of a day.

@@ -14,6 +14,7 @@
 pub mod lease;
 pub mod scan;
 pub mod schema;
+pub mod wire;
 
 use std::collections::HashMap;
 use std::fmt;

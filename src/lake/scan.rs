@@ -36,9 +36,11 @@ use datafusion::datasource::TableType;
 use datafusion::error::{DataFusionError, Result as DfResult};
 use datafusion::execution::{SendableRecordBatchStream, TaskContext};
 use datafusion::logical_expr::Expr;
-use datafusion::physical_plan::ExecutionPlan;
+use datafusion::physical_expr::{EquivalenceProperties, Partitioning};
+use datafusion::physical_plan::execution_plan::{Boundedness, EmissionType};
+use datafusion::physical_plan::metrics::{ExecutionPlanMetricsSet, MetricsSet};
 use datafusion::physical_plan::stream::RecordBatchStreamAdapter;
-use datafusion::physical_plan::streaming::{PartitionStream, StreamingTableExec};
+use datafusion::physical_plan::{DisplayAs, DisplayFormatType, ExecutionPlan, PlanProperties};
 use futures::future::BoxFuture;
 use futures::stream::BoxStream;
 use futures::{FutureExt, StreamExt, TryStreamExt};
@@ -127,21 +129,154 @@ impl ScanCounters {
     pub fn examples(&self) -> BTreeMap<&'static str, Vec<String>> {
         self.examples.lock().map(|m| m.clone()).unwrap_or_default()
     }
+    /// Add another scan's counts (a partition's, at its end) to these.
+    /// Examples are kept as the first few in text order, so which ones a
+    /// run shows does not depend on which partition met them first.
+    pub fn merge_from(&self, other: &ScanCounters) {
+        for (mine, theirs) in [
+            (&self.outside_window, &other.outside_window),
+            (&self.null_ts, &other.null_ts),
+            (&self.late_rows, &other.late_rows),
+            (&self.early_rows, &other.early_rows),
+        ] {
+            mine.fetch_add(theirs.load(Ordering::Relaxed), Ordering::Relaxed);
+        }
+        if let Ok(mut m) = self.rejected.lock() {
+            for (col, n) in other.rejected() {
+                *m.entry(col).or_default() += n;
+            }
+        }
+        if let Ok(mut m) = self.examples.lock() {
+            for (col, list) in other.examples() {
+                let mine = m.entry(col).or_default();
+                mine.extend(list);
+                mine.sort();
+                mine.truncate(EXAMPLES);
+            }
+        }
+    }
+
+    /// Record these counts as the scan node's metrics (named `tl_*`, per
+    /// partition): how they cross from a worker to the coordinator.
+    pub fn publish(&self, metrics: &ExecutionPlanMetricsSet, partition: usize) {
+        use datafusion::physical_plan::metrics::{Label, MetricBuilder};
+        for (name, value) in [
+            (METRIC_OUTSIDE, &self.outside_window),
+            (METRIC_NULL_TS, &self.null_ts),
+            (METRIC_LATE, &self.late_rows),
+            (METRIC_EARLY, &self.early_rows),
+        ] {
+            MetricBuilder::new(metrics)
+                .counter(name, partition)
+                .add(value.load(Ordering::Relaxed) as usize);
+        }
+        for (col, n) in self.rejected() {
+            MetricBuilder::new(metrics)
+                .with_label(Label::new("column", col))
+                .counter(METRIC_REJECTED, partition)
+                .add(n as usize);
+        }
+        for (col, list) in self.examples() {
+            for (i, text) in list.into_iter().enumerate() {
+                MetricBuilder::new(metrics)
+                    .with_label(Label::new("column", col))
+                    .with_label(Label::new("n", i.to_string()))
+                    .with_label(Label::new("example", text))
+                    .counter(METRIC_EXAMPLE, partition)
+                    .add(1);
+            }
+        }
+    }
+
+    /// The counts a scan recorded with [`ScanCounters::publish`], summed
+    /// over every partition and task in `metrics` (a distributed plan's,
+    /// gathered back from its workers).
+    pub fn from_metrics<'a>(metrics: impl IntoIterator<Item = &'a MetricsSet>) -> ScanCounters {
+        use datafusion::physical_plan::metrics::MetricValue;
+        let counters = ScanCounters::default();
+        let label = |m: &datafusion::physical_plan::metrics::Metric, name: &str| {
+            m.labels()
+                .iter()
+                .find(|l| l.name() == name)
+                .map(|l| l.value().to_string())
+        };
+        let column = |m: &datafusion::physical_plan::metrics::Metric| {
+            label(m, "column")
+                .and_then(|c| Col::ALL.iter().find(|k| k.name() == c).map(|k| k.name()))
+        };
+        for set in metrics {
+            for m in set.iter() {
+                let MetricValue::Count { name, count } = m.value() else {
+                    continue;
+                };
+                let n = count.value() as u64;
+                match name.as_ref() {
+                    METRIC_OUTSIDE => counters.outside_window.fetch_add(n, Ordering::Relaxed),
+                    METRIC_NULL_TS => counters.null_ts.fetch_add(n, Ordering::Relaxed),
+                    METRIC_LATE => counters.late_rows.fetch_add(n, Ordering::Relaxed),
+                    METRIC_EARLY => counters.early_rows.fetch_add(n, Ordering::Relaxed),
+                    METRIC_REJECTED => {
+                        if let (Some(col), Ok(mut map)) = (column(m), counters.rejected.lock()) {
+                            *map.entry(col).or_default() += n;
+                        }
+                        0
+                    }
+                    METRIC_EXAMPLE => {
+                        if let (Some(col), Some(text), Ok(mut map)) =
+                            (column(m), label(m, "example"), counters.examples.lock())
+                        {
+                            let list = map.entry(col).or_default();
+                            list.extend(std::iter::repeat_n(text, n as usize));
+                        }
+                        0
+                    }
+                    _ => 0,
+                };
+            }
+        }
+        if let Ok(mut map) = counters.examples.lock() {
+            for list in map.values_mut() {
+                list.sort();
+                list.truncate(EXAMPLES);
+            }
+        }
+        counters
+    }
+
     fn reject(&self, col: &'static str, example: impl FnOnce() -> String) {
         if let Ok(mut m) = self.rejected.lock() {
             *m.entry(col).or_default() += 1;
         }
         if let Ok(mut m) = self.examples.lock() {
             let list = m.entry(col).or_default();
-            if list.len() < 3 {
+            if list.len() < EXAMPLES {
                 list.push(example());
             }
         }
     }
 }
 
+/// Examples kept per rejection reason.
+const EXAMPLES: usize = 3;
+const METRIC_OUTSIDE: &str = "tl_outside_window";
+const METRIC_NULL_TS: &str = "tl_null_ts";
+const METRIC_LATE: &str = "tl_late_rows";
+const METRIC_EARLY: &str = "tl_early_rows";
+const METRIC_REJECTED: &str = "tl_rejected";
+const METRIC_EXAMPLE: &str = "tl_reject_example";
+
 /// A set of `_trace_key`s (already hashes: hashed again cheaply).
 pub type KeySet = HashSet<u64, ahash::RandomState>;
+
+/// Which rows a scan keeps by their `_trace_key`.
+#[derive(Clone, Debug)]
+pub struct KeyFilter {
+    pub keys: Arc<KeySet>,
+    /// `true`: only the rows whose key is in `keys` (decided on `trace_id`
+    /// alone, as a Parquet row filter: the other columns are decoded for
+    /// those rows only); `false`: every row but those.
+    pub inside: bool,
+}
 
 /// What a table instance over the day's input does besides reading.
 #[derive(Clone, Debug, Default)]
@@ -153,6 +288,9 @@ pub struct ScanOptions {
     /// go to the sink (with the columns of [`dup_rows_schema`]), not
     /// downstream, so they can be resolved before they are counted.
     pub divert: Option<Divert>,
+    /// Keep rows by their trace key (how a distributed run splits the
+    /// duplicate candidates from the other rows: no node writes them aside).
+    pub keys: Option<KeyFilter>,
 }
 
 /// Where diverted duplicate candidates go.
@@ -188,6 +326,27 @@ impl DivertSink {
     /// Rows set aside so far.
     pub fn rows(&self) -> u64 {
         self.rows.load(Ordering::Relaxed)
+    }
+
+    /// Write every batch of `stream` (rows of [`dup_rows_schema`]) into one
+    /// new file of the sink: how a distributed run brings the candidates
+    /// its workers found to the coordinator.
+    pub async fn write_stream(
+        self: &Arc<Self>,
+        mut stream: SendableRecordBatchStream,
+    ) -> DfResult<()> {
+        let part = PartitionSink {
+            sink: Arc::clone(self),
+            writer: std::sync::Mutex::new(None),
+        };
+        let schema = dup_rows_schema();
+        while let Some(batch) = stream.next().await {
+            let batch = batch?;
+            // The same columns by name, in the sink's schema.
+            let batch = RecordBatch::try_new(Arc::clone(&schema), batch.columns().to_vec())?;
+            part.write(&batch)?;
+        }
+        part.finish()
     }
 
     fn create(
@@ -281,6 +440,8 @@ pub struct DayInput {
     skipped: Vec<(Location, SkipKind, String)>,
     window: DayWindow,
     batch_size: usize,
+    /// The mapping the objects' columns were resolved with.
+    mapping: ColumnMapping,
 }
 
 impl fmt::Debug for DayInput {
@@ -376,9 +537,24 @@ impl DayInput {
         window: DayWindow,
     ) -> Result<DayInput> {
         listed.sort_by(|a, b| a.0.location.cmp(&b.0.location));
+        let numbered = listed
+            .into_iter()
+            .enumerate()
+            .map(|(ordinal, (info, date))| (ordinal as u32, info, date))
+            .collect();
+        Self::open_numbered(stores, numbered, mapping, window).await
+    }
 
-        let footers: Vec<_> = futures::stream::iter(listed.into_iter().enumerate())
-            .map(|(ordinal, (info, date))| {
+    /// Open objects whose ordinals (the `_pos` high bits) are already
+    /// given: a worker opening its share of a coordinator's day.
+    pub(super) async fn open_numbered(
+        stores: Arc<Stores>,
+        listed: Vec<(u32, ObjectInfo, NaiveDate)>,
+        mapping: &ColumnMapping,
+        window: DayWindow,
+    ) -> Result<DayInput> {
+        let footers: Vec<_> = futures::stream::iter(listed)
+            .map(|(ordinal, info, date)| {
                 let stores = Arc::clone(&stores);
                 async move {
                     let res = read_footer(&stores, &info).await;
@@ -408,7 +584,7 @@ impl DayInput {
                     files.push(Arc::new(InputFile {
                         info,
                         partition_date,
-                        ordinal: ordinal as u32,
+                        ordinal,
                         rows,
                         metadata,
                         cols,
@@ -426,7 +602,28 @@ impl DayInput {
             files,
             window,
             batch_size: 8192,
+            mapping: mapping.clone(),
         })
+    }
+
+    /// Rows per decoded batch.
+    pub fn batch_size(&self) -> usize {
+        self.batch_size
+    }
+
+    pub(super) fn with_batch_size(mut self, batch_size: usize) -> Self {
+        self.batch_size = batch_size.max(1);
+        self
+    }
+
+    /// The column mapping the objects were resolved with.
+    pub fn mapping(&self) -> &ColumnMapping {
+        &self.mapping
+    }
+
+    /// The storage clients the objects are read through.
+    pub fn stores(&self) -> &Arc<Stores> {
+        &self.stores
     }
 
     pub fn files(&self) -> &[Arc<InputFile>] {
@@ -650,36 +847,21 @@ impl TableProvider for DayTable {
         let schema = Arc::new(full.project(&projection)?);
         let partitions = state.config().target_partitions().max(1);
         let plan = Arc::new(ScanPlan {
-            input: Arc::clone(&self.input),
+            source: Source::Open(Arc::clone(&self.input)),
             projection,
-            schema: Arc::clone(&schema),
+            schema,
             options: self.options.clone(),
         });
-        let streams: Vec<Arc<dyn PartitionStream>> = assign_units(&self.input, partitions)
-            .into_iter()
-            .map(|units| {
-                Arc::new(DayPartition {
-                    plan: Arc::clone(&plan),
-                    units,
-                }) as Arc<dyn PartitionStream>
-            })
-            .collect();
-        Ok(Arc::new(StreamingTableExec::try_new(
-            schema,
-            streams,
-            None,
-            Vec::new(),
-            false,
-            None,
-        )?))
+        let units = assign_units(&self.input, partitions);
+        Ok(Arc::new(DayScanExec::new(plan, units)))
     }
 }
 
 /// Row groups of one object assigned to one partition.
-#[derive(Clone, Debug)]
-struct Unit {
-    file: usize,
-    row_groups: Vec<usize>,
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub(super) struct Unit {
+    pub(super) file: usize,
+    pub(super) row_groups: Vec<usize>,
 }
 
 /// Spread the row groups over `partitions` by compressed size (largest first,
@@ -716,63 +898,222 @@ fn assign_units(input: &DayInput, partitions: usize) -> Vec<Vec<Unit>> {
         .collect()
 }
 
+/// Where a scan's objects come from.
+pub(super) enum Source {
+    /// Opened by this process (footers read, columns resolved).
+    Open(Arc<DayInput>),
+    /// Named by a coordinator: opened on first use by the worker that runs
+    /// the scan, with its own storage clients (see [`super::wire`]).
+    Remote(Arc<super::wire::RemoteInput>),
+}
+
+impl Source {
+    async fn input(&self) -> DfResult<Arc<DayInput>> {
+        match self {
+            Source::Open(input) => Ok(Arc::clone(input)),
+            Source::Remote(remote) => remote.open().await,
+        }
+    }
+}
+
 /// What every partition of one scan shares.
-struct ScanPlan {
-    input: Arc<DayInput>,
-    projection: Vec<usize>,
-    schema: SchemaRef,
-    options: ScanOptions,
+pub(super) struct ScanPlan {
+    pub(super) source: Source,
+    pub(super) projection: Vec<usize>,
+    pub(super) schema: SchemaRef,
+    pub(super) options: ScanOptions,
 }
 
-struct DayPartition {
+/// The day scan as a plan node: a leaf whose partitions each read a list of
+/// [`Unit`]s. It is what makes the scan distributable: a coordinator splits
+/// its row groups into one variant per task ([`DayScanExec::split`]) and
+/// [`super::wire`] sends each to a worker; the counts of rows dropped travel
+/// back as the node's metrics ([`ScanCounters::publish`]).
+pub struct DayScanExec {
     plan: Arc<ScanPlan>,
-    units: Vec<Unit>,
+    partitions: Vec<Vec<Unit>>,
+    properties: Arc<PlanProperties>,
+    metrics: ExecutionPlanMetricsSet,
 }
 
-impl fmt::Debug for DayPartition {
+impl fmt::Debug for DayScanExec {
     fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
-        f.debug_struct("DayPartition")
-            .field("units", &self.units)
+        f.debug_struct("DayScanExec")
+            .field("partitions", &self.partitions)
             .finish_non_exhaustive()
     }
 }
 
-impl PartitionStream for DayPartition {
-    fn schema(&self) -> &SchemaRef {
-        &self.plan.schema
+impl DayScanExec {
+    pub(super) fn new(plan: Arc<ScanPlan>, mut partitions: Vec<Vec<Unit>>) -> DayScanExec {
+        if partitions.is_empty() {
+            partitions.push(Vec::new());
+        }
+        let properties = Arc::new(PlanProperties::new(
+            EquivalenceProperties::new(Arc::clone(&plan.schema)),
+            Partitioning::UnknownPartitioning(partitions.len()),
+            EmissionType::Incremental,
+            Boundedness::Bounded,
+        ));
+        DayScanExec {
+            plan,
+            partitions,
+            properties,
+            metrics: ExecutionPlanMetricsSet::new(),
+        }
     }
 
-    fn execute(&self, _ctx: Arc<TaskContext>) -> SendableRecordBatchStream {
+    pub(super) fn plan(&self) -> &Arc<ScanPlan> {
+        &self.plan
+    }
+
+    pub(super) fn partitions(&self) -> &[Vec<Unit>] {
+        &self.partitions
+    }
+
+    /// Row groups this node reads.
+    pub fn row_groups(&self) -> usize {
+        self.partitions
+            .iter()
+            .flatten()
+            .map(|u| u.row_groups.len())
+            .sum()
+    }
+
+    /// Whether this node can run elsewhere: not when it writes rows aside
+    /// to this machine's disk.
+    pub fn distributable(&self) -> bool {
+        self.plan.options.divert.is_none() && matches!(self.plan.source, Source::Open(_))
+    }
+
+    /// The same scan split into `tasks` variants with disjoint row groups,
+    /// each with as many partitions as this node (a task's share spread
+    /// over them); `None` for a scan that is not [`Self::distributable`].
+    pub fn split(&self, tasks: usize) -> Option<Vec<DayScanExec>> {
+        let Source::Open(input) = &self.plan.source else {
+            return None;
+        };
+        if !self.distributable() {
+            return None;
+        }
+        let per_task = self.partitions.len();
+        let mut all = assign_units(input, tasks.max(1) * per_task).into_iter();
+        Some(
+            (0..tasks.max(1))
+                .map(|_| {
+                    let mine: Vec<Vec<Unit>> = all.by_ref().take(per_task).collect();
+                    DayScanExec::new(Arc::clone(&self.plan), mine)
+                })
+                .collect(),
+        )
+    }
+}
+
+impl DisplayAs for DayScanExec {
+    fn fmt_as(&self, _t: DisplayFormatType, f: &mut fmt::Formatter) -> fmt::Result {
+        let files: std::collections::BTreeSet<usize> =
+            self.partitions.iter().flatten().map(|u| u.file).collect();
+        write!(
+            f,
+            "DayScanExec: partitions={}, objects={}, row_groups={}",
+            self.partitions.len(),
+            files.len(),
+            self.row_groups()
+        )?;
+        if let Some(k) = &self.plan.options.keys {
+            let which = if k.inside { "only" } else { "without" };
+            write!(f, ", {which} {} trace keys", k.keys.len())?;
+        }
+        Ok(())
+    }
+}
+
+impl ExecutionPlan for DayScanExec {
+    fn name(&self) -> &str {
+        "DayScanExec"
+    }
+
+    fn properties(&self) -> &Arc<PlanProperties> {
+        &self.properties
+    }
+
+    fn children(&self) -> Vec<&Arc<dyn ExecutionPlan>> {
+        Vec::new()
+    }
+
+    fn apply_expressions(
+        &self,
+        _f: &mut dyn FnMut(
+            &Arc<dyn datafusion::physical_expr::PhysicalExpr>,
+        ) -> DfResult<datafusion::common::tree_node::TreeNodeRecursion>,
+    ) -> DfResult<datafusion::common::tree_node::TreeNodeRecursion> {
+        Ok(datafusion::common::tree_node::TreeNodeRecursion::Continue)
+    }
+
+    fn with_new_children(
+        self: Arc<Self>,
+        _children: Vec<Arc<dyn ExecutionPlan>>,
+    ) -> DfResult<Arc<dyn ExecutionPlan>> {
+        Ok(self)
+    }
+
+    fn metrics(&self) -> Option<MetricsSet> {
+        Some(self.metrics.clone_inner())
+    }
+
+    fn execute(
+        &self,
+        partition: usize,
+        _ctx: Arc<TaskContext>,
+    ) -> DfResult<SendableRecordBatchStream> {
+        let units = self.partitions.get(partition).cloned().unwrap_or_default();
         let plan = Arc::clone(&self.plan);
-        let units = self.units.clone();
         let sink = plan.options.divert.as_ref().map(|d| {
             Arc::new(PartitionSink {
                 sink: Arc::clone(&d.sink),
                 writer: std::sync::Mutex::new(None),
             })
         });
-        let closing = sink.clone();
-        let stream = futures::stream::iter(units)
-            .then(move |unit| {
+        // This partition's own counts: added to the run's (local) and to the
+        // node's metrics (what a worker sends back) once all its rows are read.
+        let counters = plan
+            .options
+            .counters
+            .as_ref()
+            .map(|_| Arc::new(ScanCounters::default()));
+        let closing = (sink.clone(), counters.clone(), Arc::clone(&plan));
+        let metrics = self.metrics.clone();
+        let body = async move {
+            let input = plan.source.input().await?;
+            let units = futures::stream::iter(units).then(move |unit| {
                 let plan = Arc::clone(&plan);
+                let input = Arc::clone(&input);
                 let sink = sink.clone();
-                async move { open_unit(plan, unit, sink).await }
-            })
-            .try_flatten()
-            // Close this partition's sink file once its rows are all read.
-            .chain(
-                futures::stream::once(async move {
-                    match closing {
-                        Some(sink) => sink.finish().map(|()| None),
-                        None => Ok(None),
+                let counters = counters.clone();
+                async move { open_unit(plan, input, unit, sink, counters).await }
+            });
+            Ok::<_, DataFusionError>(units.try_flatten())
+        };
+        let stream = futures::stream::once(body).try_flatten().chain(
+            futures::stream::once(async move {
+                let (sink, counters, plan) = closing;
+                if let Some(sink) = sink {
+                    sink.finish()?;
+                }
+                if let Some(mine) = counters {
+                    mine.publish(&metrics, partition);
+                    if let Some(run) = &plan.options.counters {
+                        run.merge_from(&mine);
                     }
-                })
-                .filter_map(|r: DfResult<Option<RecordBatch>>| async move { r.transpose() }),
-            );
-        Box::pin(RecordBatchStreamAdapter::new(
+                }
+                Ok(None)
+            })
+            .filter_map(|r: DfResult<Option<RecordBatch>>| async move { r.transpose() }),
+        );
+        Ok(Box::pin(RecordBatchStreamAdapter::new(
             Arc::clone(&self.plan.schema),
             stream,
-        ))
+        )))
     }
 }
 
@@ -897,12 +1238,18 @@ fn no_nulls(file: &InputFile, rg: usize, col: Col) -> bool {
 
 async fn open_unit(
     plan: Arc<ScanPlan>,
+    input: Arc<DayInput>,
     unit: Unit,
     sink: Option<Arc<PartitionSink>>,
+    counters: Option<Arc<ScanCounters>>,
 ) -> DfResult<BoxStream<'static, DfResult<RecordBatch>>> {
-    let input = &plan.input;
-    let file = Arc::clone(&input.files[unit.file]);
-    let counters = plan.options.counters.clone();
+    let file = Arc::clone(input.files.get(unit.file).ok_or_else(|| {
+        DataFusionError::Internal(format!(
+            "scan unit names object #{} of {}",
+            unit.file,
+            input.files.len()
+        ))
+    })?);
     let row_groups = in_window(&file, &unit.row_groups, input.window, counters.as_deref());
     if row_groups.is_empty() {
         return Ok(futures::stream::empty().boxed());
@@ -912,6 +1259,9 @@ async fn open_unit(
         vec![window_predicate(&file, input.window, counters.clone())];
     predicates.extend(required_predicate(&file, &row_groups, counters.clone()));
     predicates.extend(token_predicate(&file, &row_groups, counters));
+    if let Some(filter) = plan.options.keys.as_ref().filter(|k| k.inside) {
+        predicates.push(key_predicate(&file, Arc::clone(&filter.keys)));
+    }
     let leaves = output_leaves(&plan, &file.cols);
 
     let reader = ObjectReader::new(&input.stores, &file.info)
@@ -929,13 +1279,58 @@ async fn open_unit(
     Ok(stream
         .map(move |res| {
             let batch = res.map_err(|e| read_error(&file2, e))?;
-            let batch = match (&plan2.options.divert, &sink) {
-                (Some(divert), Some(sink)) => set_aside(&divert.keys, sink, &file2, batch)?,
+            let batch = match (&plan2.options.divert, &sink, &plan2.options.keys) {
+                (Some(divert), Some(sink), _) => set_aside(&divert.keys, sink, &file2, batch)?,
+                (_, _, Some(filter)) if !filter.inside => {
+                    without_keys(&filter.keys, &file2, batch)?
+                }
                 _ => batch,
             };
             project(&plan2.projection, &plan2.schema, &file2, &batch)
         })
         .boxed())
+}
+
+/// Predicate 4 (scans of the duplicate candidates only): the row's trace
+/// key is in `keys`, decided on `trace_id` alone.
+fn key_predicate(file: &InputFile, keys: Arc<KeySet>) -> Box<dyn ArrowPredicate> {
+    let parquet_schema = file.metadata.metadata().file_metadata().schema_descr_ptr();
+    let trace = file
+        .cols
+        .get(Col::TraceId)
+        .expect("trace_id is required and was resolved")
+        .clone();
+    let ts_unit = file.cols.ts_unit;
+    Box::new(ArrowPredicateFn::new(
+        ProjectionMask::leaves(&parquet_schema, [trace.leaf]),
+        move |batch: RecordBatch| {
+            let ids = normalize(&batch, Col::TraceId, Some(&trace), ts_unit)
+                .map_err(ArrowError::ComputeError)?;
+            let hasher = trace_hasher();
+            Ok(ids
+                .as_string_view()
+                .iter()
+                .map(|v| Some(keys.contains(&hasher.hash_one(v.unwrap_or_default().as_bytes()))))
+                .collect())
+        },
+    ))
+}
+
+/// The rows of `batch` whose trace key is not in `keys`.
+fn without_keys(keys: &KeySet, file: &InputFile, batch: RecordBatch) -> DfResult<RecordBatch> {
+    let cols = &file.cols;
+    let ids = normalize(&batch, Col::TraceId, cols.get(Col::TraceId), cols.ts_unit)
+        .map_err(|e| input_error(file, e))?;
+    let hasher = trace_hasher();
+    let keep: BooleanArray = ids
+        .as_string_view()
+        .iter()
+        .map(|v| Some(!keys.contains(&hasher.hash_one(v.unwrap_or_default().as_bytes()))))
+        .collect();
+    if keep.false_count() == 0 {
+        return Ok(batch);
+    }
+    Ok(arrow::compute::filter_record_batch(&batch, &keep)?)
 }
 
 /// The row groups of `candidates` that may hold rows of the day: those
@@ -1170,7 +1565,8 @@ fn output_leaves(plan: &ScanPlan, cols: &super::schema::FileColumns) -> Vec<usiz
             need_trace = true;
         }
     }
-    if need_trace || plan.options.divert.is_some() {
+    let drops_keys = plan.options.keys.as_ref().is_some_and(|k| !k.inside);
+    if need_trace || plan.options.divert.is_some() || drops_keys {
         leaves.push(cols.get(Col::TraceId).expect("trace_id is required").leaf);
     }
     if plan.options.divert.is_some() {

@@ -16,10 +16,10 @@ use arrow::compute::{CastOptions, cast_with_options};
 use arrow::datatypes::{DataType, Field, Schema, SchemaRef, TimeUnit};
 use arrow::record_batch::RecordBatch;
 use parquet::schema::types::SchemaDescriptor;
-use serde::Serialize;
+use serde::{Deserialize, Serialize};
 
 /// A column of the normalized request table.
-#[derive(Clone, Copy, Debug, PartialEq, Eq, PartialOrd, Ord, Hash, Serialize)]
+#[derive(Clone, Copy, Debug, PartialEq, Eq, PartialOrd, Ord, Hash, Serialize, Deserialize)]
 #[serde(rename_all = "snake_case")]
 pub enum Col {
     Ts,
@@ -227,7 +227,7 @@ pub const POS_INDEX: usize = Col::ALL.len();
 pub const TRACE_KEY_INDEX: usize = Col::ALL.len() + 1;
 
 /// Unit of an integer timestamp column.
-#[derive(Clone, Copy, Debug, PartialEq, Eq, Serialize)]
+#[derive(Clone, Copy, Debug, PartialEq, Eq, Serialize, Deserialize)]
 #[serde(rename_all = "snake_case")]
 pub enum IntTsUnit {
     S,
@@ -257,7 +257,7 @@ impl IntTsUnit {
 }
 
 /// Built-in column mappings.
-#[derive(Clone, Copy, Debug, PartialEq, Eq, Serialize)]
+#[derive(Clone, Copy, Debug, PartialEq, Eq, Serialize, Deserialize)]
 #[serde(rename_all = "snake_case")]
 pub enum Preset {
     /// SPEC 1.1 names: `ts`, `trace_id`, `tags.dept`, ...
@@ -310,7 +310,7 @@ impl Preset {
 }
 
 /// Where each normalized column comes from in the logged files.
-#[derive(Clone, Debug, PartialEq, Eq, Serialize)]
+#[derive(Clone, Debug, PartialEq, Eq, Serialize, Deserialize)]
 pub struct ColumnMapping {
     pub preset: Preset,
     /// Source column path (a top-level name, which may contain dots, or a

@@ -207,6 +207,8 @@ pub(super) struct Queried {
     pub flow: Flow,
     /// Price rows in force on the day that jumped 10x from or to a neighbour.
     pub price_jumps: Vec<crate::pricing::Jump>,
+    /// Where the queries ran.
+    pub engine: crate::manifest::EngineFacts,
 }
 
 /// Stage 2: the queries over the day's rows.
@@ -249,8 +251,20 @@ async fn run_queries(
         prices: &loaded.prices,
         fx: &loaded.fx,
     };
+    // Workers are resolved and checked now, before any scan: one that does
+    // not answer or runs other code fails the run with nothing published.
+    let cluster = match config.engine.is_distributed() {
+        false => None,
+        true => {
+            let cluster = crate::engine::Cluster::connect(&config.engine).await?;
+            info!(workers = ?cluster.urls().iter().map(|u| u.as_str()).collect::<Vec<_>>(), "distributed run");
+            let session = cluster.session(&ctx, std::sync::Arc::clone(input.stores()));
+            Some((cluster, session))
+        }
+    };
     let flow = flow::flow(
         &ctx,
+        cluster.as_ref().map(|(_, s)| s),
         &params,
         Rows::Lake(input),
         &reference,
@@ -276,11 +290,20 @@ async fn run_queries(
         .into_iter()
         .filter(|j| j.price_ids.iter().any(|id| used.contains(id.as_str())))
         .collect();
+    let engine = match &cluster {
+        None => crate::manifest::EngineFacts::local(),
+        Some((cluster, _)) => crate::manifest::EngineFacts {
+            mode: "distributed".into(),
+            workers: cluster.urls().iter().map(|u| u.to_string()).collect(),
+            tasks_by_worker: cluster.tasks_by_worker(),
+        },
+    };
     Ok(Queried {
         ctx,
         params,
         flow,
         price_jumps,
+        engine,
     })
 }
 
@@ -756,6 +779,7 @@ impl ManifestParts<'_> {
                 data_quality: status.to_string(),
             },
             inputs: self.inputs(loaded),
+            engine: q.engine.clone(),
             pricing: PricingFacts {
                 priced_requests: acct.rows.kept - acct.unpriced,
                 unpriced_requests: acct.unpriced,

@@ -22,7 +22,9 @@ use datafusion::execution::context::SessionContext;
 use crate::calendar::Day;
 use crate::error::{Error, Result};
 use crate::fx::FxTable;
-use crate::lake::scan::{DayInput, Divert, DivertSink, KeySet, ScanCounters, ScanOptions};
+use crate::lake::scan::{
+    DayInput, Divert, DivertSink, KeyFilter, KeySet, ScanCounters, ScanOptions,
+};
 use crate::lake::schema::request_schema;
 use crate::pricing::{AliasRules, PriceTable};
 use crate::queries::rows::{
@@ -135,8 +137,16 @@ fn minute_requests(ops: &Typed<OpsCount>) -> Result<u64> {
 /// 5. The outputs, from `cube` and `ops_counts`.
 ///
 /// `on_day` sees the number of rows of the day before the finance pass.
+///
+/// With `cluster` (a distributed session, `engine::Cluster::session`), the
+/// passes that read the day's rows run there, split over its workers; the
+/// finance pass then keeps the duplicate candidates out by their keys, and
+/// a scan of the candidates alone brings them to this process's spill
+/// directory, where step 4 reads them as in local mode. Everything after
+/// the scans runs here, on small tables.
 pub(super) async fn flow(
     ctx: &SessionContext,
+    cluster: Option<&SessionContext>,
     params: &Params,
     rows: Rows<'_>,
     reference: &Reference<'_>,
@@ -147,18 +157,25 @@ pub(super) async fn flow(
     let mut lap = |name, started: std::time::Instant| {
         timings.push((name, started.elapsed().as_secs_f64()));
     };
+    let scans = cluster.unwrap_or(ctx);
     let pass = std::time::Instant::now();
-    let keys = keys_pass(ctx, params, rows, spill_dir).await?;
+    let keys = keys_pass(scans, params, rows, spill_dir).await?;
     lap("keys", pass);
 
     let pass = std::time::Instant::now();
-    let in_day = ops_pass(ctx, params, spill_dir).await?;
+    let in_day = ops_pass(ctx, scans, params, spill_dir).await?;
     lap("ops", pass);
     on_day(in_day)?;
     let (resolutions, chosen_rates) = register_prices(ctx, params, reference, spill_dir).await?;
 
     let pass = std::time::Instant::now();
-    let (counters, sink, cube) = finance_pass(ctx, params, rows, keys, spill_dir).await?;
+    let (counters, sink, cube) = match cluster {
+        None => finance_pass(ctx, params, rows, keys, spill_dir).await?,
+        Some(cluster) => {
+            share_prices(ctx, cluster).await?;
+            distributed_finance_pass(cluster, params, rows, keys, spill_dir).await?
+        }
+    };
     lap("finance", pass);
 
     let pass = std::time::Instant::now();
@@ -191,15 +208,113 @@ async fn keys_pass(
     Ok(keys.rows()?.into_iter().map(|k| k._trace_key).collect())
 }
 
-/// Pass 2: the ops counts of every row (`ops_all`); returns the rows of the day.
+/// Pass 2: the ops counts of every row (`ops_all`), computed in `scans`
+/// and kept in `ctx`; returns the rows of the day.
 async fn ops_pass(
     ctx: &SessionContext,
+    scans: &SessionContext,
     params: &Params,
     spill_dir: &std::path::Path,
 ) -> Result<u64> {
-    let (schema, ops_all) =
-        step(ctx, "ops_counts", "ops_all", Use::Table, params, spill_dir).await?;
+    let (schema, ops_all) = step(
+        scans,
+        "ops_counts",
+        "ops_all",
+        Use::Result,
+        params,
+        spill_dir,
+    )
+    .await?;
+    queries::register_batches(ctx, "ops_all", Arc::clone(&schema), ops_all.clone())?;
     minute_requests(&Typed::new(schema, ops_all))
+}
+
+/// The day's `price_map` and `fx_rates`, as registered in `ctx`, in the
+/// cluster's session too (they travel with the plan: broadcast joins).
+async fn share_prices(ctx: &SessionContext, cluster: &SessionContext) -> Result<()> {
+    for name in ["price_map", "fx_rates"] {
+        let batches = ctx
+            .table(name)
+            .await
+            .map_err(|e| df_error(name, e))?
+            .collect()
+            .await
+            .map_err(|e| df_error(name, e))?;
+        let schema = match name {
+            "price_map" => crate::pricing::price_map_schema(),
+            _ => crate::fx::fx_schema(),
+        };
+        queries::register_batches(cluster, name, schema, batches)?;
+    }
+    Ok(())
+}
+
+/// Pass 3 on a cluster: the cube of every row that is not a duplicate
+/// candidate (the rows dropped are counted by the workers' scans and come
+/// back as the scan's metrics), then the candidates alone, written to the
+/// spill directory as the local scan would have set them aside.
+async fn distributed_finance_pass(
+    cluster: &SessionContext,
+    params: &Params,
+    rows: Rows<'_>,
+    keys: KeySet,
+    spill_dir: &std::path::Path,
+) -> Result<(
+    Arc<ScanCounters>,
+    Arc<DivertSink>,
+    (SchemaRef, Vec<RecordBatch>),
+)> {
+    let keys = Arc::new(keys);
+    queries::register(
+        cluster,
+        "requests",
+        rows.with(ScanOptions {
+            counters: Some(Arc::new(ScanCounters::default())),
+            divert: None,
+            keys: Some(KeyFilter {
+                keys: Arc::clone(&keys),
+                inside: false,
+            }),
+        }),
+    )?;
+    step(cluster, "priced", "priced", Use::View, params, spill_dir).await?;
+    let df = queries::plan(cluster, "cube", params).await?;
+    queries::rows::check("cube", df.schema().as_arrow())?;
+    let schema: SchemaRef = Arc::new(df.schema().as_arrow().clone());
+    let (cube, metrics) =
+        crate::engine::collect_with_metrics(df)
+            .await
+            .map_err(|e| Error::Query {
+                file: "cube.sql".into(),
+                source: e,
+            })?;
+    let counters = Arc::new(ScanCounters::from_metrics(&metrics));
+
+    let sink = Arc::new(DivertSink::new(spill_dir.join("diverted")));
+    if !keys.is_empty() {
+        let candidates = rows.with(ScanOptions {
+            keys: Some(KeyFilter { keys, inside: true }),
+            ..Default::default()
+        });
+        let columns: Vec<String> = crate::lake::scan::dup_rows_schema()
+            .fields()
+            .iter()
+            .map(|f| f.name().clone())
+            .collect();
+        let stream = cluster
+            .read_table(candidates)
+            .and_then(|df| {
+                df.select_columns(&columns.iter().map(String::as_str).collect::<Vec<_>>())
+            })
+            .map_err(|e| df_error("dup_rows", e))?
+            .execute_stream()
+            .await
+            .map_err(|e| df_error("dup_rows", e))?;
+        sink.write_stream(stream)
+            .await
+            .map_err(|e| df_error("dup_rows", e))?;
+    }
+    Ok((counters, sink, (schema, cube)))
 }
 
 /// The price map of the day's (provider, model) pairs and the FX rates of
@@ -257,6 +372,7 @@ async fn finance_pass(
                 keys: Arc::new(keys),
                 sink: Arc::clone(&sink),
             }),
+            keys: None,
         }),
     )?;
     step(ctx, "priced", "priced", Use::View, params, spill_dir).await?;
@@ -451,9 +567,15 @@ pub async fn check_queries() -> Result<BTreeMap<&'static str, SchemaRef>> {
         prices: &PriceTable::default(),
         fx: &FxTable::default(),
     };
-    let flow = flow(&ctx, &params, Rows::Empty, &reference, spill.path(), |_| {
-        Ok(())
-    })
+    let flow = flow(
+        &ctx,
+        None,
+        &params,
+        Rows::Empty,
+        &reference,
+        spill.path(),
+        |_| Ok(()),
+    )
     .await?;
     let filter = [
         None,

@@ -331,6 +331,7 @@ async fn the_month_is_the_report_zones_month() {
                 lake: Some(dir.to_string_lossy().to_string()),
                 timezone: Some(tz.into()),
                 config_dir: None,
+                ..Overrides::default()
             },
         )
         .unwrap()

@@ -27,6 +27,7 @@ pub fn config(dir: &Path, toml: &str) -> Config {
             lake: Some(dir.to_string_lossy().to_string()),
             timezone: None,
             config_dir: None,
+            ..Overrides::default()
         },
     )
     .unwrap()

@@ -469,3 +469,11 @@ pub fn lake() -> tempfile::TempDir {
 pub fn report(dir: &Path, name: &str) -> String {
     std::fs::read_to_string(dir.join("reports").join(format!("date={DATE}")).join(name)).unwrap()
 }
+
+/// Whether a report of the day was published.
+pub fn report_exists(dir: &Path, name: &str) -> bool {
+    dir.join("reports")
+        .join(format!("date={DATE}"))
+        .join(name)
+        .exists()
+}

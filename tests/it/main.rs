@@ -9,6 +9,7 @@ mod budgets;
 mod cli;
 mod dashboards;
 mod deploy;
+mod distributed;
 mod fixture;
 mod focus;
 mod incidents;

@@ -66,6 +66,7 @@ pub async fn run_fixture(dir: &std::path::Path, tz: Option<&str>) -> pipeline::R
             lake: Some(dir.to_string_lossy().to_string()),
             timezone: tz.map(str::to_string),
             config_dir: None,
+            ..Overrides::default()
         },
     )
     .unwrap();

@@ -125,6 +125,7 @@ fn config(lake: &std::path::Path, tz: Option<&str>) -> Config {
             lake: Some(lake.to_string_lossy().to_string()),
             timezone: tz.map(str::to_string),
             config_dir: None,
+            ..Overrides::default()
         },
     )
     .unwrap()
@@ -292,6 +293,7 @@ async fn the_focus_export_reads_back_through_the_focus_adapter_with_the_same_tot
             lake: Some(lake.path().to_string_lossy().to_string()),
             timezone: None,
             config_dir: None,
+            ..Overrides::default()
         },
     )
     .unwrap();

@@ -1,0 +1,496 @@
+//! Where a day's heavy queries run: in this process, or on a cluster of
+//! `tokenledger worker`s through datafusion-distributed.
+//!
+//! [`EngineSettings`] is the `[engine]` section (`workers`, `workers_dns`)
+//! and its validation. [`Cluster::connect`] resolves the workers at the
+//! start of a run and asks each for its version ([`version`]): a worker
+//! that does not answer, or runs other code, stops the run before anything
+//! is read. [`Cluster::session`] is the coordinating DataFusion session:
+//! the distributed planner, the day scan's codec and task handlers (a scan
+//! is split by row groups, one variant per task, `lake::wire`), and a
+//! router that counts the tasks each worker was given (the manifest's
+//! `engine.tasks_by_worker`). [`serve`] runs a worker until shutdown.
+//!
+//! It knows how plans travel, not what they compute: the flow of a day is
+//! `pipeline::flow`'s, and it must not read inputs or write outputs.
+
+use std::collections::BTreeMap;
+use std::net::SocketAddr;
+use std::sync::atomic::{AtomicUsize, Ordering};
+use std::sync::{Arc, Mutex};
+use std::time::Duration;
+
+use datafusion::error::{DataFusionError, Result as DfResult};
+use datafusion::execution::SessionStateBuilder;
+use datafusion::execution::context::SessionContext;
+use datafusion::physical_plan::ExecutionPlan;
+use datafusion_distributed::{
+    DesiredTaskCountEvent, DesiredTaskCountEventResponse, DistributedExt, DistributedLeafExec,
+    RouteTasksEvent, RouteTasksEventResponse, ScaleUpLeafNodeEvent, ScaleUpLeafNodeEventResponse,
+    SessionStateBuilderExt, Worker, WorkerQueryContext, WorkerResolver,
+};
+use datafusion_proto::physical_plan::{PhysicalExtensionCodec, PhysicalProtoConverterExtension};
+use serde::{Deserialize, Serialize};
+use url::Url;
+
+use crate::error::{Error, Problems, Result};
+use crate::lake::Stores;
+use crate::lake::scan::DayScanExec;
+
+/// `[engine]` as written.
+#[derive(Debug, Default, Deserialize, Serialize)]
+#[serde(deny_unknown_fields)]
+pub struct RawEngine {
+    /// Worker URLs (`http://host:port`): a list, or one comma-separated
+    /// string (as `TOKENLEDGER_ENGINE__WORKERS` gives it).
+    pub workers: Option<RawWorkers>,
+    /// `host:port` whose addresses are the workers, resolved at the start
+    /// of each run (a Kubernetes headless Service).
+    pub workers_dns: Option<String>,
+    /// Seconds a worker has to answer at the start of a run (default 10).
+    pub connect_timeout_secs: Option<u64>,
+}
+
+#[derive(Debug, Deserialize, Serialize)]
+#[serde(untagged)]
+pub enum RawWorkers {
+    List(Vec<String>),
+    Text(String),
+}
+
+/// Where the heavy queries of a run go.
+#[derive(Debug, Clone, Default, PartialEq, Eq)]
+pub struct EngineSettings {
+    pub workers: Vec<Url>,
+    /// (host, port) of the workers' DNS name.
+    pub workers_dns: Option<(String, u16)>,
+    pub connect_timeout: Duration,
+}
+
+impl EngineSettings {
+    /// Local mode: no workers.
+    pub fn local() -> EngineSettings {
+        EngineSettings {
+            connect_timeout: Duration::from_secs(10),
+            ..Default::default()
+        }
+    }
+
+    /// Validate `[engine]`, every problem pushed to `problems`.
+    pub fn validate(raw: &RawEngine, problems: &mut Problems) -> EngineSettings {
+        let mut settings = EngineSettings::local();
+        if let Some(secs) = raw.connect_timeout_secs {
+            if secs == 0 {
+                problems.push("engine.connect_timeout_secs: must be at least 1");
+            }
+            settings.connect_timeout = Duration::from_secs(secs.max(1));
+        }
+        let texts: Vec<String> = match &raw.workers {
+            None => Vec::new(),
+            Some(RawWorkers::List(list)) => list.clone(),
+            Some(RawWorkers::Text(text)) => split_list(text),
+        };
+        match parse_workers(&texts) {
+            Ok(urls) => settings.workers = urls,
+            Err(errs) => errs
+                .into_iter()
+                .for_each(|e| problems.push(format!("engine.workers: {e}"))),
+        }
+        if let Some(dns) = &raw.workers_dns {
+            match parse_host_port(dns) {
+                Ok(hp) => settings.workers_dns = Some(hp),
+                Err(e) => problems.push(format!("engine.workers_dns: {e}")),
+            }
+            if !settings.workers.is_empty() {
+                problems.push("engine: give workers or workers_dns, not both");
+            }
+        }
+        settings
+    }
+
+    pub fn is_distributed(&self) -> bool {
+        !self.workers.is_empty() || self.workers_dns.is_some()
+    }
+}
+
+/// `a, b,c` as `["a", "b", "c"]`.
+pub fn split_list(text: &str) -> Vec<String> {
+    text.split(',')
+        .map(str::trim)
+        .filter(|s| !s.is_empty())
+        .map(String::from)
+        .collect()
+}
+
+/// Worker URLs: `http://` or `https://`, a host and a port, each once.
+pub fn parse_workers(texts: &[String]) -> std::result::Result<Vec<Url>, Vec<String>> {
+    let mut urls: Vec<Url> = Vec::new();
+    let mut errs = Vec::new();
+    for text in texts {
+        match Url::parse(text) {
+            Ok(url)
+                if matches!(url.scheme(), "http" | "https")
+                    && url.host_str().is_some_and(|h| !h.is_empty())
+                    && url.port_or_known_default().is_some()
+                    && url.path() == "/" =>
+            {
+                if urls.contains(&url) {
+                    errs.push(format!("`{text}` is given twice"));
+                } else {
+                    urls.push(url);
+                }
+            }
+            Ok(_) => errs.push(format!(
+                "`{text}`: expected http://host:port (a worker's address, no path)"
+            )),
+            Err(e) => errs.push(format!("`{text}` is not a URL: {e}")),
+        }
+    }
+    if errs.is_empty() { Ok(urls) } else { Err(errs) }
+}
+
+fn parse_host_port(text: &str) -> std::result::Result<(String, u16), String> {
+    let (host, port) = text
+        .rsplit_once(':')
+        .ok_or_else(|| format!("`{text}`: expected host:port"))?;
+    let port: u16 = port
+        .parse()
+        .map_err(|_| format!("`{text}`: `{port}` is not a port"))?;
+    if host.is_empty() || port == 0 {
+        return Err(format!("`{text}`: expected host:port"));
+    }
+    Ok((host.to_string(), port))
+}
+
+/// What a worker reports and a coordinator requires: this build's version
+/// and a digest of its SQL and scan wire format. Another build's worker
+/// could decode the same plan into other numbers; it is refused instead.
+pub fn version() -> String {
+    use sha2::{Digest, Sha256};
+    let mut h = Sha256::new();
+    for f in crate::queries::FILES {
+        h.update(f.name.as_bytes());
+        h.update([0]);
+        h.update(f.text.as_bytes());
+        h.update([0]);
+    }
+    h.update(crate::lake::wire::FORMAT.as_bytes());
+    let digest = hex::encode(h.finalize());
+    format!(
+        "tokenledger {} sql {}",
+        env!("CARGO_PKG_VERSION"),
+        &digest[..12]
+    )
+}
+
+/// The workers of one run, checked, and the tasks each was given.
+#[derive(Debug, Clone)]
+pub struct Cluster {
+    urls: Vec<Url>,
+    tasks: Arc<Mutex<BTreeMap<String, u64>>>,
+    next: Arc<AtomicUsize>,
+}
+
+impl Cluster {
+    /// Resolve the workers (`workers_dns` now, at the start of the run) and
+    /// check that each answers within the timeout and runs this [`version`].
+    pub async fn connect(settings: &EngineSettings) -> Result<Cluster> {
+        let mut urls = settings.workers.clone();
+        if let Some((host, port)) = &settings.workers_dns {
+            urls = resolve_dns(host, *port).await?;
+        }
+        if urls.is_empty() {
+            return Err(Error::Internal("no workers to connect to".into()));
+        }
+        let want = version();
+        let checks = urls.iter().map(|url| {
+            let want = want.clone();
+            async move {
+                let theirs =
+                    tokio::time::timeout(settings.connect_timeout, worker_version(url)).await;
+                match theirs {
+                    Err(_) => Err(Error::Worker {
+                        url: url.to_string(),
+                        message: format!(
+                            "no answer within {} s (is `tokenledger worker` running there, and reachable from here?)",
+                            settings.connect_timeout.as_secs()
+                        ),
+                    }),
+                    Ok(Err(e)) => Err(Error::Worker {
+                        url: url.to_string(),
+                        message: format!("unreachable: {}", root_message(&e)),
+                    }),
+                    Ok(Ok(v)) if v != want => Err(Error::Worker {
+                        url: url.to_string(),
+                        message: format!(
+                            "runs `{v}`, this coordinator `{want}`: refused (a different build could compute other numbers; roll out one image)"
+                        ),
+                    }),
+                    Ok(Ok(_)) => Ok(()),
+                }
+            }
+        });
+        for result in futures::future::join_all(checks).await {
+            result?;
+        }
+        let tasks = urls.iter().map(|u| (u.to_string(), 0)).collect();
+        Ok(Cluster {
+            urls,
+            tasks: Arc::new(Mutex::new(tasks)),
+            next: Arc::new(AtomicUsize::new(0)),
+        })
+    }
+
+    pub fn urls(&self) -> &[Url] {
+        &self.urls
+    }
+
+    /// Tasks routed to each worker so far (every worker listed, 0 or more).
+    pub fn tasks_by_worker(&self) -> BTreeMap<String, u64> {
+        self.tasks.lock().map(|m| m.clone()).unwrap_or_default()
+    }
+
+    /// The coordinating session: `base`'s settings, functions and runtime,
+    /// with the distributed planner over these workers.
+    pub fn session(&self, base: &SessionContext, stores: Arc<Stores>) -> SessionContext {
+        let resolver = Workers(self.urls.clone());
+        let router = self.clone();
+        let state = SessionStateBuilder::new_from_existing(base.state())
+            .with_distributed_worker_resolver(resolver)
+            .with_distributed_planner()
+            .with_distributed_user_codec(ScanCodec { stores })
+            .with_distributed_desired_task_count_handler(scan_task_count)
+            .with_distributed_scale_up_leaf_node_handler(scan_split)
+            .with_distributed_route_tasks_handler(move |ev: RouteTasksEvent| router.route(ev))
+            .build();
+        SessionContext::new_with_state(state)
+    }
+
+    /// Round robin over the workers, counted.
+    fn route(&self, ev: RouteTasksEvent) -> Option<DfResult<RouteTasksEventResponse>> {
+        let n = self.urls.len();
+        let start = self.next.fetch_add(ev.task_count, Ordering::Relaxed);
+        let urls: Vec<Url> = (0..ev.task_count)
+            .map(|i| self.urls[(start + i) % n].clone())
+            .collect();
+        if let Ok(mut tasks) = self.tasks.lock() {
+            for u in &urls {
+                *tasks.entry(u.to_string()).or_default() += 1;
+            }
+        }
+        Some(Ok(RouteTasksEventResponse::new(urls)))
+    }
+}
+
+/// The innermost message of an error chain (what a person can act on).
+fn root_message(e: &(dyn std::error::Error + 'static)) -> String {
+    let mut cur = e;
+    while let Some(next) = cur.source() {
+        cur = next;
+    }
+    cur.to_string()
+}
+
+async fn worker_version(url: &Url) -> DfResult<String> {
+    use datafusion_distributed::{GetWorkerInfoRequest, grpc};
+    let channel = grpc::DefaultChannelResolver::default()
+        .get_channel(url)
+        .await?;
+    let mut client = grpc::create_worker_client(channel);
+    Ok(client
+        .get_worker_info(GetWorkerInfoRequest {})
+        .await?
+        .version)
+}
+
+async fn resolve_dns(host: &str, port: u16) -> Result<Vec<Url>> {
+    let addrs = tokio::net::lookup_host((host, port))
+        .await
+        .map_err(|e| Error::Worker {
+            url: format!("{host}:{port}"),
+            message: format!("engine.workers_dns does not resolve: {e}"),
+        })?;
+    let mut urls: Vec<Url> = addrs
+        .map(|a| Url::parse(&format!("http://{a}")).expect("a socket address is a URL host"))
+        .collect();
+    urls.sort();
+    urls.dedup();
+    if urls.is_empty() {
+        return Err(Error::Worker {
+            url: format!("{host}:{port}"),
+            message: "engine.workers_dns resolves to no address (no worker ready?)".into(),
+        });
+    }
+    Ok(urls)
+}
+
+#[derive(Debug, Clone)]
+struct Workers(Vec<Url>);
+
+impl WorkerResolver for Workers {
+    /// The workers; a lone worker twice. The planner runs a stage of one
+    /// task in the coordinator, so with one worker nothing would leave this
+    /// process: as two tasks (both routed to it) the stage runs there.
+    fn get_urls(&self) -> DfResult<Vec<Url>> {
+        Ok(match self.0.as_slice() {
+            [one] => vec![one.clone(), one.clone()],
+            all => all.to_vec(),
+        })
+    }
+}
+
+/// One task per row group at most (the planner caps it at the workers);
+/// a scan that writes aside to local files stays on this node.
+fn scan_task_count(ev: DesiredTaskCountEvent) -> Option<DfResult<DesiredTaskCountEventResponse>> {
+    let scan = ev.plan.downcast_ref::<DayScanExec>()?;
+    Some(Ok(if scan.distributable() {
+        DesiredTaskCountEventResponse::desired(scan.row_groups().max(1))
+    } else {
+        DesiredTaskCountEventResponse::maximum(1)
+    }))
+}
+
+/// The scan split into one variant per task: disjoint row groups.
+fn scan_split(ev: ScaleUpLeafNodeEvent) -> Option<DfResult<ScaleUpLeafNodeEventResponse>> {
+    let scan = ev.plan.downcast_ref::<DayScanExec>()?;
+    let variants = scan.split(ev.task_count)?;
+    Some(
+        DistributedLeafExec::try_new(
+            Arc::clone(ev.plan),
+            variants
+                .into_iter()
+                .map(|v| Arc::new(v) as Arc<dyn ExecutionPlan>),
+        )
+        .map(|leaf| ScaleUpLeafNodeEventResponse::new(Arc::new(leaf))),
+    )
+}
+
+/// The day scan's codec: on a worker, decoded scans read through the
+/// worker's own storage clients.
+#[derive(Debug)]
+struct ScanCodec {
+    stores: Arc<Stores>,
+}
+
+impl PhysicalExtensionCodec for ScanCodec {
+    fn try_decode(
+        &self,
+        buf: &[u8],
+        inputs: &[Arc<dyn ExecutionPlan>],
+        _ctx: &datafusion::execution::TaskContext,
+        _proto_converter: &dyn PhysicalProtoConverterExtension,
+    ) -> DfResult<Arc<dyn ExecutionPlan>> {
+        if !inputs.is_empty() {
+            return Err(DataFusionError::Internal(format!(
+                "the day scan has no inputs; got {}",
+                inputs.len()
+            )));
+        }
+        Ok(Arc::new(crate::lake::wire::decode(
+            buf,
+            Arc::clone(&self.stores),
+        )?))
+    }
+
+    fn try_encode(
+        &self,
+        node: Arc<dyn ExecutionPlan>,
+        buf: &mut Vec<u8>,
+        _proto_converter: &dyn PhysicalProtoConverterExtension,
+    ) -> DfResult<()> {
+        let Some(scan) = node.downcast_ref::<DayScanExec>() else {
+            return Err(DataFusionError::Internal(format!(
+                "no codec for plan node {}",
+                node.name()
+            )));
+        };
+        crate::lake::wire::encode(scan, buf)
+    }
+}
+
+/// Run `df` to completion and return its batches and the metrics of every
+/// node of its plan, a distributed plan's gathered back from the workers
+/// (one set per task; the caller sums what it reads).
+pub async fn collect_with_metrics(
+    df: datafusion::dataframe::DataFrame,
+) -> DfResult<(
+    Vec<arrow::array::RecordBatch>,
+    Vec<datafusion::physical_plan::metrics::MetricsSet>,
+)> {
+    let task_ctx = Arc::new(df.task_ctx());
+    let plan = df.create_physical_plan().await?;
+    let batches = datafusion::physical_plan::collect(Arc::clone(&plan), task_ctx).await?;
+    let plan = datafusion_distributed::rewrite_distributed_plan_with_metrics(
+        plan,
+        datafusion_distributed::DistributedMetricsFormat::PerTask,
+    )
+    .await?;
+    let mut sets = Vec::new();
+    let mut stack = vec![plan];
+    while let Some(node) = stack.pop() {
+        if let Some(m) = node.metrics() {
+            sets.push(m);
+        }
+        stack.extend(node.children().into_iter().cloned());
+    }
+    Ok((batches, sets))
+}
+
+/// Run a worker on `listen` until `shutdown` completes; then stop taking
+/// new work, let running tasks end, and return.
+pub async fn serve(
+    listen: SocketAddr,
+    stores: Arc<Stores>,
+    shutdown: impl std::future::Future<Output = ()> + Send + 'static,
+) -> Result<()> {
+    let worker = worker(stores, version());
+    tonic::transport::Server::builder()
+        .add_service(worker.into_worker_server())
+        .serve_with_shutdown(listen, shutdown)
+        .await
+        .map_err(|e| Error::Worker {
+            url: listen.to_string(),
+            message: format!("serving: {}", root_message(&e)),
+        })
+}
+
+/// Run a worker on an already bound listener (tests bind port 0 first),
+/// reporting `version` (a test's worker of another build gives its own).
+pub async fn serve_on(
+    listener: tokio::net::TcpListener,
+    stores: Arc<Stores>,
+    version: String,
+    shutdown: impl std::future::Future<Output = ()> + Send + 'static,
+) -> Result<()> {
+    let addr = listener
+        .local_addr()
+        .map(|a| a.to_string())
+        .unwrap_or_default();
+    let incoming = tonic::transport::server::TcpIncoming::from(listener);
+    tonic::transport::Server::builder()
+        .add_service(worker(stores, version).into_worker_server())
+        .serve_with_incoming_shutdown(incoming, shutdown)
+        .await
+        .map_err(|e| Error::Worker {
+            url: addr,
+            message: format!("serving: {}", root_message(&e)),
+        })
+}
+
+fn worker(stores: Arc<Stores>, version: String) -> Worker {
+    Worker::from_session_builder(move |ctx: WorkerQueryContext| {
+        let stores = Arc::clone(&stores);
+        async move {
+            let mut builder = ctx.builder;
+            // Added to DataFusion's own functions (which the plans use too).
+            builder
+                .scalar_functions()
+                .get_or_insert_with(Vec::new)
+                .extend(crate::money::udfs().into_iter().map(Arc::new));
+            Ok(builder
+                .with_distributed_user_codec(ScanCodec { stores })
+                .build())
+        }
+    })
+    .with_version(version)
+}
