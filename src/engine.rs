@@ -101,7 +101,7 @@ impl EngineSettings {
                 Ok(hp) => settings.workers_dns = Some(hp),
                 Err(e) => problems.push(format!("engine.workers_dns: {e}")),
             }
-            if !settings.workers.is_empty() {
+            if !texts.is_empty() {
                 problems.push("engine: give workers or workers_dns, not both");
             }
         }
@@ -493,4 +493,110 @@ fn worker(stores: Arc<Stores>, version: String) -> Worker {
         }
     })
     .with_version(version)
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn settings(raw: RawEngine) -> (EngineSettings, Vec<String>) {
+        let mut p = Problems::new();
+        let s = EngineSettings::validate(&raw, &mut p);
+        (s, p.0)
+    }
+
+    #[test]
+    fn workers_are_a_list_or_a_comma_separated_string() {
+        let (list, p) = settings(RawEngine {
+            workers: Some(RawWorkers::List(vec![
+                "http://10.0.0.1:50051".into(),
+                "http://w2:50051".into(),
+            ])),
+            ..Default::default()
+        });
+        assert!(p.is_empty(), "{p:?}");
+        let (text, p) = settings(RawEngine {
+            workers: Some(RawWorkers::Text(
+                " http://10.0.0.1:50051 ,http://w2:50051,".into(),
+            )),
+            ..Default::default()
+        });
+        assert!(p.is_empty(), "{p:?}");
+        assert_eq!(list, text);
+        assert_eq!(
+            list.workers.iter().map(Url::as_str).collect::<Vec<_>>(),
+            ["http://10.0.0.1:50051/", "http://w2:50051/"]
+        );
+        assert!(list.is_distributed());
+        assert!(!EngineSettings::local().is_distributed());
+    }
+
+    #[test]
+    fn every_bad_engine_setting_is_named() {
+        let (_, p) = settings(RawEngine {
+            workers: Some(RawWorkers::List(vec![
+                "grpc://w1:1".into(),
+                "http://w2:50051/path".into(),
+                "not a url".into(),
+                "http://w3:50051".into(),
+                "http://w3:50051".into(),
+            ])),
+            workers_dns: Some("tokenledger-worker".into()),
+            connect_timeout_secs: Some(0),
+        });
+        let text = p.join("\n");
+        for expected in [
+            "engine.connect_timeout_secs: must be at least 1",
+            "engine.workers: `grpc://w1:1`: expected http://host:port",
+            "engine.workers: `http://w2:50051/path`: expected http://host:port",
+            "engine.workers: `not a url` is not a URL",
+            "engine.workers: `http://w3:50051` is given twice",
+            "engine.workers_dns: `tokenledger-worker`: expected host:port",
+            "engine: give workers or workers_dns, not both",
+        ] {
+            assert!(text.contains(expected), "missing {expected:?} in:\n{text}");
+        }
+        assert_eq!(p.len(), 7, "{text}");
+        let (dns, p) = settings(RawEngine {
+            workers_dns: Some("tokenledger-worker.jobs.svc:50051".into()),
+            ..Default::default()
+        });
+        assert!(p.is_empty());
+        assert_eq!(
+            dns.workers_dns,
+            Some(("tokenledger-worker.jobs.svc".to_string(), 50051))
+        );
+    }
+
+    #[test]
+    fn the_version_names_the_build_and_its_sql() {
+        let v = version();
+        assert!(
+            v.starts_with(&format!("tokenledger {} sql ", env!("CARGO_PKG_VERSION"))),
+            "{v}"
+        );
+        assert_eq!(v, version(), "stable");
+        assert_eq!(
+            v.len(),
+            format!("tokenledger {} sql ", env!("CARGO_PKG_VERSION")).len() + 12
+        );
+    }
+
+    #[tokio::test]
+    async fn workers_dns_resolves_to_one_url_per_address() {
+        let urls = resolve_dns("localhost", 50051).await.unwrap();
+        assert!(!urls.is_empty());
+        for u in &urls {
+            assert_eq!(u.port(), Some(50051), "{u}");
+            assert_eq!(u.scheme(), "http");
+        }
+        let err = resolve_dns("no-such-host.invalid", 50051)
+            .await
+            .unwrap_err();
+        assert!(
+            err.to_string()
+                .contains("worker no-such-host.invalid:50051: engine.workers_dns"),
+            "{err}"
+        );
+    }
 }

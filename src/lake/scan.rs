@@ -1750,4 +1750,154 @@ mod tests {
             format!("{spread:?}")
         );
     }
+
+    /// A coordinator's split: every row group in exactly one task, each
+    /// task with as many partitions as the scan; what travels to a worker
+    /// decodes to the same units, keys and options, and a scan that writes
+    /// rows aside is neither split nor sent.
+    #[tokio::test]
+    async fn a_scan_splits_into_disjoint_tasks_that_travel_intact() {
+        let dir = tempfile::tempdir().unwrap();
+        let date = NaiveDate::from_ymd_opt(2026, 3, 1).unwrap();
+        let day = crate::synth::generate_day(date, 3_000, crate::synth::DayShape::default(), 3);
+        let part = dir.path().join("requests").join(partition_dir(date));
+        std::fs::create_dir_all(&part).unwrap();
+        for (i, chunk) in day.on_time.chunks(1_000).enumerate() {
+            let bytes = crate::synth::to_parquet(chunk, 300).unwrap();
+            std::fs::write(part.join(format!("part-{i}.parquet")), bytes).unwrap();
+        }
+        let requests =
+            Location::parse(dir.path().join("requests").to_str().unwrap(), None).unwrap();
+        let start = date.and_hms_opt(0, 0, 0).unwrap().and_utc();
+        let window = DayWindow {
+            start_ns: start.timestamp_nanos_opt().unwrap(),
+            end_ns: (start + chrono::Duration::days(1))
+                .timestamp_nanos_opt()
+                .unwrap(),
+        };
+        let stores = Arc::new(Stores::new(Default::default()));
+        let input = Arc::new(
+            DayInput::open(
+                Arc::clone(&stores),
+                &requests,
+                &[date],
+                &ColumnMapping::default(),
+                window,
+            )
+            .await
+            .unwrap(),
+        );
+        let groups: usize = input
+            .files
+            .iter()
+            .map(|f| f.metadata.metadata().num_row_groups())
+            .sum();
+        assert!(groups >= 9, "{groups} row groups");
+        let keys: KeySet = [3u64, 1, 2].into_iter().collect();
+        let plan = Arc::new(ScanPlan {
+            source: Source::Open(Arc::clone(&input)),
+            projection: vec![0, 1, POS_INDEX],
+            schema: Arc::new(request_schema().project(&[0, 1, POS_INDEX]).unwrap()),
+            options: ScanOptions {
+                counters: Some(Arc::new(ScanCounters::default())),
+                divert: None,
+                keys: Some(KeyFilter {
+                    keys: Arc::new(keys),
+                    inside: false,
+                }),
+            },
+        });
+        let scan = DayScanExec::new(Arc::clone(&plan), assign_units(&input, 2));
+        assert!(scan.distributable());
+        assert_eq!(scan.row_groups(), groups);
+        let tasks = scan.split(3).unwrap();
+        assert_eq!(tasks.len(), 3);
+        let mut seen: Vec<(u32, usize)> = Vec::new();
+        for task in &tasks {
+            assert_eq!(task.partitions().len(), 2);
+            assert!(task.row_groups() >= 3, "balanced: {:?}", task.partitions());
+            for u in task.partitions().iter().flatten() {
+                for &rg in &u.row_groups {
+                    seen.push((input.files[u.file].ordinal, rg));
+                }
+            }
+        }
+        seen.sort_unstable();
+        let all: Vec<(u32, usize)> = input
+            .files
+            .iter()
+            .flat_map(|f| {
+                (0..f.metadata.metadata().num_row_groups()).map(move |rg| (f.ordinal, rg))
+            })
+            .collect();
+        assert_eq!(seen, all, "every row group in exactly one task");
+
+        for task in &tasks {
+            let mut buf = Vec::new();
+            super::super::wire::encode(task, &mut buf).unwrap();
+            let mut again = Vec::new();
+            super::super::wire::encode(task, &mut again).unwrap();
+            assert_eq!(buf, again, "the same plan encodes to the same bytes");
+            let back = super::super::wire::decode(&buf, Arc::clone(&stores)).unwrap();
+            let Source::Remote(remote) = &back.plan().source else {
+                panic!("decoded as remote");
+            };
+            let opened = remote.open().await.unwrap();
+            // Units name the same objects and row groups as before.
+            let named = |exec: &DayScanExec,
+                         files: &[Arc<InputFile>]|
+             -> Vec<Vec<(String, u32, Vec<usize>)>> {
+                exec.partitions()
+                    .iter()
+                    .map(|units| {
+                        units
+                            .iter()
+                            .map(|u| {
+                                let f = &files[u.file];
+                                (f.info.location.to_string(), f.ordinal, u.row_groups.clone())
+                            })
+                            .collect()
+                    })
+                    .collect()
+            };
+            assert_eq!(named(&back, opened.files()), named(task, input.files()));
+            assert_eq!(back.plan().projection, plan.projection);
+            assert_eq!(back.plan().schema, plan.schema);
+            assert!(back.plan().options.counters.is_some());
+            let k = back.plan().options.keys.as_ref().unwrap();
+            assert!(!k.inside);
+            assert_eq!(*k.keys, [1u64, 2, 3].into_iter().collect::<KeySet>());
+            assert_eq!(opened.window(), window);
+            assert!(!back.distributable(), "a decoded scan is not sent on");
+        }
+        assert!(
+            super::super::wire::decode(b"TLSCAN9\0junk", Arc::clone(&stores)).is_err(),
+            "another format version is refused"
+        );
+
+        // Rows set aside to this machine's disk: not split, not sent.
+        let sink = Arc::new(DivertSink::new(dir.path().join("aside")));
+        let local = DayScanExec::new(
+            Arc::new(ScanPlan {
+                source: Source::Open(Arc::clone(&input)),
+                projection: vec![0],
+                schema: Arc::new(request_schema().project(&[0]).unwrap()),
+                options: ScanOptions {
+                    divert: Some(Divert {
+                        keys: Arc::new(KeySet::default()),
+                        sink,
+                    }),
+                    ..Default::default()
+                },
+            }),
+            assign_units(&input, 2),
+        );
+        assert!(!local.distributable());
+        assert!(local.split(2).is_none());
+        let err = super::super::wire::encode(&local, &mut Vec::new()).unwrap_err();
+        assert!(
+            err.to_string().contains("cannot run on another node"),
+            "{err}"
+        );
+    }
 }

@@ -182,3 +182,71 @@ fn the_cluster_config_validates() {
     // Workload identity: no static keys in the cluster's config.
     assert!(config.s3.credentials.is_none());
 }
+
+/// The distributed overlay: the workers run a command the CLI accepts on
+/// the port the Service, the NetworkPolicies and the CronJob's
+/// `workers_dns` name; the cluster config with that variable validates into
+/// a distributed engine; only the job's pods may reach the workers.
+#[test]
+fn the_distributed_overlay_agrees_with_the_cli_and_itself() {
+    let overlay = read("deploy/k8s/distributed/kustomization.yaml");
+    let deployment = read("deploy/k8s/distributed/worker-deployment.yaml");
+    let service = read("deploy/k8s/distributed/worker-service.yaml");
+    let policy = read("deploy/k8s/distributed/worker-networkpolicy.yaml");
+    for file in [
+        "../",
+        "worker-deployment.yaml",
+        "worker-service.yaml",
+        "worker-networkpolicy.yaml",
+    ] {
+        assert!(
+            overlay.contains(&format!("- {file}")),
+            "overlay lacks {file}"
+        );
+    }
+    let command = array(&deployment, "command");
+    let args = array(&deployment, "args");
+    let argv: Vec<&str> = command.iter().chain(&args).map(String::as_str).collect();
+    tokenledger::cli::Cli::try_parse_from(&argv).unwrap_or_else(|e| panic!("{argv:?}: {e}"));
+    assert_eq!(&args[..3], ["worker", "--listen", "0.0.0.0:50051"]);
+    assert!(deployment.contains("containerPort: 50051"));
+    assert!(deployment.contains("serviceAccountName: tokenledger\n"));
+    assert!(deployment.contains("image: ghcr.io/example/tokenledger:0.1.0"));
+    assert!(service.contains("clusterIP: None") && service.contains("port: 50051"));
+    // Ingress only from the CronJob's pods, on the worker port.
+    let ingress = &policy[policy.find("ingress:").unwrap()..policy.find("egress:").unwrap()];
+    assert!(ingress.contains("app.kubernetes.io/name: tokenledger\n"));
+    assert!(ingress.contains("port: 50051"));
+    // The job resolves the Service and may connect to it.
+    assert!(overlay.contains("name: TOKENLEDGER_ENGINE__WORKERS_DNS"));
+    assert!(overlay.contains("value: tokenledger-worker:50051"));
+    assert!(overlay.contains("app.kubernetes.io/name: tokenledger-worker"));
+    // The patched paths exist in the base.
+    let cronjob = read("deploy/k8s/cronjob.yaml");
+    assert!(cronjob.contains("          containers:\n            - name: tokenledger\n"));
+    assert!(cronjob.contains("              env:\n"));
+    assert!(read("deploy/k8s/networkpolicy.yaml").contains("  egress:\n"));
+
+    // The cluster config plus the overlay's variable: a distributed engine.
+    let secrets = tempfile::tempdir().unwrap();
+    std::fs::create_dir_all(secrets.path().join("smtp")).unwrap();
+    std::fs::write(secrets.path().join("smtp/password"), "not-a-secret").unwrap();
+    let text = read("deploy/k8s/tokenledger.toml")
+        .replace("/var/run/secrets", &secrets.path().to_string_lossy());
+    let env = [(
+        "TOKENLEDGER_ENGINE__WORKERS_DNS".to_string(),
+        "tokenledger-worker:50051".to_string(),
+    )];
+    let config = tokenledger::config::Config::from_sources(
+        &text,
+        "deploy/k8s/tokenledger.toml",
+        &env,
+        &tokenledger::config::Overrides::default(),
+    )
+    .unwrap();
+    assert!(config.engine.is_distributed());
+    assert_eq!(
+        config.engine.workers_dns,
+        Some(("tokenledger-worker".to_string(), 50051))
+    );
+}

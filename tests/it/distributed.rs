@@ -182,3 +182,282 @@ async fn a_worker_of_another_build_is_refused() {
     );
     assert!(!fixture::report_exists(lake.path(), "manifest.json"));
 }
+
+/// A TCP proxy in front of a worker that cuts every connection it carries
+/// (both directions, at once) once the coordinator has sent it more than
+/// `cut_after` bytes: a worker dying while it runs a task.
+struct Cutter {
+    url: String,
+    cut: Arc<std::sync::atomic::AtomicBool>,
+    task: tokio::task::JoinHandle<()>,
+}
+
+impl Drop for Cutter {
+    fn drop(&mut self) {
+        self.task.abort();
+    }
+}
+
+impl Cutter {
+    async fn start(worker: &str, cut_after: u64) -> Cutter {
+        use std::sync::atomic::{AtomicBool, AtomicU64, Ordering};
+        use tokio::io::{AsyncReadExt, AsyncWriteExt};
+        let upstream = worker.trim_start_matches("http://").to_string();
+        let listener = tokio::net::TcpListener::bind("127.0.0.1:0").await.unwrap();
+        let url = format!("http://{}", listener.local_addr().unwrap());
+        let cut = Arc::new(AtomicBool::new(false));
+        let sent = Arc::new(AtomicU64::new(0));
+        let flag = Arc::clone(&cut);
+        let task = tokio::spawn(async move {
+            let mut conns = tokio::task::JoinSet::new();
+            loop {
+                tokio::select! {
+                    accepted = listener.accept() => {
+                        let Ok((client, _)) = accepted else { return };
+                        let Ok(server) = tokio::net::TcpStream::connect(&upstream).await else { continue };
+                        let (mut cr, mut cw) = client.into_split();
+                        let (mut sr, mut sw) = server.into_split();
+                        let (sent, flag2) = (Arc::clone(&sent), Arc::clone(&flag));
+                        conns.spawn(async move {
+                            let mut buf = vec![0u8; 16 * 1024];
+                            loop {
+                                let n = match cr.read(&mut buf).await { Ok(0) | Err(_) => return, Ok(n) => n };
+                                if sw.write_all(&buf[..n]).await.is_err() { return; }
+                                if sent.fetch_add(n as u64, Ordering::SeqCst) + n as u64 > cut_after {
+                                    flag2.store(true, Ordering::SeqCst);
+                                }
+                            }
+                        });
+                        conns.spawn(async move {
+                            let mut buf = vec![0u8; 16 * 1024];
+                            loop {
+                                let n = match sr.read(&mut buf).await { Ok(0) | Err(_) => return, Ok(n) => n };
+                                if cw.write_all(&buf[..n]).await.is_err() { return; }
+                            }
+                        });
+                    }
+                    () = tokio::time::sleep(std::time::Duration::from_millis(5)) => {
+                        if flag.load(Ordering::SeqCst) {
+                            // The worker is gone: every connection dropped,
+                            // and nothing listens any more.
+                            conns.shutdown().await;
+                            return;
+                        }
+                    }
+                }
+            }
+        });
+        Cutter { url, cut, task }
+    }
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_worker_killed_mid_query_fails_the_run_cleanly_and_a_rerun_has_the_same_bytes() {
+    let lake = fixture::lake();
+    let local = pipeline::run(&config(lake.path(), None), fixture::date())
+        .await
+        .unwrap();
+
+    let a = TestWorker::start().await;
+    let b = TestWorker::start().await;
+    // The check at start sends a few hundred bytes; a task's plan, more.
+    let doomed = Cutter::start(&b.url, 2_000).await;
+    let lake = fixture::lake();
+    let failed = tokio::time::timeout(
+        std::time::Duration::from_secs(120),
+        pipeline::run(
+            &config(lake.path(), Some(format!("{},{}", a.url, doomed.url))),
+            fixture::date(),
+        ),
+    )
+    .await
+    .expect("a lost worker fails the run; it never hangs");
+    let err = failed.unwrap_err();
+    assert!(
+        doomed.cut.load(std::sync::atomic::Ordering::SeqCst),
+        "{err}"
+    );
+    assert_eq!(err.kind(), ExitKind::Runtime, "{err}");
+    assert!(!fixture::report_exists(lake.path(), "manifest.json"));
+    assert!(!fixture::report_exists(
+        lake.path(),
+        "finance_by_dimension.csv"
+    ));
+    // The lease is released: a rerun at once, on the live workers, succeeds
+    // with the local bytes.
+    let rerun = pipeline::run(
+        &config(lake.path(), Some(format!("{},{}", a.url, b.url))),
+        fixture::date(),
+    )
+    .await
+    .unwrap();
+    assert_eq!(outputs(&rerun), outputs(&local));
+}
+
+/// A generated 2M-row day (duplicates inside an object, across objects and
+/// across the D/D+1 partitions; gpt-4o-mini's price cut at noon, so two
+/// price versions that day; an unpriced model): on 2 and 3 workers, every
+/// CSV and rollup has the local bytes, and the rows the workers' scans
+/// dropped are counted as the local scan counts them.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_generated_2m_row_day_on_two_and_three_workers_has_the_local_bytes() {
+    let date = chrono::NaiveDate::from_ymd_opt(2026, 10, 31).unwrap();
+    let dir = tempfile::tempdir().unwrap();
+    let lake = tokenledger::lake::Location::from_local_path(dir.path()).unwrap();
+    let generated = tokenledger::demo::gen_day(
+        &lake,
+        tokenledger::demo::GenOptions {
+            rows: 2_000_000,
+            date,
+            seed: 11,
+            rows_per_file: 600_000,
+        },
+    )
+    .await
+    .unwrap();
+    assert!(generated.files >= 5, "{generated:?}");
+    let prices = std::fs::read_to_string(dir.path().join("prices.csv")).unwrap();
+    assert!(
+        prices.contains("2026-10-31T12:00:00Z"),
+        "a price change that day"
+    );
+
+    let local = pipeline::run(&config(dir.path(), None), date)
+        .await
+        .unwrap();
+    let expected = outputs(&local);
+    let rows = &local.manifest.rows;
+    assert!(rows.duplicates_dropped > 1_000, "{rows:?}");
+    assert!(rows.late_rows > 1_000, "{rows:?}");
+    assert!(local.manifest.headline.unpriced_requests > 0);
+    let workers = [
+        TestWorker::start().await,
+        TestWorker::start().await,
+        TestWorker::start().await,
+    ];
+    for n in [2, 3] {
+        let urls: Vec<String> = workers[..n].iter().map(|w| w.url.clone()).collect();
+        let run = pipeline::run(&config(dir.path(), Some(urls.join(","))), date)
+            .await
+            .unwrap_or_else(|e| panic!("{n} workers: {e}"));
+        assert_eq!(outputs(&run), expected, "{n} workers");
+        assert_eq!(&run.manifest.rows, rows, "{n} workers");
+        let tasks = &run.manifest.engine.tasks_by_worker;
+        assert_eq!(tasks.len(), n);
+        assert!(tasks.values().all(|t| *t > 0), "{tasks:?}");
+    }
+}
+
+/// As users run it: two `tokenledger worker` processes and `tokenledger run
+/// --workers` publish the bytes of the local run; each worker stops on
+/// SIGTERM with exit 0.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn worker_processes_serve_the_binary_and_stop_on_sigterm() {
+    use std::process::{Command, Stdio};
+    let lake = fixture::lake();
+    let local = pipeline::run(&config(lake.path(), None), fixture::date())
+        .await
+        .unwrap();
+
+    let lake = fixture::lake();
+    let dir = lake.path().to_string_lossy().to_string();
+    let mut workers = Vec::new();
+    let mut urls = Vec::new();
+    for _ in 0..2 {
+        let port = std::net::TcpListener::bind("127.0.0.1:0")
+            .unwrap()
+            .local_addr()
+            .unwrap()
+            .port();
+        let child = Command::new(env!("CARGO_BIN_EXE_tokenledger"))
+            .args([
+                "worker",
+                "--listen",
+                &format!("127.0.0.1:{port}"),
+                "--lake",
+                &dir,
+            ])
+            .env_remove("TOKENLEDGER_CONFIG")
+            .stdout(Stdio::null())
+            .stderr(Stdio::piped())
+            .spawn()
+            .unwrap();
+        let deadline = std::time::Instant::now() + std::time::Duration::from_secs(30);
+        while std::net::TcpStream::connect(("127.0.0.1", port)).is_err() {
+            assert!(
+                std::time::Instant::now() < deadline,
+                "worker on {port} never listened"
+            );
+            std::thread::sleep(std::time::Duration::from_millis(50));
+        }
+        workers.push(child);
+        urls.push(format!("http://127.0.0.1:{port}"));
+    }
+    let date = fixture::date().to_string();
+    let out = crate::cli::tokenledger(
+        &[
+            "run",
+            "--lake",
+            &dir,
+            "--date",
+            &date,
+            "--workers",
+            &urls.join(","),
+        ],
+        &[],
+    );
+    assert_eq!(
+        out.status.code(),
+        Some(i32::from(local.outcome.code())),
+        "{}",
+        String::from_utf8_lossy(&out.stderr)
+    );
+    let manifest: serde_json::Value =
+        serde_json::from_str(&fixture::report(lake.path(), "manifest.json")).unwrap();
+    let published: Vec<(String, String)> = manifest["outputs"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .map(|o| {
+            (
+                o["key"].as_str().unwrap().to_string(),
+                o["sha256"].as_str().unwrap().to_string(),
+            )
+        })
+        .collect();
+    assert_eq!(published, outputs(&local));
+    assert_eq!(manifest["engine"]["mode"], "distributed");
+    let tasks = manifest["engine"]["tasks_by_worker"].as_object().unwrap();
+    assert_eq!(tasks.len(), 2);
+    assert!(tasks.values().all(|t| t.as_u64().unwrap() > 0), "{tasks:?}");
+
+    for mut child in workers {
+        let pid = child.id().to_string();
+        let status = Command::new("kill").args(["-TERM", &pid]).status().unwrap();
+        assert!(status.success());
+        let deadline = std::time::Instant::now() + std::time::Duration::from_secs(20);
+        let code = loop {
+            if let Some(s) = child.try_wait().unwrap() {
+                break s.code();
+            }
+            assert!(
+                std::time::Instant::now() < deadline,
+                "worker ignored SIGTERM"
+            );
+            std::thread::sleep(std::time::Duration::from_millis(50));
+        };
+        let mut err = String::new();
+        use std::io::Read;
+        child
+            .stderr
+            .take()
+            .unwrap()
+            .read_to_string(&mut err)
+            .unwrap();
+        assert_eq!(code, Some(0), "{err}");
+        assert!(
+            err.contains("worker listening") && err.contains("worker stopped"),
+            "{err}"
+        );
+    }
+}
