@@ -635,7 +635,16 @@ async fn run(command: Command, run_id: &str) -> Result<ExitKind> {
             }
             Ok(kind)
         }
-        Command::Worker { listen, config } => {
+        Command::Worker { listen, mut config } => {
+            // A worker reads only the objects a coordinator names, by full
+            // URL, and needs only storage settings: without a config file or
+            // a lake it runs on the defaults and the environment (AWS_*).
+            if config.config.is_none()
+                && config.lake.is_none()
+                && std::env::var_os("TOKENLEDGER_LAKE__ROOT").is_none()
+            {
+                config.lake = Some("/".into());
+            }
             let config = config.load()?;
             let stores = std::sync::Arc::new(crate::lake::Stores::new(config.s3.clone()));
             tracing::info!(%listen, version = %crate::engine::version(), "worker listening");

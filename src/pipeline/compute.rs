@@ -207,8 +207,11 @@ pub(super) struct Queried {
     pub flow: Flow,
     /// Price rows in force on the day that jumped 10x from or to a neighbour.
     pub price_jumps: Vec<crate::pricing::Jump>,
-    /// Where the queries ran.
-    pub engine: crate::manifest::EngineFacts,
+    /// The workers, in a distributed run.
+    pub cluster: Option<crate::engine::Cluster>,
+    /// The session that scans the day's rows (the evidence scans too): the
+    /// cluster's in a distributed run, else `ctx`.
+    pub scans: SessionContext,
 }
 
 /// Stage 2: the queries over the day's rows.
@@ -290,20 +293,17 @@ async fn run_queries(
         .into_iter()
         .filter(|j| j.price_ids.iter().any(|id| used.contains(id.as_str())))
         .collect();
-    let engine = match &cluster {
-        None => crate::manifest::EngineFacts::local(),
-        Some((cluster, _)) => crate::manifest::EngineFacts {
-            mode: "distributed".into(),
-            workers: cluster.urls().iter().map(|u| u.to_string()).collect(),
-            tasks_by_worker: cluster.tasks_by_worker(),
-        },
+    let (cluster, scans) = match cluster {
+        None => (None, ctx.clone()),
+        Some((cluster, session)) => (Some(cluster), session),
     };
     Ok(Queried {
         ctx,
         params,
         flow,
         price_jumps,
-        engine,
+        cluster,
+        scans,
     })
 }
 
@@ -489,7 +489,7 @@ async fn reconcile_day(
     let pass = std::time::Instant::now();
     let filters: Vec<[Option<String>; 5]> = keys.iter().map(r::pair_filter).collect();
     let rows = Rows::Lake(&loaded.requests);
-    let (schema, batches) = flow::evidence(&q.ctx, &q.params, rows, &filters, spill).await?;
+    let (schema, batches) = flow::evidence(&q.scans, &q.params, rows, &filters, spill).await?;
     info!(
         pairs = keys.len(),
         rows = batches.iter().map(RecordBatch::num_rows).sum::<usize>(),
@@ -555,7 +555,7 @@ async fn detect_anomalies(
         routes: &routes,
     };
     let rows = Rows::Lake(&loaded.requests);
-    let incidents = incidents::incidents(&q.ctx, &q.params, rows, &anomalies, &cx, spill).await?;
+    let incidents = incidents::incidents(&q.scans, &q.params, rows, &anomalies, &cx, spill).await?;
     Ok((anomalies, incidents))
 }
 
@@ -779,7 +779,15 @@ impl ManifestParts<'_> {
                 data_quality: status.to_string(),
             },
             inputs: self.inputs(loaded),
-            engine: q.engine.clone(),
+            // Read last: the evidence scans after the flow count too.
+            engine: match &q.cluster {
+                None => crate::manifest::EngineFacts::local(),
+                Some(cluster) => crate::manifest::EngineFacts {
+                    mode: "distributed".into(),
+                    workers: cluster.urls().iter().map(|u| u.to_string()).collect(),
+                    tasks_by_worker: cluster.tasks_by_worker(),
+                },
+            },
             pricing: PricingFacts {
                 priced_requests: acct.rows.kept - acct.unpriced,
                 unpriced_requests: acct.unpriced,

@@ -363,20 +363,21 @@ async fn worker_processes_serve_the_binary_and_stop_on_sigterm() {
     let dir = lake.path().to_string_lossy().to_string();
     let mut workers = Vec::new();
     let mut urls = Vec::new();
-    for _ in 0..2 {
+    for i in 0..2 {
         let port = std::net::TcpListener::bind("127.0.0.1:0")
             .unwrap()
             .local_addr()
             .unwrap()
             .port();
+        let listen = format!("127.0.0.1:{port}");
+        // The first as the bare command (no config: storage from the
+        // environment), the second with the job's lake.
+        let mut args = vec!["worker", "--listen", &listen];
+        if i == 1 {
+            args.extend(["--lake", dir.as_str()]);
+        }
         let child = Command::new(env!("CARGO_BIN_EXE_tokenledger"))
-            .args([
-                "worker",
-                "--listen",
-                &format!("127.0.0.1:{port}"),
-                "--lake",
-                &dir,
-            ])
+            .args(&args)
             .env_remove("TOKENLEDGER_CONFIG")
             .stdout(Stdio::null())
             .stderr(Stdio::piped())
