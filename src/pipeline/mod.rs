@@ -206,6 +206,16 @@ pub async fn check(config: &Config) -> Result<Vec<String>> {
         Ok(n) => checked.push(format!("{n} templates parse")),
         Err(e) => problems.push(e.to_string()),
     }
+    if config.engine.is_distributed() {
+        match crate::engine::Cluster::connect(&config.engine).await {
+            Ok(cluster) => checked.push(format!(
+                "engine: {} worker(s) answer and run this build ({})",
+                cluster.urls().len(),
+                crate::engine::version()
+            )),
+            Err(e) => problems.push(e.to_string()),
+        }
+    }
     match load_prices(&stores, config).await {
         Ok((obj, prices)) => {
             checked.push(format!("price table {} ({} rows)", config.prices, obj.rows));

@@ -462,3 +462,33 @@ async fn worker_processes_serve_the_binary_and_stop_on_sigterm() {
         );
     }
 }
+
+/// `check` asks the configured workers too: one that answers is listed,
+/// one that does not is a problem naming it.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn check_names_the_workers_and_whether_they_answer() {
+    let w = TestWorker::start().await;
+    let lake = fixture::lake();
+    let lines = pipeline::check(&config(lake.path(), Some(w.url.clone())))
+        .await
+        .unwrap();
+    assert!(
+        lines
+            .iter()
+            .any(|l| l.starts_with("engine: 1 worker(s) answer and run this build")),
+        "{lines:?}"
+    );
+    let port = {
+        let l = std::net::TcpListener::bind("127.0.0.1:0").unwrap();
+        l.local_addr().unwrap().port()
+    };
+    let dead = format!("http://127.0.0.1:{port}");
+    let err = pipeline::check(&config(lake.path(), Some(dead.clone())))
+        .await
+        .unwrap_err()
+        .to_string();
+    assert!(
+        err.contains(&format!("worker {dead}/: unreachable")),
+        "{err}"
+    );
+}
