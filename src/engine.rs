@@ -49,6 +49,10 @@ pub struct RawEngine {
     pub workers_dns: Option<String>,
     /// Seconds a worker has to answer at the start of a run (default 10).
     pub connect_timeout_secs: Option<u64>,
+    /// Seconds a connection to a worker may go without any sign of life
+    /// (HTTP/2 pings, answered even while the worker computes) before the
+    /// run gives up on it (default 60).
+    pub idle_timeout_secs: Option<u64>,
 }
 
 #[derive(Debug, Deserialize, Serialize)]
@@ -65,6 +69,7 @@ pub struct EngineSettings {
     /// (host, port) of the workers' DNS name.
     pub workers_dns: Option<(String, u16)>,
     pub connect_timeout: Duration,
+    pub idle_timeout: Duration,
 }
 
 impl EngineSettings {
@@ -72,6 +77,7 @@ impl EngineSettings {
     pub fn local() -> EngineSettings {
         EngineSettings {
             connect_timeout: Duration::from_secs(10),
+            idle_timeout: IDLE_TIMEOUT,
             ..Default::default()
         }
     }
@@ -84,6 +90,12 @@ impl EngineSettings {
                 problems.push("engine.connect_timeout_secs: must be at least 1");
             }
             settings.connect_timeout = Duration::from_secs(secs.max(1));
+        }
+        if let Some(secs) = raw.idle_timeout_secs {
+            if secs < 3 {
+                problems.push("engine.idle_timeout_secs: must be at least 3");
+            }
+            settings.idle_timeout = Duration::from_secs(secs.max(3));
         }
         let texts: Vec<String> = match &raw.workers {
             None => Vec::new(),
@@ -187,6 +199,7 @@ pub fn version() -> String {
 #[derive(Debug, Clone)]
 pub struct Cluster {
     urls: Vec<Url>,
+    channels: Channels,
     tasks: Arc<Mutex<BTreeMap<String, u64>>>,
     next: Arc<AtomicUsize>,
 }
@@ -203,11 +216,16 @@ impl Cluster {
             return Err(Error::Internal("no workers to connect to".into()));
         }
         let want = version();
+        let channels = Channels::new(settings.connect_timeout, settings.idle_timeout);
         let checks = urls.iter().map(|url| {
             let want = want.clone();
+            let channels = channels.clone();
             async move {
-                let theirs =
-                    tokio::time::timeout(settings.connect_timeout, worker_version(url)).await;
+                let theirs = tokio::time::timeout(
+                    settings.connect_timeout,
+                    worker_version(&channels, url),
+                )
+                .await;
                 match theirs {
                     Err(_) => Err(Error::Worker {
                         url: url.to_string(),
@@ -236,6 +254,7 @@ impl Cluster {
         let tasks = urls.iter().map(|u| (u.to_string(), 0)).collect();
         Ok(Cluster {
             urls,
+            channels,
             tasks: Arc::new(Mutex::new(tasks)),
             next: Arc::new(AtomicUsize::new(0)),
         })
@@ -257,6 +276,7 @@ impl Cluster {
         let router = self.clone();
         let state = SessionStateBuilder::new_from_existing(base.state())
             .with_distributed_worker_resolver(resolver)
+            .with_distributed_channel_resolver(self.channels.clone())
             .with_distributed_planner()
             .with_distributed_user_codec(ScanCodec { stores })
             .with_distributed_desired_task_count_handler(scan_task_count)
@@ -291,16 +311,94 @@ fn root_message(e: &(dyn std::error::Error + 'static)) -> String {
     cur.to_string()
 }
 
-async fn worker_version(url: &Url) -> DfResult<String> {
-    use datafusion_distributed::{GetWorkerInfoRequest, grpc};
-    let channel = grpc::DefaultChannelResolver::default()
-        .get_channel(url)
-        .await?;
-    let mut client = grpc::create_worker_client(channel);
+async fn worker_version(channels: &Channels, url: &Url) -> DfResult<String> {
+    use datafusion_distributed::{ChannelResolver, GetWorkerInfoRequest};
+    let mut client = channels.get_worker_client_for_url(url).await?;
     Ok(client
         .get_worker_info(GetWorkerInfoRequest {})
         .await?
         .version)
+}
+
+/// How long a connection may show no sign of life by default.
+const IDLE_TIMEOUT: Duration = Duration::from_secs(60);
+
+/// gRPC channels to workers, one per URL, that cannot hang: a bounded
+/// connect, and HTTP/2 keep-alive pings (answered by a worker's connection
+/// even while it computes) that close a connection whose peer went silent,
+/// failing the queries on it instead of waiting for ever. Used by the
+/// coordinator and by workers (for each other: shuffles).
+#[derive(Clone)]
+struct Channels {
+    connect: Duration,
+    idle: Duration,
+    cache: Arc<Mutex<BTreeMap<String, datafusion_distributed::grpc::BoxCloneSyncChannel>>>,
+}
+
+impl std::fmt::Debug for Channels {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("Channels")
+            .field("connect", &self.connect)
+            .field("idle", &self.idle)
+            .finish_non_exhaustive()
+    }
+}
+
+impl Channels {
+    fn new(connect: Duration, idle: Duration) -> Channels {
+        Channels {
+            connect,
+            idle,
+            cache: Arc::new(Mutex::new(BTreeMap::new())),
+        }
+    }
+
+    async fn channel(
+        &self,
+        url: &Url,
+    ) -> DfResult<datafusion_distributed::grpc::BoxCloneSyncChannel> {
+        let cached = self
+            .cache
+            .lock()
+            .ok()
+            .and_then(|c| c.get(url.as_str()).cloned());
+        if let Some(channel) = cached {
+            return Ok(channel);
+        }
+        let ping = (self.idle / 3).max(Duration::from_secs(1));
+        let channel = tonic::transport::Endpoint::from_shared(url.to_string())
+            .map_err(|e| DataFusionError::Configuration(format!("worker URL {url}: {e}")))?
+            .connect_timeout(self.connect)
+            .tcp_keepalive(Some(ping))
+            .http2_keep_alive_interval(ping)
+            .keep_alive_timeout(self.idle - ping)
+            .keep_alive_while_idle(true)
+            .connect()
+            .await
+            .map_err(|e| {
+                DataFusionError::Execution(format!(
+                    "connecting to worker {url}: {}",
+                    root_message(&e)
+                ))
+            })?;
+        let channel = datafusion_distributed::grpc::BoxCloneSyncChannel::new(channel);
+        if let Ok(mut cache) = self.cache.lock() {
+            cache.insert(url.to_string(), channel.clone());
+        }
+        Ok(channel)
+    }
+}
+
+#[async_trait::async_trait]
+impl datafusion_distributed::ChannelResolver for Channels {
+    async fn get_worker_client_for_url(
+        &self,
+        url: &Url,
+    ) -> DfResult<Box<dyn datafusion_distributed::WorkerChannel>> {
+        Ok(datafusion_distributed::grpc::create_worker_client(
+            self.channel(url).await?,
+        ))
+    }
 }
 
 async fn resolve_dns(host: &str, port: u16) -> Result<Vec<Url>> {
@@ -444,7 +542,7 @@ pub async fn serve(
     shutdown: impl std::future::Future<Output = ()> + Send + 'static,
 ) -> Result<()> {
     let worker = worker(stores, version());
-    tonic::transport::Server::builder()
+    server_builder()
         .add_service(worker.into_worker_server())
         .serve_with_shutdown(listen, shutdown)
         .await
@@ -467,7 +565,7 @@ pub async fn serve_on(
         .map(|a| a.to_string())
         .unwrap_or_default();
     let incoming = tonic::transport::server::TcpIncoming::from(listener);
-    tonic::transport::Server::builder()
+    server_builder()
         .add_service(worker(stores, version).into_worker_server())
         .serve_with_incoming_shutdown(incoming, shutdown)
         .await
@@ -475,6 +573,16 @@ pub async fn serve_on(
             url: addr,
             message: format!("serving: {}", root_message(&e)),
         })
+}
+
+/// A worker's server: it pings its peers too, so the tasks of a
+/// coordinator that died are dropped instead of kept for ever.
+fn server_builder() -> tonic::transport::Server {
+    let ping = IDLE_TIMEOUT / 3;
+    tonic::transport::Server::builder()
+        .tcp_keepalive(Some(ping))
+        .http2_keepalive_interval(Some(ping))
+        .http2_keepalive_timeout(Some(IDLE_TIMEOUT - ping))
 }
 
 fn worker(stores: Arc<Stores>, version: String) -> Worker {
@@ -489,6 +597,10 @@ fn worker(stores: Arc<Stores>, version: String) -> Worker {
                 .extend(crate::money::udfs().into_iter().map(Arc::new));
             Ok(builder
                 .with_distributed_user_codec(ScanCodec { stores })
+                .with_distributed_channel_resolver(Channels::new(
+                    Duration::from_secs(10),
+                    IDLE_TIMEOUT,
+                ))
                 .build())
         }
     })
@@ -543,10 +655,12 @@ mod tests {
             ])),
             workers_dns: Some("tokenledger-worker".into()),
             connect_timeout_secs: Some(0),
+            idle_timeout_secs: Some(1),
         });
         let text = p.join("\n");
         for expected in [
             "engine.connect_timeout_secs: must be at least 1",
+            "engine.idle_timeout_secs: must be at least 3",
             "engine.workers: `grpc://w1:1`: expected http://host:port",
             "engine.workers: `http://w2:50051/path`: expected http://host:port",
             "engine.workers: `not a url` is not a URL",
@@ -556,7 +670,7 @@ mod tests {
         ] {
             assert!(text.contains(expected), "missing {expected:?} in:\n{text}");
         }
-        assert_eq!(p.len(), 7, "{text}");
+        assert_eq!(p.len(), 8, "{text}");
         let (dns, p) = settings(RawEngine {
             workers_dns: Some("tokenledger-worker.jobs.svc:50051".into()),
             ..Default::default()

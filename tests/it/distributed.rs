@@ -192,6 +192,16 @@ struct Cutter {
     task: tokio::task::JoinHandle<()>,
 }
 
+/// What a [`Cutter`] does once triggered.
+#[derive(Clone, Copy, PartialEq, Eq)]
+enum Cut {
+    /// Close every connection (the worker's process died).
+    Drop,
+    /// Keep the connections open and forward nothing more, either way (the
+    /// worker's machine or network went silent: no reset ever comes).
+    Freeze,
+}
+
 impl Drop for Cutter {
     fn drop(&mut self) {
         self.task.abort();
@@ -199,7 +209,7 @@ impl Drop for Cutter {
 }
 
 impl Cutter {
-    async fn start(worker: &str, cut_after: u64) -> Cutter {
+    async fn start(worker: &str, cut_after: u64, how: Cut) -> Cutter {
         use std::sync::atomic::{AtomicBool, AtomicU64, Ordering};
         use tokio::io::{AsyncReadExt, AsyncWriteExt};
         let upstream = worker.trim_start_matches("http://").to_string();
@@ -217,11 +227,15 @@ impl Cutter {
                         let Ok(server) = tokio::net::TcpStream::connect(&upstream).await else { continue };
                         let (mut cr, mut cw) = client.into_split();
                         let (mut sr, mut sw) = server.into_split();
-                        let (sent, flag2) = (Arc::clone(&sent), Arc::clone(&flag));
+                        let (sent, flag2, flag3) = (Arc::clone(&sent), Arc::clone(&flag), Arc::clone(&flag));
                         conns.spawn(async move {
                             let mut buf = vec![0u8; 16 * 1024];
                             loop {
                                 let n = match cr.read(&mut buf).await { Ok(0) | Err(_) => return, Ok(n) => n };
+                                if how == Cut::Freeze && flag2.load(Ordering::SeqCst) {
+                                    // Swallowed: the peer hears nothing back.
+                                    continue;
+                                }
                                 if sw.write_all(&buf[..n]).await.is_err() { return; }
                                 if sent.fetch_add(n as u64, Ordering::SeqCst) + n as u64 > cut_after {
                                     flag2.store(true, Ordering::SeqCst);
@@ -232,12 +246,15 @@ impl Cutter {
                             let mut buf = vec![0u8; 16 * 1024];
                             loop {
                                 let n = match sr.read(&mut buf).await { Ok(0) | Err(_) => return, Ok(n) => n };
+                                if how == Cut::Freeze && flag3.load(Ordering::SeqCst) {
+                                    continue;
+                                }
                                 if cw.write_all(&buf[..n]).await.is_err() { return; }
                             }
                         });
                     }
                     () = tokio::time::sleep(std::time::Duration::from_millis(5)) => {
-                        if flag.load(Ordering::SeqCst) {
+                        if how == Cut::Drop && flag.load(Ordering::SeqCst) {
                             // The worker is gone: every connection dropped,
                             // and nothing listens any more.
                             conns.shutdown().await;
@@ -261,7 +278,7 @@ async fn a_worker_killed_mid_query_fails_the_run_cleanly_and_a_rerun_has_the_sam
     let a = TestWorker::start().await;
     let b = TestWorker::start().await;
     // The check at start sends a few hundred bytes; a task's plan, more.
-    let doomed = Cutter::start(&b.url, 2_000).await;
+    let doomed = Cutter::start(&b.url, 2_000, Cut::Drop).await;
     let lake = fixture::lake();
     let failed = tokio::time::timeout(
         std::time::Duration::from_secs(120),
@@ -491,4 +508,45 @@ async fn check_names_the_workers_and_whether_they_answer() {
         err.contains(&format!("worker {dead}/: unreachable")),
         "{err}"
     );
+}
+
+/// A worker that goes silent mid-query (no reset ever comes: a partitioned
+/// network, a frozen machine) fails the run within `engine.idle_timeout_secs`
+/// instead of hanging it.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_worker_that_goes_silent_fails_the_run_within_the_idle_timeout() {
+    let a = TestWorker::start().await;
+    let b = TestWorker::start().await;
+    let silent = Cutter::start(&b.url, 2_000, Cut::Freeze).await;
+    let lake = fixture::lake();
+    let config = Config::from_sources(
+        "[engine]\nidle_timeout_secs = 3\n",
+        "test",
+        &[],
+        &Overrides {
+            lake: Some(lake.path().to_string_lossy().to_string()),
+            workers: Some(format!("{},{}", a.url, silent.url)),
+            ..Overrides::default()
+        },
+    )
+    .unwrap();
+    let started = std::time::Instant::now();
+    let failed = tokio::time::timeout(
+        std::time::Duration::from_secs(60),
+        pipeline::run(&config, fixture::date()),
+    )
+    .await
+    .expect("a silent worker fails the run; it never hangs");
+    let err = failed.unwrap_err();
+    assert!(
+        silent.cut.load(std::sync::atomic::Ordering::SeqCst),
+        "{err}"
+    );
+    assert_eq!(err.kind(), ExitKind::Runtime, "{err}");
+    assert!(
+        started.elapsed() < std::time::Duration::from_secs(30),
+        "{:?}",
+        started.elapsed()
+    );
+    assert!(!fixture::report_exists(lake.path(), "manifest.json"));
 }
