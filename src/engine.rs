@@ -279,7 +279,7 @@ impl Cluster {
             .with_distributed_channel_resolver(self.channels.clone())
             .with_distributed_planner()
             .with_distributed_user_codec(ScanCodec { stores })
-            .with_distributed_desired_task_count_handler(scan_task_count)
+            .with_distributed_desired_task_count_handler(scan_task_count(self.urls.len()))
             .with_distributed_scale_up_leaf_node_handler(scan_split)
             .with_distributed_route_tasks_handler(move |ev: RouteTasksEvent| router.route(ev))
             .build();
@@ -437,15 +437,24 @@ impl WorkerResolver for Workers {
     }
 }
 
-/// One task per row group at most (the planner caps it at the workers);
-/// a scan that writes aside to local files stays on this node.
-fn scan_task_count(ev: DesiredTaskCountEvent) -> Option<DfResult<DesiredTaskCountEventResponse>> {
-    let scan = ev.plan.downcast_ref::<DayScanExec>()?;
-    Some(Ok(if scan.distributable() {
-        DesiredTaskCountEventResponse::desired(scan.row_groups().max(1))
-    } else {
-        DesiredTaskCountEventResponse::maximum(1)
-    }))
+/// A task on every worker (the planner caps the count at the workers; a
+/// day of fewer row groups than workers leaves some tasks empty, and a
+/// stage of one task would run in the coordinator); a scan that writes
+/// aside to local files stays on this node.
+fn scan_task_count(
+    workers: usize,
+) -> impl for<'a> Fn(DesiredTaskCountEvent<'a>) -> Option<DfResult<DesiredTaskCountEventResponse>>
++ Send
++ Sync
++ 'static {
+    move |ev: DesiredTaskCountEvent| {
+        let scan = ev.plan.downcast_ref::<DayScanExec>()?;
+        Some(Ok(if scan.distributable() {
+            DesiredTaskCountEventResponse::desired(scan.row_groups().max(workers).max(2))
+        } else {
+            DesiredTaskCountEventResponse::maximum(1)
+        }))
+    }
 }
 
 /// The scan split into one variant per task: disjoint row groups.

@@ -550,3 +550,41 @@ async fn a_worker_that_goes_silent_fails_the_run_within_the_idle_timeout() {
     );
     assert!(!fixture::report_exists(lake.path(), "manifest.json"));
 }
+
+/// A day of fewer row groups than workers (one object of one row group, and
+/// the late rows' object) still runs on every worker, some tasks empty,
+/// with the local bytes.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_day_of_fewer_row_groups_than_workers_runs_on_every_worker() {
+    let date = chrono::NaiveDate::from_ymd_opt(2026, 10, 31).unwrap();
+    let dir = tempfile::tempdir().unwrap();
+    let lake = tokenledger::lake::Location::from_local_path(dir.path()).unwrap();
+    let generated = tokenledger::demo::gen_day(
+        &lake,
+        tokenledger::demo::GenOptions {
+            rows: 5_000,
+            date,
+            seed: 5,
+            rows_per_file: 1_000_000,
+        },
+    )
+    .await
+    .unwrap();
+    assert_eq!(generated.files, 2, "one object on time, one late");
+    let local = pipeline::run(&config(dir.path(), None), date)
+        .await
+        .unwrap();
+    let workers = [
+        TestWorker::start().await,
+        TestWorker::start().await,
+        TestWorker::start().await,
+    ];
+    let urls: Vec<String> = workers.iter().map(|w| w.url.clone()).collect();
+    let run = pipeline::run(&config(dir.path(), Some(urls.join(","))), date)
+        .await
+        .unwrap();
+    assert_eq!(outputs(&run), outputs(&local));
+    let tasks = &run.manifest.engine.tasks_by_worker;
+    assert_eq!(tasks.len(), 3);
+    assert!(tasks.values().all(|t| *t > 0), "{tasks:?}");
+}
