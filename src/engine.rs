@@ -210,7 +210,15 @@ impl Cluster {
     pub async fn connect(settings: &EngineSettings) -> Result<Cluster> {
         let mut urls = settings.workers.clone();
         if let Some((host, port)) = &settings.workers_dns {
-            urls = resolve_dns(host, *port).await?;
+            urls = tokio::time::timeout(settings.connect_timeout, resolve_dns(host, *port))
+                .await
+                .map_err(|_| Error::Worker {
+                    url: format!("{host}:{port}"),
+                    message: format!(
+                        "engine.workers_dns did not resolve within {} s",
+                        settings.connect_timeout.as_secs()
+                    ),
+                })??;
         }
         if urls.is_empty() {
             return Err(Error::Internal("no workers to connect to".into()));
