@@ -1688,6 +1688,17 @@ fn project(
 mod tests {
     use super::*;
 
+    /// The UTC day of `date`.
+    fn utc_day(date: NaiveDate) -> DayWindow {
+        let start = date.and_hms_opt(0, 0, 0).unwrap().and_utc();
+        DayWindow {
+            start_ns: start.timestamp_nanos_opt().unwrap(),
+            end_ns: (start + chrono::Duration::days(1))
+                .timestamp_nanos_opt()
+                .unwrap(),
+        }
+    }
+
     /// One big object is read by every partition, row group by row group:
     /// a day in one object uses every core, not one.
     #[tokio::test]
@@ -1709,13 +1720,7 @@ mod tests {
 
         let requests =
             Location::parse(dir.path().join("requests").to_str().unwrap(), None).unwrap();
-        let start = date.and_hms_opt(0, 0, 0).unwrap().and_utc();
-        let window = DayWindow {
-            start_ns: start.timestamp_nanos_opt().unwrap(),
-            end_ns: (start + chrono::Duration::days(1))
-                .timestamp_nanos_opt()
-                .unwrap(),
-        };
+        let window = utc_day(date);
         let input = DayInput::open(
             Arc::new(Stores::new(Default::default())),
             &requests,
@@ -1768,13 +1773,7 @@ mod tests {
         }
         let requests =
             Location::parse(dir.path().join("requests").to_str().unwrap(), None).unwrap();
-        let start = date.and_hms_opt(0, 0, 0).unwrap().and_utc();
-        let window = DayWindow {
-            start_ns: start.timestamp_nanos_opt().unwrap(),
-            end_ns: (start + chrono::Duration::days(1))
-                .timestamp_nanos_opt()
-                .unwrap(),
-        };
+        let window = utc_day(date);
         let stores = Arc::new(Stores::new(Default::default()));
         let input = Arc::new(
             DayInput::open(

@@ -166,15 +166,13 @@ pub(super) async fn flow(
     let in_day = ops_pass(ctx, scans, params, spill_dir).await?;
     lap("ops", pass);
     on_day(in_day)?;
-    let (resolutions, chosen_rates) = register_prices(ctx, params, reference, spill_dir).await?;
+    let (resolutions, chosen_rates) =
+        register_prices(ctx, cluster, params, reference, spill_dir).await?;
 
     let pass = std::time::Instant::now();
     let (counters, sink, cube) = match cluster {
         None => finance_pass(ctx, params, rows, keys, spill_dir).await?,
-        Some(cluster) => {
-            share_prices(ctx, cluster).await?;
-            distributed_finance_pass(cluster, params, rows, keys, spill_dir).await?
-        }
+        Some(cluster) => distributed_finance_pass(cluster, params, rows, keys, spill_dir).await?,
     };
     lap("finance", pass);
 
@@ -229,25 +227,13 @@ async fn ops_pass(
     minute_requests(&Typed::new(schema, ops_all))
 }
 
-/// The day's `price_map` and `fx_rates`, as registered in `ctx`, in the
-/// cluster's session too (they travel with the plan: broadcast joins).
-async fn share_prices(ctx: &SessionContext, cluster: &SessionContext) -> Result<()> {
-    for name in ["price_map", "fx_rates"] {
-        let batches = ctx
-            .table(name)
-            .await
-            .map_err(|e| df_error(name, e))?
-            .collect()
-            .await
-            .map_err(|e| df_error(name, e))?;
-        let schema = match name {
-            "price_map" => crate::pricing::price_map_schema(),
-            _ => crate::fx::fx_schema(),
-        };
-        queries::register_batches(cluster, name, schema, batches)?;
-    }
-    Ok(())
-}
+/// What the finance pass gives: the counts of rows dropped, the duplicate
+/// candidates set aside, and the cube of every other row.
+type FinancePass = (
+    Arc<ScanCounters>,
+    Arc<DivertSink>,
+    (SchemaRef, Vec<RecordBatch>),
+);
 
 /// Pass 3 on a cluster: the cube of every row that is not a duplicate
 /// candidate (the rows dropped are counted by the workers' scans and come
@@ -259,11 +245,7 @@ async fn distributed_finance_pass(
     rows: Rows<'_>,
     keys: KeySet,
     spill_dir: &std::path::Path,
-) -> Result<(
-    Arc<ScanCounters>,
-    Arc<DivertSink>,
-    (SchemaRef, Vec<RecordBatch>),
-)> {
+) -> Result<FinancePass> {
     let keys = Arc::new(keys);
     queries::register(
         cluster,
@@ -318,9 +300,12 @@ async fn distributed_finance_pass(
 }
 
 /// The price map of the day's (provider, model) pairs and the FX rates of
-/// the day, registered; returns how each pair was priced and the rates chosen.
+/// the day, registered (in the cluster's session too: they travel with its
+/// plans as broadcast tables); returns how each pair was priced and the
+/// rates chosen.
 async fn register_prices(
     ctx: &SessionContext,
+    cluster: Option<&SessionContext>,
     params: &Params,
     reference: &Reference<'_>,
     spill_dir: &std::path::Path,
@@ -336,14 +321,21 @@ async fn register_prices(
         reference
             .prices
             .price_map(reference.aliases, &pairs, day.start, day.end);
-    queries::register_batches(
-        ctx,
-        "price_map",
-        crate::pricing::price_map_schema(),
-        vec![price_map],
-    )?;
     let (fx_batch, chosen_rates) = reference.fx.rates_on(day.date);
-    queries::register_batches(ctx, "fx_rates", crate::fx::fx_schema(), vec![fx_batch])?;
+    for session in std::iter::once(ctx).chain(cluster) {
+        queries::register_batches(
+            session,
+            "price_map",
+            crate::pricing::price_map_schema(),
+            vec![price_map.clone()],
+        )?;
+        queries::register_batches(
+            session,
+            "fx_rates",
+            crate::fx::fx_schema(),
+            vec![fx_batch.clone()],
+        )?;
+    }
     Ok((resolutions, chosen_rates))
 }
 
@@ -356,11 +348,7 @@ async fn finance_pass(
     rows: Rows<'_>,
     keys: KeySet,
     spill_dir: &std::path::Path,
-) -> Result<(
-    Arc<ScanCounters>,
-    Arc<DivertSink>,
-    (SchemaRef, Vec<RecordBatch>),
-)> {
+) -> Result<FinancePass> {
     let counters = Arc::new(ScanCounters::default());
     let sink = Arc::new(DivertSink::new(spill_dir.join("diverted")));
     queries::register(

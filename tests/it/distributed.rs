@@ -61,6 +61,36 @@ impl Drop for TestWorker {
     }
 }
 
+async fn start_workers(n: usize) -> Vec<TestWorker> {
+    let mut workers = Vec::with_capacity(n);
+    for _ in 0..n {
+        workers.push(TestWorker::start().await);
+    }
+    workers
+}
+
+/// `tokenledger gen`'s day (duplicates, late rows, prices, FX) under `dir`.
+async fn generate(
+    dir: &std::path::Path,
+    date: chrono::NaiveDate,
+    rows: usize,
+    rows_per_file: usize,
+    seed: u64,
+) -> tokenledger::demo::GenOutcome {
+    let lake = tokenledger::lake::Location::from_local_path(dir).unwrap();
+    tokenledger::demo::gen_day(
+        &lake,
+        tokenledger::demo::GenOptions {
+            rows,
+            date,
+            seed,
+            rows_per_file,
+        },
+    )
+    .await
+    .unwrap()
+}
+
 fn config(lake: &std::path::Path, workers: Option<String>) -> Config {
     Config::from_sources(
         "",
@@ -98,11 +128,7 @@ async fn the_fixture_day_on_one_two_and_three_workers_has_the_local_bytes() {
             .any(|(k, _)| k.ends_with("finance_by_dimension.csv"))
     );
 
-    let workers = [
-        TestWorker::start().await,
-        TestWorker::start().await,
-        TestWorker::start().await,
-    ];
+    let workers = start_workers(3).await;
     for n in 1..=3 {
         let urls: Vec<String> = workers[..n].iter().map(|w| w.url.clone()).collect();
         let lake = fixture::lake();
@@ -320,18 +346,7 @@ async fn a_worker_killed_mid_query_fails_the_run_cleanly_and_a_rerun_has_the_sam
 async fn a_generated_2m_row_day_on_two_and_three_workers_has_the_local_bytes() {
     let date = chrono::NaiveDate::from_ymd_opt(2026, 10, 31).unwrap();
     let dir = tempfile::tempdir().unwrap();
-    let lake = tokenledger::lake::Location::from_local_path(dir.path()).unwrap();
-    let generated = tokenledger::demo::gen_day(
-        &lake,
-        tokenledger::demo::GenOptions {
-            rows: 2_000_000,
-            date,
-            seed: 11,
-            rows_per_file: 600_000,
-        },
-    )
-    .await
-    .unwrap();
+    let generated = generate(dir.path(), date, 2_000_000, 600_000, 11).await;
     assert!(generated.files >= 5, "{generated:?}");
     let prices = std::fs::read_to_string(dir.path().join("prices.csv")).unwrap();
     assert!(
@@ -347,11 +362,7 @@ async fn a_generated_2m_row_day_on_two_and_three_workers_has_the_local_bytes() {
     assert!(rows.duplicates_dropped > 1_000, "{rows:?}");
     assert!(rows.late_rows > 1_000, "{rows:?}");
     assert!(local.manifest.headline.unpriced_requests > 0);
-    let workers = [
-        TestWorker::start().await,
-        TestWorker::start().await,
-        TestWorker::start().await,
-    ];
+    let workers = start_workers(3).await;
     for n in [2, 3] {
         let urls: Vec<String> = workers[..n].iter().map(|w| w.url.clone()).collect();
         let run = pipeline::run(&config(dir.path(), Some(urls.join(","))), date)
@@ -558,27 +569,12 @@ async fn a_worker_that_goes_silent_fails_the_run_within_the_idle_timeout() {
 async fn a_day_of_fewer_row_groups_than_workers_runs_on_every_worker() {
     let date = chrono::NaiveDate::from_ymd_opt(2026, 10, 31).unwrap();
     let dir = tempfile::tempdir().unwrap();
-    let lake = tokenledger::lake::Location::from_local_path(dir.path()).unwrap();
-    let generated = tokenledger::demo::gen_day(
-        &lake,
-        tokenledger::demo::GenOptions {
-            rows: 5_000,
-            date,
-            seed: 5,
-            rows_per_file: 1_000_000,
-        },
-    )
-    .await
-    .unwrap();
+    let generated = generate(dir.path(), date, 5_000, 1_000_000, 5).await;
     assert_eq!(generated.files, 2, "one object on time, one late");
     let local = pipeline::run(&config(dir.path(), None), date)
         .await
         .unwrap();
-    let workers = [
-        TestWorker::start().await,
-        TestWorker::start().await,
-        TestWorker::start().await,
-    ];
+    let workers = start_workers(3).await;
     let urls: Vec<String> = workers.iter().map(|w| w.url.clone()).collect();
     let run = pipeline::run(&config(dir.path(), Some(urls.join(","))), date)
         .await
