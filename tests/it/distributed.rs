@@ -584,3 +584,41 @@ async fn a_day_of_fewer_row_groups_than_workers_runs_on_every_worker() {
     assert_eq!(tasks.len(), 3);
     assert!(tasks.values().all(|t| *t > 0), "{tasks:?}");
 }
+
+/// A worker address that accepts connections but never answers (a hung
+/// process) fails the start check within `engine.connect_timeout_secs`.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_worker_that_never_answers_fails_the_start_within_the_connect_timeout() {
+    // The kernel completes the handshakes; nothing ever reads or writes.
+    let mute = std::net::TcpListener::bind("127.0.0.1:0").unwrap();
+    let url = format!("http://{}", mute.local_addr().unwrap());
+    let lake = fixture::lake();
+    let config = Config::from_sources(
+        "[engine]\nconnect_timeout_secs = 2\n",
+        "test",
+        &[],
+        &Overrides {
+            lake: Some(lake.path().to_string_lossy().to_string()),
+            workers: Some(url.clone()),
+            ..Overrides::default()
+        },
+    )
+    .unwrap();
+    let started = std::time::Instant::now();
+    let err = tokio::time::timeout(
+        std::time::Duration::from_secs(60),
+        pipeline::run(&config, fixture::date()),
+    )
+    .await
+    .expect("the start check is bounded")
+    .unwrap_err();
+    assert!(started.elapsed() < std::time::Duration::from_secs(20));
+    assert_eq!(err.kind(), ExitKind::Runtime);
+    let text = err.to_string();
+    assert!(
+        text.contains(&format!("worker {url}/: no answer within 2 s")),
+        "{text}"
+    );
+    assert!(!fixture::report_exists(lake.path(), "manifest.json"));
+    drop(mute);
+}
