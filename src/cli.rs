@@ -621,6 +621,21 @@ async fn run(command: Command, run_id: &str) -> Result<ExitKind> {
                 count(|o| matches!(o, crate::pipeline::Backfilled::NoLogs)),
                 count(|o| matches!(o, crate::pipeline::Backfilled::Failed(_)))
             );
+            let mut tasks: std::collections::BTreeMap<&str, u64> = Default::default();
+            for (_, o) in &days {
+                if let crate::pipeline::Backfilled::Built {
+                    tasks_by_worker, ..
+                } = o
+                {
+                    for (url, n) in tasks_by_worker {
+                        *tasks.entry(url.as_str()).or_default() += n;
+                    }
+                }
+            }
+            if !tasks.is_empty() {
+                let list: Vec<String> = tasks.iter().map(|(u, n)| format!("{u} {n}")).collect();
+                outln!("  tasks by worker: {}", list.join(", "));
+            }
             let mut kind = ExitKind::Ok;
             for (date, o) in &days {
                 if let crate::pipeline::Backfilled::NoLogs = o {

@@ -425,52 +425,76 @@ fn by_model(rows: &[crate::queries::rows::RollupDaily]) -> CostByModel {
 
 /// What pricing `from..=to` with `prices` would change, against what was
 /// published. Each day reads the inputs its manifest lists (or, without a
-/// manifest, what a run would list now). Nothing is written.
+/// manifest, what a run would list now). Nothing is written. With workers,
+/// [`super::days_in_flight`] days are computed at once; the lines come out
+/// in date order either way.
 pub async fn reprice(
     config: &Config,
     from: NaiveDate,
     to: NaiveDate,
     prices: &Location,
 ) -> Result<Vec<RepriceLine>> {
+    use futures::{StreamExt, TryStreamExt};
     let stores = Stores::new(config.s3.clone());
-    let mut out = Vec::new();
-    for date in from.iter_days().take_while(|d| *d <= to) {
-        let reports = config.reports.join(&partition_dir(date));
-        let mut sel = Selection {
-            prices: Some(prices.clone()),
-            // History does not change a day's cost.
-            history: Some(Vec::new()),
-            ..Selection::default()
-        };
-        let manifest = reports.join("manifest.json");
-        if stores.exists(&manifest).await? {
-            let m = read_manifest(&stores, &manifest).await?;
-            let mut requests = Vec::new();
-            for o in &m.requests {
-                let loc = Location::parse(&o.key, Some(&config.lake))
-                    .map_err(|e| bad(&manifest, format!("key {}: {e}", o.key)))?;
-                requests.push((loc, partition_of(o, date)));
-            }
-            sel.requests = Some(requests);
+    let dates: Vec<NaiveDate> = from.iter_days().take_while(|d| *d <= to).collect();
+    let in_flight = if dates.len() > 1 {
+        super::days_in_flight(config).await?
+    } else {
+        1
+    };
+    let days: Vec<Vec<RepriceLine>> = futures::stream::iter(dates)
+        .map(|date| reprice_day(config, &stores, date, prices))
+        .buffered(in_flight)
+        .try_collect()
+        .await?;
+    Ok(days.into_iter().flatten().collect())
+}
+
+/// One day of [`reprice`]: its lines, by (provider, model).
+async fn reprice_day(
+    config: &Config,
+    stores: &Stores,
+    date: NaiveDate,
+    prices: &Location,
+) -> Result<Vec<RepriceLine>> {
+    let reports = config.reports.join(&partition_dir(date));
+    let mut sel = Selection {
+        prices: Some(prices.clone()),
+        // History does not change a day's cost.
+        history: Some(Vec::new()),
+        ..Selection::default()
+    };
+    let manifest = reports.join("manifest.json");
+    if stores.exists(&manifest).await? {
+        let m = read_manifest(stores, &manifest).await?;
+        let mut requests = Vec::new();
+        for o in &m.requests {
+            let loc = Location::parse(&o.key, Some(&config.lake))
+                .map_err(|e| bad(&manifest, format!("key {}: {e}", o.key)))?;
+            requests.push((loc, partition_of(o, date)));
         }
-        let rollup = config
-            .rollups
-            .join("daily")
-            .join(&partition_dir(date))
-            .join("part-0.parquet");
-        let before = match super::inputs::read_rollup(&stores, &rollup, &mut Vec::new()).await? {
-            Some((rows, _zone)) => by_model(&rows),
-            None => BTreeMap::new(),
-        };
-        let computed = compute(config, date, &sel).await?;
-        let after = by_model(&computed.results.rollup_daily.rows()?);
-        let mut keys: Vec<&(String, String)> = before.keys().chain(after.keys()).collect();
-        keys.sort();
-        keys.dedup();
-        for k in keys {
+        sel.requests = Some(requests);
+    }
+    let rollup = config
+        .rollups
+        .join("daily")
+        .join(&partition_dir(date))
+        .join("part-0.parquet");
+    let before = match super::inputs::read_rollup(stores, &rollup, &mut Vec::new()).await? {
+        Some((rows, _zone)) => by_model(&rows),
+        None => BTreeMap::new(),
+    };
+    let computed = compute(config, date, &sel).await?;
+    let after = by_model(&computed.results.rollup_daily.rows()?);
+    let mut keys: Vec<&(String, String)> = before.keys().chain(after.keys()).collect();
+    keys.sort();
+    keys.dedup();
+    Ok(keys
+        .into_iter()
+        .map(|k| {
             let (b, ub) = before.get(k).cloned().unwrap_or((None, 0));
             let (a, ua) = after.get(k).cloned().unwrap_or((None, 0));
-            out.push(RepriceLine {
+            RepriceLine {
                 date,
                 provider: k.0.clone(),
                 model: k.1.clone(),
@@ -478,10 +502,9 @@ pub async fn reprice(
                 after: a,
                 unpriced_before: ub,
                 unpriced_after: ua,
-            });
-        }
-    }
-    Ok(out)
+            }
+        })
+        .collect())
 }
 
 /// Reprice lines as CSV: `date, provider, model, cost_before_usd,

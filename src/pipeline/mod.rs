@@ -14,7 +14,7 @@
 //! The day's rows are never collected: they stream through DataFusion.
 //! ARCHITECTURE.md walks through the data flow step by step.
 
-use std::collections::BTreeSet;
+use std::collections::{BTreeMap, BTreeSet};
 use std::sync::Arc;
 
 use chrono::{NaiveDate, Utc};
@@ -586,14 +586,32 @@ pub enum Backfilled {
     Built {
         requests: u64,
         price_jumps: Vec<crate::pricing::Jump>,
+        /// Tasks each worker ran for the day (empty in local mode).
+        tasks_by_worker: BTreeMap<String, u64>,
     },
     /// Could not be built (e.g. no logs that day).
     Failed(Error),
 }
 
+/// How many days a multi-day command (`backfill`, `reprice`, a run's
+/// missing history) computes at once: one in local mode (a day already
+/// uses every core), one per worker with a cluster, so that each worker
+/// has a day's tasks to run while the coordinator lists, plans and
+/// renders the others. The workers are resolved and checked here, before
+/// any day: one that does not answer fails the command at the start.
+pub async fn days_in_flight(config: &Config) -> Result<usize> {
+    if !config.engine.is_distributed() {
+        return Ok(1);
+    }
+    let cluster = crate::engine::Cluster::connect(&config.engine).await?;
+    Ok(cluster.urls().len().max(1))
+}
+
 /// Build the daily rollups of `from..=to` that are missing (all of them with
 /// `force`), from the request logs, writing only the rollups: the history
-/// that comparisons and anomaly baselines read. `progress` sees each day.
+/// that comparisons and anomaly baselines read. `progress` sees each day,
+/// in date order. With workers, [`days_in_flight`] days are computed at
+/// once; each day's rollups are written as soon as it is done.
 pub async fn backfill(
     config: &Config,
     from: NaiveDate,
@@ -601,56 +619,87 @@ pub async fn backfill(
     force: bool,
     mut progress: impl FnMut(NaiveDate, &Backfilled),
 ) -> Result<Vec<(NaiveDate, Backfilled)>> {
+    use futures::StreamExt;
     check_lake_root(config)?;
     let stores = Stores::new(config.s3.clone());
+    let dates: Vec<NaiveDate> = from.iter_days().take_while(|d| *d <= to).collect();
+    let in_flight = if dates.len() > 1 {
+        days_in_flight(config).await?
+    } else {
+        1
+    };
+    let mut days = futures::stream::iter(dates)
+        .map(|date| {
+            let stores = &stores;
+            async move { (date, backfill_day(config, stores, date, force).await) }
+        })
+        .buffered(in_flight);
     let mut out = Vec::new();
-    for date in from.iter_days().take_while(|d| *d <= to) {
-        let part = partition_dir(date);
-        let daily = config
-            .rollups
-            .join("daily")
-            .join(&part)
-            .join("part-0.parquet");
-        let outcome = if !force && stores.exists(&daily).await? {
-            Backfilled::Present
-        } else if !has_logs(&stores, config, date).await? {
-            Backfilled::NoLogs
-        } else {
-            match compute(config, date, &Selection::default()).await {
-                Ok(c) => {
-                    // The latency rollup first: the daily one marks the day done.
-                    let mut rollups: Vec<&Output> = c
-                        .outputs
-                        .iter()
-                        .filter(|o| o.location.as_str().starts_with(config.rollups.as_str()))
-                        .collect();
-                    rollups.sort_by_key(|o| o.location == daily);
-                    for o in rollups {
-                        stores.put(&o.location, o.bytes.clone()).await?;
-                    }
-                    Backfilled::Built {
-                        requests: c.kept,
-                        price_jumps: c.manifest.pricing.price_jumps.clone(),
-                    }
-                }
-                Err(e @ (Error::Storage { .. } | Error::Io { .. } | Error::Internal(_))) => {
-                    return Err(e);
-                }
-                // Objects in the partitions around the day but no row of the
-                // day itself (the day before the lake's first partition, whose
-                // late-row window reaches into it): a day without logs, as a
-                // run's history counts it, not a failure.
-                Err(Error::EmptyDay { detail, .. }) => {
-                    info!(date = %date, %detail, "backfill: no request rows of the day");
-                    Backfilled::NoLogs
-                }
-                Err(e) => Backfilled::Failed(e),
-            }
-        };
+    while let Some((date, outcome)) = days.next().await {
+        let outcome = outcome?;
         progress(date, &outcome);
         out.push((date, outcome));
     }
     Ok(out)
+}
+
+/// One day of [`backfill`]; `Err` only for what stops the whole backfill
+/// (storage, I/O, internal), a day's own failure is [`Backfilled::Failed`].
+async fn backfill_day(
+    config: &Config,
+    stores: &Stores,
+    date: NaiveDate,
+    force: bool,
+) -> Result<Backfilled> {
+    let daily = config
+        .rollups
+        .join("daily")
+        .join(&partition_dir(date))
+        .join("part-0.parquet");
+    if !force && stores.exists(&daily).await? {
+        return Ok(Backfilled::Present);
+    }
+    if !has_logs(stores, config, date).await? {
+        return Ok(Backfilled::NoLogs);
+    }
+    Ok(match compute(config, date, &Selection::default()).await {
+        Ok(c) => {
+            // The latency rollup first: the daily one marks the day done.
+            let mut rollups: Vec<&Output> = c
+                .outputs
+                .iter()
+                .filter(|o| o.location.as_str().starts_with(config.rollups.as_str()))
+                .collect();
+            rollups.sort_by_key(|o| o.location == daily);
+            for o in rollups {
+                stores.put(&o.location, o.bytes.clone()).await?;
+            }
+            Backfilled::Built {
+                requests: c.kept,
+                price_jumps: c.manifest.pricing.price_jumps.clone(),
+                tasks_by_worker: c.manifest.engine.tasks_by_worker.clone(),
+            }
+        }
+        // What would fail every other day too: storage, the machine, a
+        // worker gone.
+        Err(
+            e @ (Error::Storage { .. }
+            | Error::Io { .. }
+            | Error::Internal(_)
+            | Error::Worker { .. }),
+        ) => {
+            return Err(e);
+        }
+        // Objects in the partitions around the day but no row of the
+        // day itself (the day before the lake's first partition, whose
+        // late-row window reaches into it): a day without logs, as a
+        // run's history counts it, not a failure.
+        Err(Error::EmptyDay { detail, .. }) => {
+            info!(date = %date, %detail, "backfill: no request rows of the day");
+            Backfilled::NoLogs
+        }
+        Err(e) => Backfilled::Failed(e),
+    })
 }
 
 /// Whether any partition that can hold rows of `date` has a data object.

@@ -622,3 +622,112 @@ async fn a_worker_that_never_answers_fails_the_start_within_the_connect_timeout(
     assert!(!fixture::report_exists(lake.path(), "manifest.json"));
     drop(mute);
 }
+
+/// Every file under `dir`, by relative path, with its bytes.
+fn tree(dir: &std::path::Path) -> std::collections::BTreeMap<String, Vec<u8>> {
+    fn walk(
+        root: &std::path::Path,
+        dir: &std::path::Path,
+        out: &mut std::collections::BTreeMap<String, Vec<u8>>,
+    ) {
+        for entry in std::fs::read_dir(dir).unwrap() {
+            let path = entry.unwrap().path();
+            if path.is_dir() {
+                walk(root, &path, out);
+            } else {
+                let rel = path
+                    .strip_prefix(root)
+                    .unwrap()
+                    .to_string_lossy()
+                    .to_string();
+                out.insert(rel, std::fs::read(&path).unwrap());
+            }
+        }
+    }
+    let mut out = std::collections::BTreeMap::new();
+    walk(dir, dir, &mut out);
+    out
+}
+
+/// `backfill` and `reprice` over several days keep one day in flight per
+/// worker: every worker runs tasks, and the rollups written and the lines
+/// reported are those of local mode, in date order.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn backfill_and_reprice_spread_their_days_over_the_workers() {
+    let first = chrono::NaiveDate::from_ymd_opt(2026, 10, 20).unwrap();
+    let last = first + chrono::Duration::days(3);
+    let lakes = [tempfile::tempdir().unwrap(), tempfile::tempdir().unwrap()];
+    for lake in &lakes {
+        for (i, date) in first.iter_days().take(4).enumerate() {
+            generate(lake.path(), date, 20_000, 8_000, 100 + i as u64).await;
+        }
+    }
+    let local = config(lakes[0].path(), None);
+    let days = pipeline::backfill(&local, first, last, false, |_, _| {})
+        .await
+        .unwrap();
+    assert_eq!(days.len(), 4);
+    for (date, outcome) in &days {
+        match outcome {
+            pipeline::Backfilled::Built {
+                tasks_by_worker, ..
+            } => assert!(tasks_by_worker.is_empty(), "{date}: local mode"),
+            other => panic!("{date}: {other:?}"),
+        }
+    }
+
+    let workers = start_workers(2).await;
+    let urls: Vec<String> = workers.iter().map(|w| w.url.clone()).collect();
+    let distributed = config(lakes[1].path(), Some(urls.join(",")));
+    assert_eq!(pipeline::days_in_flight(&distributed).await.unwrap(), 2);
+    let mut seen = Vec::new();
+    let days = pipeline::backfill(&distributed, first, last, false, |date, _| seen.push(date))
+        .await
+        .unwrap();
+    let in_order: Vec<_> = first.iter_days().take(4).collect();
+    assert_eq!(seen, in_order, "progress in date order");
+    let mut tasks: std::collections::BTreeMap<String, u64> = Default::default();
+    for (date, outcome) in &days {
+        let pipeline::Backfilled::Built {
+            tasks_by_worker, ..
+        } = outcome
+        else {
+            panic!("{date}: {outcome:?}");
+        };
+        for (url, n) in tasks_by_worker {
+            *tasks.entry(url.clone()).or_default() += n;
+        }
+    }
+    assert_eq!(tasks.len(), 2, "{tasks:?}");
+    assert!(tasks.values().all(|n| *n > 0), "{tasks:?}");
+
+    let rollups = [
+        tree(&lakes[0].path().join("rollups")),
+        tree(&lakes[1].path().join("rollups")),
+    ];
+    assert_eq!(rollups[0].len(), 8, "{:?}", rollups[0].keys());
+    assert_eq!(
+        rollups[0].keys().collect::<Vec<_>>(),
+        rollups[1].keys().collect::<Vec<_>>()
+    );
+    for (key, bytes) in &rollups[0] {
+        assert!(rollups[1][key] == *bytes, "{key} differs");
+    }
+
+    // Repriced with the lake's own table: the same lines either way.
+    let prices =
+        tokenledger::lake::Location::from_local_path(&lakes[1].path().join("prices.csv")).unwrap();
+    let here = tokenledger::pipeline::audit::reprice(&local, first, last, &prices)
+        .await
+        .unwrap();
+    let there = tokenledger::pipeline::audit::reprice(&distributed, first, last, &prices)
+        .await
+        .unwrap();
+    assert!(here.len() >= 4, "{here:?}");
+    assert_eq!(here, there);
+    let dates: Vec<_> = there.iter().map(|l| l.date).collect();
+    assert!(dates.windows(2).all(|w| w[0] <= w[1]), "date order");
+    for w in workers {
+        w.stop().await;
+    }
+}
