@@ -125,6 +125,9 @@ pub struct RawRun {
     /// Where sorts, joins and the duplicate pass spill (default: the
     /// system temporary directory, `TMPDIR`).
     pub spill_dir: Option<PathBuf>,
+    /// Duplicate trace ids resolved at once (default 4096): the
+    /// duplicates pass holds one bucket of candidates at a time.
+    pub duplicate_bucket_keys: Option<i64>,
 }
 
 #[derive(Debug, Default, Deserialize, Serialize)]
@@ -291,6 +294,9 @@ pub struct Config {
     pub memory_limit: Option<u64>,
     /// Spill directory (`None`: the system temporary directory).
     pub spill_dir: Option<PathBuf>,
+    /// Duplicate trace ids per bucket of the duplicates pass (changes its
+    /// memory, never its numbers: not in the digest).
+    pub duplicate_bucket_keys: usize,
     pub lease: LeaseSettings,
     pub s3: S3Options,
     pub columns: ColumnMapping,
@@ -869,6 +875,15 @@ impl RawConfig {
         // Checked when a run creates its spill directory there (the path may
         // exist only in the container that runs the job).
         let spill_dir = self.run.spill_dir.clone();
+        let duplicate_bucket_keys = match self.run.duplicate_bucket_keys.unwrap_or(4096) {
+            n @ 1..=100_000_000 => n as usize,
+            n => {
+                p.push(format!(
+                    "run.duplicate_bucket_keys: {n} is out of range 1..=100000000"
+                ));
+                4096
+            }
+        };
         let lease = LeaseSettings::validate(&self.lease, &mut p);
         let engine = self.engine_settings(overrides, &mut p);
 
@@ -940,6 +955,7 @@ impl RawConfig {
             threads,
             memory_limit,
             spill_dir,
+            duplicate_bucket_keys,
             lease,
             s3,
             columns,

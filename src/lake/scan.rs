@@ -307,18 +307,31 @@ pub struct DivertSink {
     dir: std::path::PathBuf,
     next: std::sync::atomic::AtomicUsize,
     rows: AtomicU64,
+    /// Rows written to each bucket (by trace key): every copy of a trace
+    /// id lands in one bucket, so buckets are resolved one at a time.
+    bucket_rows: Vec<AtomicU64>,
 }
 
 impl DivertSink {
-    pub fn new(dir: std::path::PathBuf) -> Self {
+    /// A sink writing under `dir`, in `buckets` buckets (at least one).
+    pub fn new(dir: std::path::PathBuf, buckets: usize) -> Self {
         DivertSink {
             dir,
             next: std::sync::atomic::AtomicUsize::new(0),
             rows: AtomicU64::new(0),
+            bucket_rows: (0..buckets.max(1)).map(|_| AtomicU64::new(0)).collect(),
         }
     }
 
-    /// The directory holding the files (`*.arrow`).
+    /// The buckets for `keys` duplicate candidate keys, `per_bucket` a
+    /// bucket (`run.duplicate_bucket_keys`: 4096 keeps a resolution's
+    /// working set to a few MiB), at most [`MAX_BUCKETS`] (each scan
+    /// partition keeps a file open per bucket).
+    pub fn buckets_for(keys: usize, per_bucket: usize) -> usize {
+        keys.div_ceil(per_bucket.max(1)).clamp(1, MAX_BUCKETS)
+    }
+
+    /// The directory holding the files (`b<bucket>/*.arrow`).
     pub fn dir(&self) -> &std::path::Path {
         &self.dir
     }
@@ -328,17 +341,28 @@ impl DivertSink {
         self.rows.load(Ordering::Relaxed)
     }
 
-    /// Write every batch of `stream` (rows of [`dup_rows_schema`]) into one
-    /// new file of the sink: how a distributed run brings the candidates
-    /// its workers found to the coordinator.
+    /// The directories of the buckets that hold rows, in bucket order.
+    pub fn bucket_dirs(&self) -> Vec<std::path::PathBuf> {
+        self.bucket_rows
+            .iter()
+            .enumerate()
+            .filter(|(_, n)| n.load(Ordering::Relaxed) > 0)
+            .map(|(b, _)| self.bucket_dir(b))
+            .collect()
+    }
+
+    fn bucket_dir(&self, bucket: usize) -> std::path::PathBuf {
+        self.dir.join(format!("b{bucket:02}"))
+    }
+
+    /// Write every batch of `stream` (rows of [`dup_rows_schema`]) into
+    /// new files of the sink (one per bucket): how a distributed run
+    /// brings the candidates its workers found to the coordinator.
     pub async fn write_stream(
         self: &Arc<Self>,
         mut stream: SendableRecordBatchStream,
     ) -> DfResult<()> {
-        let part = PartitionSink {
-            sink: Arc::clone(self),
-            writer: std::sync::Mutex::new(None),
-        };
+        let part = PartitionSink::new(Arc::clone(self));
         let schema = dup_rows_schema();
         while let Some(batch) = stream.next().await {
             let batch = batch?;
@@ -351,51 +375,100 @@ impl DivertSink {
 
     fn create(
         &self,
+        bucket: usize,
     ) -> std::io::Result<arrow::ipc::writer::FileWriter<std::io::BufWriter<std::fs::File>>> {
-        std::fs::create_dir_all(&self.dir)?;
+        let dir = self.bucket_dir(bucket);
+        std::fs::create_dir_all(&dir)?;
         let n = self.next.fetch_add(1, Ordering::Relaxed);
-        let file = std::fs::File::create(self.dir.join(format!("diverted-{n:05}.arrow")))?;
+        let file = std::fs::File::create(dir.join(format!("diverted-{n:05}.arrow")))?;
         arrow::ipc::writer::FileWriter::try_new(std::io::BufWriter::new(file), &dup_rows_schema())
             .map_err(std::io::Error::other)
     }
 }
 
-/// One partition's writer into the sink, opened on its first candidate.
+/// The most buckets a [`DivertSink`] has.
+pub const MAX_BUCKETS: usize = 16;
+
+type IpcWriter = arrow::ipc::writer::FileWriter<std::io::BufWriter<std::fs::File>>;
+
+/// One partition's writers into the sink, one per bucket, each opened on
+/// its bucket's first candidate.
 struct PartitionSink {
     sink: Arc<DivertSink>,
-    writer:
-        std::sync::Mutex<Option<arrow::ipc::writer::FileWriter<std::io::BufWriter<std::fs::File>>>>,
+    writers: std::sync::Mutex<Vec<Option<IpcWriter>>>,
 }
 
 impl PartitionSink {
+    fn new(sink: Arc<DivertSink>) -> Self {
+        let buckets = sink.bucket_rows.len();
+        PartitionSink {
+            sink,
+            writers: std::sync::Mutex::new((0..buckets).map(|_| None).collect()),
+        }
+    }
+
     fn write(&self, batch: &RecordBatch) -> DfResult<()> {
+        let buckets = self.sink.bucket_rows.len();
+        if buckets == 1 {
+            return self.write_bucket(0, batch);
+        }
+        let ids = batch
+            .column_by_name("trace_id")
+            .ok_or_else(|| DataFusionError::Internal("diverted rows without trace_id".into()))?
+            .as_string_view();
+        let hasher = trace_hasher();
+        let mut rows: Vec<Vec<u32>> = vec![Vec::new(); buckets];
+        for (i, id) in ids.iter().enumerate() {
+            let b = (hasher.hash_one(id.unwrap_or_default().as_bytes()) % buckets as u64) as usize;
+            rows[b].push(i as u32);
+        }
+        for (b, idx) in rows.into_iter().enumerate() {
+            if !idx.is_empty() {
+                let part = arrow::compute::take_record_batch(
+                    batch,
+                    &arrow::array::UInt32Array::from(idx),
+                )?;
+                self.write_bucket(b, &part)?;
+            }
+        }
+        Ok(())
+    }
+
+    fn write_bucket(&self, bucket: usize, batch: &RecordBatch) -> DfResult<()> {
         let mut guard = self
-            .writer
+            .writers
             .lock()
             .map_err(|_| DataFusionError::Internal("divert sink poisoned".into()))?;
-        if guard.is_none() {
-            *guard = Some(self.sink.create().map_err(|e| sink_error(&self.sink, e))?);
+        let slot = &mut guard[bucket];
+        if slot.is_none() {
+            *slot = Some(
+                self.sink
+                    .create(bucket)
+                    .map_err(|e| sink_error(&self.sink, e))?,
+            );
         }
-        let writer = guard.as_mut().expect("opened above");
+        let writer = slot.as_mut().expect("opened above");
         writer.write(batch)?;
-        self.sink
-            .rows
-            .fetch_add(batch.num_rows() as u64, Ordering::Relaxed);
+        let n = batch.num_rows() as u64;
+        self.sink.rows.fetch_add(n, Ordering::Relaxed);
+        self.sink.bucket_rows[bucket].fetch_add(n, Ordering::Relaxed);
         Ok(())
     }
 
     fn finish(&self) -> DfResult<()> {
         let mut guard = self
-            .writer
+            .writers
             .lock()
             .map_err(|_| DataFusionError::Internal("divert sink poisoned".into()))?;
-        if let Some(mut writer) = guard.take() {
-            writer.finish()?;
-            use std::io::Write;
-            writer
-                .into_inner()?
-                .flush()
-                .map_err(|e| sink_error(&self.sink, e))?;
+        for slot in guard.iter_mut() {
+            if let Some(mut writer) = slot.take() {
+                writer.finish()?;
+                use std::io::Write;
+                writer
+                    .into_inner()?
+                    .flush()
+                    .map_err(|e| sink_error(&self.sink, e))?;
+            }
         }
         Ok(())
     }
@@ -1068,12 +1141,11 @@ impl ExecutionPlan for DayScanExec {
     ) -> DfResult<SendableRecordBatchStream> {
         let units = self.partitions.get(partition).cloned().unwrap_or_default();
         let plan = Arc::clone(&self.plan);
-        let sink = plan.options.divert.as_ref().map(|d| {
-            Arc::new(PartitionSink {
-                sink: Arc::clone(&d.sink),
-                writer: std::sync::Mutex::new(None),
-            })
-        });
+        let sink = plan
+            .options
+            .divert
+            .as_ref()
+            .map(|d| Arc::new(PartitionSink::new(Arc::clone(&d.sink))));
         // This partition's own counts: added to the run's (local) and to the
         // node's metrics (what a worker sends back) once all its rows are read.
         let counters = plan
@@ -1688,6 +1760,60 @@ fn project(
 mod tests {
     use super::*;
 
+    /// Candidates written in buckets: every copy of a trace id in one
+    /// bucket, every row in some bucket, empty buckets without a folder.
+    #[tokio::test]
+    async fn the_divert_sink_puts_every_copy_of_a_trace_id_in_one_bucket() {
+        use arrow::array::{ArrayRef, new_null_array};
+        let dir = tempfile::tempdir().unwrap();
+        let schema = dup_rows_schema();
+        let ids: Vec<String> = (0..400).map(|i| format!("trace-{}", i % 100)).collect();
+        let columns: Vec<ArrayRef> = schema
+            .fields()
+            .iter()
+            .map(|f| {
+                if f.name() == "trace_id" {
+                    Arc::new(arrow::array::StringViewArray::from_iter_values(&ids)) as ArrayRef
+                } else if f.is_nullable() {
+                    new_null_array(f.data_type(), ids.len())
+                } else {
+                    let zeros = Int64Array::from(vec![0; ids.len()]);
+                    arrow::compute::cast(&zeros, f.data_type()).unwrap()
+                }
+            })
+            .collect();
+        let batch = RecordBatch::try_new(Arc::clone(&schema), columns).unwrap();
+        assert_eq!(DivertSink::buckets_for(100, 30), 4);
+        assert_eq!(DivertSink::buckets_for(0, 30), 1);
+        assert_eq!(DivertSink::buckets_for(1_000_000, 1), MAX_BUCKETS);
+        let sink = Arc::new(DivertSink::new(dir.path().join("aside"), 4));
+        let part = PartitionSink::new(Arc::clone(&sink));
+        part.write(&batch).unwrap();
+        part.write(&batch.slice(0, 10)).unwrap();
+        part.finish().unwrap();
+        assert_eq!(sink.rows(), 410);
+        let dirs = sink.bucket_dirs();
+        assert!(dirs.len() > 1, "{dirs:?}");
+        let mut seen: BTreeMap<String, usize> = BTreeMap::new();
+        let mut rows = 0;
+        for (b, d) in dirs.iter().enumerate() {
+            for f in std::fs::read_dir(d).unwrap() {
+                let file = std::fs::File::open(f.unwrap().path()).unwrap();
+                for batch in arrow::ipc::reader::FileReader::try_new(file, None).unwrap() {
+                    let batch = batch.unwrap();
+                    rows += batch.num_rows();
+                    let col = batch.column_by_name("trace_id").unwrap().as_string_view();
+                    for id in col.iter().flatten() {
+                        let bucket = *seen.entry(id.to_string()).or_insert(b);
+                        assert_eq!(bucket, b, "{id} in two buckets");
+                    }
+                }
+            }
+        }
+        assert_eq!(rows, 410);
+        assert_eq!(seen.len(), 100);
+    }
+
     /// The UTC day of `date`.
     fn utc_day(date: NaiveDate) -> DayWindow {
         let start = date.and_hms_opt(0, 0, 0).unwrap().and_utc();
@@ -1875,7 +2001,7 @@ mod tests {
         );
 
         // Rows set aside to this machine's disk: not split, not sent.
-        let sink = Arc::new(DivertSink::new(dir.path().join("aside")));
+        let sink = Arc::new(DivertSink::new(dir.path().join("aside"), 1));
         let local = DayScanExec::new(
             Arc::new(ScanPlan {
                 source: Source::Open(Arc::clone(&input)),

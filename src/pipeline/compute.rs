@@ -250,6 +250,7 @@ async fn run_queries(
     };
     let reference = Reference {
         day,
+        bucket_keys: config.duplicate_bucket_keys,
         aliases: &config.aliases,
         prices: &loaded.prices,
         fx: &loaded.fx,

@@ -108,20 +108,24 @@ pub(super) struct Flow {
 /// What a day's queries read besides the rows.
 pub(super) struct Reference<'a> {
     pub day: &'a Day,
+    /// Duplicate trace ids resolved at once (`run.duplicate_bucket_keys`).
+    pub bucket_keys: usize,
     pub aliases: &'a AliasRules,
     pub prices: &'a PriceTable,
     pub fx: &'a FxTable,
 }
 
 /// Requests of the `minute` grouping set of an `ops_counts` result: each
-/// row of the day once (negative counts, impossible, count 0).
+/// row of the day once (negative counts, impossible, count 0). Folded
+/// batch by batch: the result is mostly latency histogram rows.
 fn minute_requests(ops: &Typed<OpsCount>) -> Result<u64> {
-    Ok(ops
-        .rows()?
-        .iter()
-        .filter(|r| r.grouping_set == "minute")
-        .map(|r| r.requests.max(0) as u64)
-        .sum())
+    ops.fold(0u64, |sum, r| {
+        if r.grouping_set == "minute" {
+            sum + r.requests.max(0) as u64
+        } else {
+            sum
+        }
+    })
 }
 
 /// The queries of one day, in order (see ARCHITECTURE.md, "Data flow"):
@@ -171,8 +175,18 @@ pub(super) async fn flow(
 
     let pass = std::time::Instant::now();
     let (counters, sink, cube) = match cluster {
-        None => finance_pass(ctx, params, rows, keys, spill_dir).await?,
-        Some(cluster) => distributed_finance_pass(cluster, params, rows, keys, spill_dir).await?,
+        None => finance_pass(ctx, params, rows, keys, reference.bucket_keys, spill_dir).await?,
+        Some(cluster) => {
+            distributed_finance_pass(
+                cluster,
+                params,
+                rows,
+                keys,
+                reference.bucket_keys,
+                spill_dir,
+            )
+            .await?
+        }
     };
     lap("finance", pass);
 
@@ -244,6 +258,7 @@ async fn distributed_finance_pass(
     params: &Params,
     rows: Rows<'_>,
     keys: KeySet,
+    bucket_keys: usize,
     spill_dir: &std::path::Path,
 ) -> Result<FinancePass> {
     let keys = Arc::new(keys);
@@ -272,7 +287,10 @@ async fn distributed_finance_pass(
             })?;
     let counters = Arc::new(ScanCounters::from_metrics(&metrics));
 
-    let sink = Arc::new(DivertSink::new(spill_dir.join("diverted")));
+    let sink = Arc::new(DivertSink::new(
+        spill_dir.join("diverted"),
+        DivertSink::buckets_for(keys.len(), bucket_keys),
+    ));
     if !keys.is_empty() {
         let candidates = rows.with(ScanOptions {
             keys: Some(KeyFilter { keys, inside: true }),
@@ -347,10 +365,14 @@ async fn finance_pass(
     params: &Params,
     rows: Rows<'_>,
     keys: KeySet,
+    bucket_keys: usize,
     spill_dir: &std::path::Path,
 ) -> Result<FinancePass> {
     let counters = Arc::new(ScanCounters::default());
-    let sink = Arc::new(DivertSink::new(spill_dir.join("diverted")));
+    let sink = Arc::new(DivertSink::new(
+        spill_dir.join("diverted"),
+        DivertSink::buckets_for(keys.len(), bucket_keys),
+    ));
     queries::register(
         ctx,
         "requests",
@@ -371,6 +393,10 @@ async fn finance_pass(
 /// Pass 4: the duplicate candidates resolved. The rows kept join the day's
 /// cube (registered as `cube`); the counts of the rows dropped leave the
 /// ops counts (`ops_counts`). Returns the rows dropped.
+///
+/// `dup_resolution` runs once per bucket of the sink (every copy of a
+/// trace id is in one bucket), each writing its part of the spilled
+/// result: its sorts and its distinct rows hold one bucket at a time.
 async fn duplicates_pass(
     ctx: &SessionContext,
     params: &Params,
@@ -378,24 +404,62 @@ async fn duplicates_pass(
     (cube_schema, mut cube): (SchemaRef, Vec<RecordBatch>),
     spill_dir: &std::path::Path,
 ) -> Result<u64> {
-    if sink.rows() > 0 {
-        let dir = format!("{}/", sink.dir().to_string_lossy());
-        let dup_rows_schema = crate::lake::scan::dup_rows_schema();
-        let options = datafusion::datasource::file_format::options::ArrowReadOptions {
-            schema: Some(&dup_rows_schema),
-            ..Default::default()
-        };
-        ctx.deregister_table("dup_rows")
-            .map_err(|e| df_error("dup_rows", e))?;
-        ctx.register_arrow("dup_rows", &dir, options)
-            .await
-            .map_err(|e| df_error("dup_rows", e))?;
-    } else {
-        let empty = empty_table(crate::lake::scan::dup_rows_schema());
+    let dup_rows_schema = crate::lake::scan::dup_rows_schema();
+    let resolution_dir = spill_dir.join("dup_resolution");
+    let buckets = sink.bucket_dirs();
+    if buckets.is_empty() {
+        let empty = empty_table(Arc::clone(&dup_rows_schema));
         queries::register(ctx, "dup_rows", empty)?;
+        step(
+            ctx,
+            "dup_resolution",
+            "dup_resolution",
+            Use::Spill,
+            params,
+            spill_dir,
+        )
+        .await?;
+    }
+    let mut resolved = Vec::with_capacity(buckets.len());
+    for (i, bucket) in buckets.iter().enumerate() {
+        register_dirs(
+            ctx,
+            "dup_rows",
+            std::slice::from_ref(bucket),
+            Format::Arrow,
+            &dup_rows_schema,
+        )?;
+        let dir = resolution_dir.join(format!("b{i:02}"));
+        step(
+            ctx,
+            "dup_resolution",
+            "dup_resolution",
+            Use::Spill,
+            params,
+            &dir,
+        )
+        .await?;
+        resolved.push(dir.join("dup_resolution"));
+    }
+    if !buckets.is_empty() {
+        // Every bucket's rows and resolution, for the steps that join them.
+        register_dirs(ctx, "dup_rows", &buckets, Format::Arrow, &dup_rows_schema)?;
+        let schema = ctx
+            .table("dup_resolution")
+            .await
+            .map_err(|e| df_error("dup_resolution", e))?
+            .schema()
+            .as_arrow()
+            .clone();
+        register_dirs(
+            ctx,
+            "dup_resolution",
+            &resolved,
+            Format::Parquet,
+            &Arc::new(schema),
+        )?;
     }
     for (file, usage) in [
-        ("dup_resolution", Use::Spill),
         ("dup_counts", Use::Table),
         ("dup_losers", Use::View),
         ("dup_winners", Use::View),
@@ -439,7 +503,51 @@ async fn duplicates_pass(
         spill_dir,
     )
     .await?;
+    // Merged: the two inputs (a latency histogram each) are not read
+    // again, and their memory is returned before the outputs are built.
+    for table in ["ops_all", "ops_losers"] {
+        ctx.deregister_table(table)
+            .map_err(|e| df_error(table, e))?;
+    }
     Ok(dropped)
+}
+
+/// The files of a spilled table.
+#[derive(Clone, Copy)]
+enum Format {
+    Arrow,
+    Parquet,
+}
+
+/// Register the files directly under each of `dirs` (Arrow IPC or
+/// Parquet, of `schema`) as one table `name`.
+fn register_dirs(
+    ctx: &SessionContext,
+    name: &str,
+    dirs: &[std::path::PathBuf],
+    format: Format,
+    schema: &SchemaRef,
+) -> Result<()> {
+    use datafusion::datasource::file_format::{arrow::ArrowFormat, parquet::ParquetFormat};
+    use datafusion::datasource::listing::{
+        ListingOptions, ListingTable, ListingTableConfig, ListingTableUrl,
+    };
+    let urls = dirs
+        .iter()
+        .map(|d| ListingTableUrl::parse(format!("{}/", d.to_string_lossy())))
+        .collect::<std::result::Result<Vec<_>, _>>()
+        .map_err(|e| df_error(name, e))?;
+    let options = match format {
+        Format::Arrow => ListingOptions::new(Arc::new(ArrowFormat)).with_file_extension(".arrow"),
+        Format::Parquet => {
+            ListingOptions::new(Arc::new(ParquetFormat::default())).with_file_extension(".parquet")
+        }
+    };
+    let config = ListingTableConfig::new_with_multi_paths(urls)
+        .with_listing_options(options)
+        .with_schema(Arc::clone(schema));
+    let table = ListingTable::try_new(config).map_err(|e| df_error(name, e))?;
+    queries::register(ctx, name, Arc::new(table))
 }
 
 /// Pass 5: the outputs, once `cube` and `ops_counts` hold the day.
@@ -551,6 +659,7 @@ pub async fn check_queries() -> Result<BTreeMap<&'static str, SchemaRef>> {
     let params = Params::of(&day);
     let reference = Reference {
         day: &day,
+        bucket_keys: 4096,
         aliases: &AliasRules::default(),
         prices: &PriceTable::default(),
         fx: &FxTable::default(),

@@ -360,6 +360,23 @@ async fn a_generated_2m_row_day_on_two_and_three_workers_has_the_local_bytes() {
     let expected = outputs(&local);
     let rows = &local.manifest.rows;
     assert!(rows.duplicates_dropped > 1_000, "{rows:?}");
+    // The duplicates resolved in one bucket or in sixteen (the default
+    // makes three of this day's ~11K keys): the same bytes.
+    for per_bucket in [100_000_000, 64] {
+        let cfg = Config::from_sources(
+            &format!("[run]\nduplicate_bucket_keys = {per_bucket}\n"),
+            "test",
+            &[],
+            &Overrides {
+                lake: Some(dir.path().to_string_lossy().to_string()),
+                ..Overrides::default()
+            },
+        )
+        .unwrap();
+        let run = pipeline::run(&cfg, date).await.unwrap();
+        assert_eq!(outputs(&run), expected, "{per_bucket} keys a bucket");
+        assert_eq!(&run.manifest.rows, rows, "{per_bucket} keys a bucket");
+    }
     assert!(rows.late_rows > 1_000, "{rows:?}");
     assert!(local.manifest.headline.unpriced_requests > 0);
     let workers = start_workers(3).await;
