@@ -1,9 +1,11 @@
 -- The day's ops counts: counts over every row of the day (`ops_all`, taken
 -- before duplicates were resolved) less the counts of the duplicate rows
 -- dropped (`ops_losers`). Counts subtract exactly; groups left empty go.
--- A join, not a re-aggregation: the build side is the few groups of the
--- rows dropped, and the day's histogram streams past it (grouping-set
--- keys are NULL outside their set, hence IS NOT DISTINCT FROM). `requests`
+-- A join, not a re-aggregation of the whole histogram (grouping-set keys
+-- are NULL outside their set, hence IS NOT DISTINCT FROM). Without
+-- statistics DataFusion builds the hash table on `ops_all` either way the
+-- join is written: ~64 MB at 20M rows against ~105 MB for the aggregation
+-- (hash table and string group values) it replaced. `requests`
 -- stays nullable as the sum it replaced (the latency rollup's Parquet
 -- schema must not change): nullif never fires, as only counts > 0 remain.
 SELECT
