@@ -92,8 +92,13 @@ async fn generate(
 }
 
 fn config(lake: &std::path::Path, workers: Option<String>) -> Config {
+    config_toml("", lake, workers)
+}
+
+/// [`config`] with settings of a config file.
+fn config_toml(toml: &str, lake: &std::path::Path, workers: Option<String>) -> Config {
     Config::from_sources(
-        "",
+        toml,
         "test",
         &[],
         &Overrides {
@@ -363,16 +368,15 @@ async fn a_generated_2m_row_day_on_two_and_three_workers_has_the_local_bytes() {
     // The duplicates resolved in one bucket or in sixteen (the default
     // makes three of this day's ~11K keys): the same bytes.
     for per_bucket in [100_000_000, 64] {
-        let cfg = Config::from_sources(
-            &format!("[run]\nduplicate_bucket_keys = {per_bucket}\n"),
-            "test",
-            &[],
-            &Overrides {
-                lake: Some(dir.path().to_string_lossy().to_string()),
-                ..Overrides::default()
-            },
-        )
-        .unwrap();
+        let cfg = config_toml(
+            &format!(
+                "[run]
+duplicate_bucket_keys = {per_bucket}
+"
+            ),
+            dir.path(),
+            None,
+        );
         let run = pipeline::run(&cfg, date).await.unwrap();
         assert_eq!(outputs(&run), expected, "{per_bucket} keys a bucket");
         assert_eq!(&run.manifest.rows, rows, "{per_bucket} keys a bucket");
@@ -547,17 +551,11 @@ async fn a_worker_that_goes_silent_fails_the_run_within_the_idle_timeout() {
     let b = TestWorker::start().await;
     let silent = Cutter::start(&b.url, 2_000, Cut::Freeze).await;
     let lake = fixture::lake();
-    let config = Config::from_sources(
+    let config = config_toml(
         "[engine]\nidle_timeout_secs = 3\n",
-        "test",
-        &[],
-        &Overrides {
-            lake: Some(lake.path().to_string_lossy().to_string()),
-            workers: Some(format!("{},{}", a.url, silent.url)),
-            ..Overrides::default()
-        },
-    )
-    .unwrap();
+        lake.path(),
+        Some(format!("{},{}", a.url, silent.url)),
+    );
     let started = std::time::Instant::now();
     let failed = tokio::time::timeout(
         std::time::Duration::from_secs(60),
@@ -610,17 +608,11 @@ async fn a_worker_that_never_answers_fails_the_start_within_the_connect_timeout(
     let mute = std::net::TcpListener::bind("127.0.0.1:0").unwrap();
     let url = format!("http://{}", mute.local_addr().unwrap());
     let lake = fixture::lake();
-    let config = Config::from_sources(
+    let config = config_toml(
         "[engine]\nconnect_timeout_secs = 2\n",
-        "test",
-        &[],
-        &Overrides {
-            lake: Some(lake.path().to_string_lossy().to_string()),
-            workers: Some(url.clone()),
-            ..Overrides::default()
-        },
-    )
-    .unwrap();
+        lake.path(),
+        Some(url.clone()),
+    );
     let started = std::time::Instant::now();
     let err = tokio::time::timeout(
         std::time::Duration::from_secs(60),
