@@ -196,6 +196,12 @@ pub(super) async fn flow(
 
     let pass = std::time::Instant::now();
     let results = outputs_pass(ctx, params, spill_dir).await?;
+    // Read by the outputs only: the histograms' memory is returned before
+    // the report is built.
+    for table in ["ops_counts", "ops_all", "ops_losers"] {
+        ctx.deregister_table(table)
+            .map_err(|e| df_error(table, e))?;
+    }
     lap("outputs", pass);
     Ok(Flow {
         results,
@@ -494,21 +500,18 @@ async fn duplicates_pass(
     )
     .await?;
     let dropped = minute_requests(&Typed::new(schema, ops_losers))?;
+    // A view: each output that reads the day's ops counts streams the
+    // histogram through the join (built on the few losers' groups), so no
+    // second copy of the histogram is ever held.
     step(
         ctx,
         "ops_merge",
         "ops_counts",
-        Use::Table,
+        Use::View,
         params,
         spill_dir,
     )
     .await?;
-    // Merged: the two inputs (a latency histogram each) are not read
-    // again, and their memory is returned before the outputs are built.
-    for table in ["ops_all", "ops_losers"] {
-        ctx.deregister_table(table)
-            .map_err(|e| df_error(table, e))?;
-    }
     Ok(dropped)
 }
 
