@@ -3,25 +3,45 @@
 -- 'model' (per provider and model) and 'hour' (per hour of the day). Each
 -- with quantile_cont's interpolation: at rank h = (n - 1) * p (0-based),
 -- x[floor h] + (h - floor h) * (x[ceil h] - x[floor h]).
-WITH h AS (
-    SELECT
-        CASE WHEN grouping(provider) = 1 THEN 'day' ELSE 'model' END AS scope,
-        provider, model, CAST(NULL AS INT) AS hour, latency_q AS v, sum(requests) AS c
+WITH by_model AS (
+    SELECT provider, model, latency_q AS v, sum(requests) AS c
     FROM ops_counts
     WHERE grouping_set = 'latency' AND latency_q IS NOT NULL
-    GROUP BY GROUPING SETS ((provider, model, latency_q), (latency_q))
-    UNION ALL
-    SELECT 'hour' AS scope, NULL, NULL, hour, latency_q, sum(requests)
+    GROUP BY provider, model, latency_q
+),
+by_day AS (
+    SELECT latency_q AS v, sum(requests) AS c
+    FROM ops_counts
+    WHERE grouping_set = 'latency' AND latency_q IS NOT NULL
+    GROUP BY latency_q
+),
+-- the 'hour' set is already one row per (hour, latency_q)
+by_hour AS (
+    SELECT hour, latency_q AS v, requests AS c
     FROM ops_counts
     WHERE grouping_set = 'hour' AND latency_q IS NOT NULL
-    GROUP BY hour, latency_q
 ),
+-- Each scope's running counts sorted on its own narrow keys: one sort of
+-- every scope's rows on (scope, provider, model, hour, v) held ~70 MB at
+-- 20M requests (~400K histogram rows, most of them the hours').
 w AS (
     SELECT
-        scope, provider, model, hour, v,
-        sum(c) OVER (PARTITION BY scope, provider, model, hour ORDER BY v ROWS BETWEEN UNBOUNDED PRECEDING AND CURRENT ROW) AS cum,
-        sum(c) OVER (PARTITION BY scope, provider, model, hour) AS n
-    FROM h
+        'model' AS scope, provider, model, CAST(NULL AS INT) AS hour, v,
+        sum(c) OVER (PARTITION BY provider, model ORDER BY v ROWS BETWEEN UNBOUNDED PRECEDING AND CURRENT ROW) AS cum,
+        sum(c) OVER (PARTITION BY provider, model) AS n
+    FROM by_model
+    UNION ALL
+    SELECT
+        'day', NULL, NULL, NULL, v,
+        sum(c) OVER (ORDER BY v ROWS BETWEEN UNBOUNDED PRECEDING AND CURRENT ROW),
+        sum(c) OVER ()
+    FROM by_day
+    UNION ALL
+    SELECT
+        'hour', NULL, NULL, hour, v,
+        sum(c) OVER (PARTITION BY hour ORDER BY v ROWS BETWEEN UNBOUNDED PRECEDING AND CURRENT ROW),
+        sum(c) OVER (PARTITION BY hour)
+    FROM by_hour
 ),
 bounds AS (
     SELECT
