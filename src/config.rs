@@ -27,6 +27,13 @@ const ENV_RESERVED: [&str; 3] = [
     "TOKENLEDGER_EXPLAIN",
 ];
 
+/// Default `run.duplicate_bucket_keys`: a bucket of 16384 trace ids (~33K
+/// candidate rows) resolves in ~0.1 s with a working set of a few tens of
+/// MiB; each bucket costs ~0.05 s of planning and files whatever its size,
+/// so smaller buckets only add time (4096 made a 10M-row day's duplicates
+/// pass 0.9-1.1 s against 0.5-0.7 s).
+pub const DEFAULT_BUCKET_KEYS: usize = 16384;
+
 #[derive(Debug, Default, Deserialize, Serialize)]
 #[serde(deny_unknown_fields)]
 pub struct RawConfig {
@@ -125,7 +132,7 @@ pub struct RawRun {
     /// Where sorts, joins and the duplicate pass spill (default: the
     /// system temporary directory, `TMPDIR`).
     pub spill_dir: Option<PathBuf>,
-    /// Duplicate trace ids resolved at once (default 4096): the
+    /// Duplicate trace ids resolved at once (default 16384): the
     /// duplicates pass holds one bucket of candidates at a time.
     pub duplicate_bucket_keys: Option<i64>,
 }
@@ -875,13 +882,17 @@ impl RawConfig {
         // Checked when a run creates its spill directory there (the path may
         // exist only in the container that runs the job).
         let spill_dir = self.run.spill_dir.clone();
-        let duplicate_bucket_keys = match self.run.duplicate_bucket_keys.unwrap_or(4096) {
+        let duplicate_bucket_keys = match self
+            .run
+            .duplicate_bucket_keys
+            .unwrap_or(DEFAULT_BUCKET_KEYS as i64)
+        {
             n @ 1..=100_000_000 => n as usize,
             n => {
                 p.push(format!(
                     "run.duplicate_bucket_keys: {n} is out of range 1..=100000000"
                 ));
-                4096
+                DEFAULT_BUCKET_KEYS
             }
         };
         let lease = LeaseSettings::validate(&self.lease, &mut p);

@@ -503,15 +503,7 @@ async fn duplicates_pass(
     // A view: each output that reads the day's ops counts streams the
     // histogram through the join (built on the few losers' groups), so no
     // second copy of the histogram is ever held.
-    step(
-        ctx,
-        "ops_merge",
-        "ops_counts",
-        Use::View,
-        params,
-        spill_dir,
-    )
-    .await?;
+    step(ctx, "ops_merge", "ops_counts", Use::View, params, spill_dir).await?;
     Ok(dropped)
 }
 
@@ -662,7 +654,7 @@ pub async fn check_queries() -> Result<BTreeMap<&'static str, SchemaRef>> {
     let params = Params::of(&day);
     let reference = Reference {
         day: &day,
-        bucket_keys: 4096,
+        bucket_keys: crate::config::DEFAULT_BUCKET_KEYS,
         aliases: &AliasRules::default(),
         prices: &PriceTable::default(),
         fx: &FxTable::default(),
