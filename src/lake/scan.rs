@@ -1842,6 +1842,82 @@ mod tests {
         assert_eq!(seen.len(), 100);
     }
 
+    /// Candidates arrive a few rows per scan batch; a bucket's file holds
+    /// them as whole batches of [`DIVERT_BATCH_ROWS`] (the last one
+    /// short), in arrival order, with compact string buffers: read back,
+    /// a bucket is a few batches, not one per scan batch.
+    #[tokio::test]
+    async fn few_row_writes_reach_a_bucket_file_as_whole_batches() {
+        use arrow::array::{ArrayRef, new_null_array};
+        let dir = tempfile::tempdir().unwrap();
+        let schema = dup_rows_schema();
+        // 5,000 rows in 1,000 writes of 5 rows each, slices of a bigger
+        // batch whose string buffer every slice still points into.
+        let ids: Vec<String> = (0..5_000)
+            .map(|i| format!("trace-id-{i:06}-of-a-long-run"))
+            .collect();
+        let columns: Vec<ArrayRef> = schema
+            .fields()
+            .iter()
+            .map(|f| {
+                if f.name() == "trace_id" {
+                    Arc::new(arrow::array::StringViewArray::from_iter_values(&ids)) as ArrayRef
+                } else if f.is_nullable() {
+                    new_null_array(f.data_type(), ids.len())
+                } else {
+                    let n = Int64Array::from_iter_values(0..ids.len() as i64);
+                    arrow::compute::cast(&n, f.data_type()).unwrap()
+                }
+            })
+            .collect();
+        let batch = RecordBatch::try_new(Arc::clone(&schema), columns).unwrap();
+        let sink = Arc::new(DivertSink::new(dir.path().join("aside"), 1));
+        let part = PartitionSink::new(Arc::clone(&sink));
+        for start in (0..ids.len()).step_by(5) {
+            part.write(&batch.slice(start, 5)).unwrap();
+        }
+        part.finish().unwrap();
+        assert_eq!(sink.rows(), 5_000);
+        let dirs = sink.bucket_dirs();
+        assert_eq!(dirs.len(), 1);
+        let files: Vec<_> = std::fs::read_dir(&dirs[0]).unwrap().collect();
+        assert_eq!(files.len(), 1);
+        let path = files[0].as_ref().unwrap().path();
+        let sizes: Vec<usize> =
+            arrow::ipc::reader::FileReader::try_new(std::fs::File::open(&path).unwrap(), None)
+                .unwrap()
+                .map(|b| b.unwrap().num_rows())
+                .collect();
+        assert_eq!(sizes, vec![2048, 2048, 904]);
+        let read: Vec<String> =
+            arrow::ipc::reader::FileReader::try_new(std::fs::File::open(&path).unwrap(), None)
+                .unwrap()
+                .flat_map(|b| {
+                    let b = b.unwrap();
+                    let col = b.column_by_name("trace_id").unwrap().as_string_view();
+                    col.iter()
+                        .map(|v| v.unwrap().to_string())
+                        .collect::<Vec<_>>()
+                })
+                .collect();
+        assert_eq!(read, ids, "rows in arrival order");
+        // Each written slice pointed into the whole 5,000-id buffer
+        // (140 KB): copied compact, a batch's ids take their own bytes.
+        for b in arrow::ipc::reader::FileReader::try_new(std::fs::File::open(&path).unwrap(), None)
+            .unwrap()
+        {
+            let b = b.unwrap();
+            let col = b.column_by_name("trace_id").unwrap().as_string_view();
+            let bytes: usize = col.data_buffers().iter().map(|d| d.len()).sum();
+            let own = b.num_rows() * ids[0].len();
+            assert!(
+                bytes <= own,
+                "{bytes} bytes of ids for {own} of {} rows",
+                b.num_rows()
+            );
+        }
+    }
+
     /// The UTC day of `date`.
     fn utc_day(date: NaiveDate) -> DayWindow {
         let start = date.and_hms_opt(0, 0, 0).unwrap().and_utc();
