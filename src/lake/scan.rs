@@ -1788,29 +1788,35 @@ fn project(
 mod tests {
     use super::*;
 
-    /// Candidates written in buckets: every copy of a trace id in one
-    /// bucket, every row in some bucket, empty buckets without a folder.
-    #[tokio::test]
-    async fn the_divert_sink_puts_every_copy_of_a_trace_id_in_one_bucket() {
+    /// Candidate rows of [`dup_rows_schema`] with these trace ids: the
+    /// other columns null where they may be, the row number where not.
+    fn candidates(ids: &[String]) -> RecordBatch {
         use arrow::array::{ArrayRef, new_null_array};
-        let dir = tempfile::tempdir().unwrap();
         let schema = dup_rows_schema();
-        let ids: Vec<String> = (0..400).map(|i| format!("trace-{}", i % 100)).collect();
         let columns: Vec<ArrayRef> = schema
             .fields()
             .iter()
             .map(|f| {
                 if f.name() == "trace_id" {
-                    Arc::new(arrow::array::StringViewArray::from_iter_values(&ids)) as ArrayRef
+                    Arc::new(arrow::array::StringViewArray::from_iter_values(ids)) as ArrayRef
                 } else if f.is_nullable() {
                     new_null_array(f.data_type(), ids.len())
                 } else {
-                    let zeros = Int64Array::from(vec![0; ids.len()]);
-                    arrow::compute::cast(&zeros, f.data_type()).unwrap()
+                    let n = Int64Array::from_iter_values(0..ids.len() as i64);
+                    arrow::compute::cast(&n, f.data_type()).unwrap()
                 }
             })
             .collect();
-        let batch = RecordBatch::try_new(Arc::clone(&schema), columns).unwrap();
+        RecordBatch::try_new(schema, columns).unwrap()
+    }
+
+    /// Candidates written in buckets: every copy of a trace id in one
+    /// bucket, every row in some bucket, empty buckets without a folder.
+    #[tokio::test]
+    async fn the_divert_sink_puts_every_copy_of_a_trace_id_in_one_bucket() {
+        let dir = tempfile::tempdir().unwrap();
+        let ids: Vec<String> = (0..400).map(|i| format!("trace-{}", i % 100)).collect();
+        let batch = candidates(&ids);
         assert_eq!(DivertSink::buckets_for(100, 30), 4);
         assert_eq!(DivertSink::buckets_for(0, 30), 1);
         assert_eq!(DivertSink::buckets_for(1_000_000, 1), MAX_BUCKETS);
@@ -1848,29 +1854,13 @@ mod tests {
     /// a bucket is a few batches, not one per scan batch.
     #[tokio::test]
     async fn few_row_writes_reach_a_bucket_file_as_whole_batches() {
-        use arrow::array::{ArrayRef, new_null_array};
         let dir = tempfile::tempdir().unwrap();
-        let schema = dup_rows_schema();
         // 5,000 rows in 1,000 writes of 5 rows each, slices of a bigger
         // batch whose string buffer every slice still points into.
         let ids: Vec<String> = (0..5_000)
             .map(|i| format!("trace-id-{i:06}-of-a-long-run"))
             .collect();
-        let columns: Vec<ArrayRef> = schema
-            .fields()
-            .iter()
-            .map(|f| {
-                if f.name() == "trace_id" {
-                    Arc::new(arrow::array::StringViewArray::from_iter_values(&ids)) as ArrayRef
-                } else if f.is_nullable() {
-                    new_null_array(f.data_type(), ids.len())
-                } else {
-                    let n = Int64Array::from_iter_values(0..ids.len() as i64);
-                    arrow::compute::cast(&n, f.data_type()).unwrap()
-                }
-            })
-            .collect();
-        let batch = RecordBatch::try_new(Arc::clone(&schema), columns).unwrap();
+        let batch = candidates(&ids);
         let sink = Arc::new(DivertSink::new(dir.path().join("aside"), 1));
         let part = PartitionSink::new(Arc::clone(&sink));
         for start in (0..ids.len()).step_by(5) {
