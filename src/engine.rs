@@ -611,7 +611,11 @@ fn worker(stores: Arc<Stores>, version: String) -> Worker {
             builder
                 .scalar_functions()
                 .get_or_insert_with(Vec::new)
-                .extend(crate::money::udfs().into_iter().map(Arc::new));
+                .extend(crate::queries::functions::udfs().into_iter().map(Arc::new));
+            builder
+                .aggregate_functions()
+                .get_or_insert_with(Vec::new)
+                .extend(crate::queries::functions::udafs().into_iter().map(Arc::new));
             Ok(builder
                 .with_distributed_user_codec(ScanCodec { stores })
                 .with_distributed_channel_resolver(Channels::new(

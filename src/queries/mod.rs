@@ -21,6 +21,7 @@ use datafusion::sql::parser::{DFParser, Statement};
 
 use crate::error::{Error, Result};
 
+pub mod functions;
 pub mod rows;
 
 pub use rows::{Row, Typed};
@@ -184,8 +185,11 @@ pub fn session(
         .build_arc()
         .map_err(|e| Error::Internal(format!("building the query runtime: {e}")))?;
     let ctx = SessionContext::new_with_config_rt(config, runtime);
-    for udf in crate::money::udfs() {
+    for udf in functions::udfs() {
         ctx.register_udf(udf);
+    }
+    for udaf in functions::udafs() {
+        ctx.register_udaf(udaf);
     }
     Ok(ctx)
 }
