@@ -15,7 +15,7 @@
 //! groups them, and given as `0`).
 //! Why not that SQL: ~400K groups at 10M rows made DataFusion's generic
 //! grouping-sets aggregate the day's largest cost (4.4 s of CPU computing
-//! group ids over nine columns per set row). Here each row's text is
+//! group ids over seven columns per set row). Here each row's text is
 //! interned once per batch by its string views, and the three counts are
 //! three lookups in integer-keyed hash maps. A row without `minute` or
 //! `hour` (never from the scan, which refuses a null `ts`) is an error,
