@@ -1,5 +1,5 @@
--- The rows kept of the duplicate candidates: they go through priced.sql and
--- cube.sql like every other request, and their cube rows join the day's.
+-- The rows kept of the duplicate candidates: they go through cube.sql like
+-- every other request, and their cube rows join the day's.
 -- The join is built on the (filtered) resolution's positions, a few bytes a
 -- row; the candidate rows with every column stream through as its probe side.
 SELECT d.*

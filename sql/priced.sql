@@ -1,7 +1,8 @@
--- SPEC 1.2: each request in `requests` (the day's rows but the duplicate
--- candidates, which the scan sets aside; then the candidates kept,
--- sql/dup_winners.sql) finds the price row in force at its own ts, as a
--- range join on the logged (provider, model). `price_map` holds only the rows
+-- SPEC 1.2: each request in `requests` finds the price row in force at its
+-- own ts, as a range join on the logged (provider, model). The rule of
+-- record, row by row: evidence.sql reads it for the requests it lists;
+-- cube.sql applies the same rule to groups of requests (a unit test holds
+-- the two to each other). `price_map` holds only the rows
 -- in force during the report day for the pairs logged that day (alias rules
 -- already applied), so each request meets one or two candidates. No match:
 -- price_id is null and the request is unpriced. A price row without a price

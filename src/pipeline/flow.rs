@@ -134,9 +134,9 @@ fn minute_requests(ops: &Typed<OpsCount>) -> Result<u64> {
 /// 2. `ops_counts` over every row (duplicates included) -> `ops_all`; its
 ///    (provider, model) pairs (`model_pairs`) feed the price map.
 /// 3. The finance pass: the scan sets the duplicate candidates aside (to
-///    local files) and `priced` + `cube` aggregate every other row.
+///    local files) and `cube` prices and aggregates every other row.
 /// 4. `dup_resolution` over the candidates: `dup_winners` go through
-///    `priced` + `cube` too (their cube rows join the day's); the counts of
+///    `cube` too (their cube rows join the day's); the counts of
 ///    `dup_losers` are subtracted from `ops_all` (`ops_merge`).
 /// 5. The outputs, from `cube` and `ops_counts`.
 ///
@@ -172,6 +172,12 @@ pub(super) async fn flow(
     on_day(in_day)?;
     let (resolutions, chosen_rates) =
         register_prices(ctx, cluster, params, reference, spill_dir).await?;
+    // cube.sql prices groups of requests between these instants.
+    let params = &params.with_price_cuts(
+        reference
+            .prices
+            .cuts(reference.day.start, reference.day.end),
+    );
 
     let pass = std::time::Instant::now();
     let (counters, sink, cube) = match cluster {
@@ -280,7 +286,6 @@ async fn distributed_finance_pass(
             }),
         }),
     )?;
-    step(cluster, "priced", "priced", Use::View, params, spill_dir).await?;
     let df = queries::plan(cluster, "cube", params).await?;
     queries::rows::check("cube", df.schema().as_arrow())?;
     let schema: SchemaRef = Arc::new(df.schema().as_arrow().clone());
@@ -391,7 +396,6 @@ async fn finance_pass(
             keys: None,
         }),
     )?;
-    step(ctx, "priced", "priced", Use::View, params, spill_dir).await?;
     let cube = step(ctx, "cube", "cube", Use::Result, params, spill_dir).await?;
     Ok((counters, sink, cube))
 }
@@ -479,7 +483,6 @@ async fn duplicates_pass(
         .await
         .map_err(|e| df_error("dup_winners", e))?;
     queries::register(ctx, "requests", winners.into_view())?;
-    step(ctx, "priced", "priced", Use::View, params, spill_dir).await?;
     let (_, cube_winners) = step(ctx, "cube", "cube", Use::Result, params, spill_dir).await?;
     cube.extend(cube_winners);
     queries::register_batches(ctx, "cube", cube_schema, cube)?;

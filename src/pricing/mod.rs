@@ -380,6 +380,24 @@ impl PriceTable {
         out
     }
 
+    /// The instants (nanoseconds since the epoch, sorted, distinct) where a
+    /// price row in force during `[start, end)` begins or ends, for any
+    /// pair: `price_map` rows are among these rows, so between two
+    /// consecutive cuts every price-map row is in force throughout or not
+    /// at all (`sql/cube.sql` prices a group of requests by any one of its
+    /// instants because of this). An open end is no cut.
+    pub fn cuts(&self, start: DateTime<Utc>, end: DateTime<Utc>) -> Vec<i64> {
+        let mut cuts: Vec<i64> = self
+            .rows
+            .iter()
+            .filter(|r| r.overlaps(start, end))
+            .flat_map(|r| std::iter::once(nanos(r.valid_from)).chain(r.valid_to.map(nanos)))
+            .collect();
+        cuts.sort_unstable();
+        cuts.dedup();
+        cuts
+    }
+
     /// Versions of one (provider, model), oldest first.
     pub fn versions(&self, provider: &str, model: &str) -> Vec<&PriceRow> {
         self.by_key
@@ -851,5 +869,36 @@ mod tests {
             .unwrap();
         // 0.005 per 1k = 0.000005 per token = 5 * 10^-6, at scale 23.
         assert_eq!(price.value(0), 5 * 10i128.pow(17));
+    }
+
+    #[test]
+    fn cuts_are_the_bounds_of_every_row_in_force_during_the_day() {
+        let t = table(
+            "provider,model,input_usd_per_1k,output_usd_per_1k,valid_from,valid_to\n\
+             openai,gpt-4o,0.005,0.015,2024-01-01,2024-03-01T12:00:00Z\n\
+             openai,gpt-4o,0.0025,0.01,2024-03-01T12:00:00Z,\n\
+             anthropic,claude,0.003,0.015,2024-03-01T06:30:00Z,2024-03-05\n\
+             openai,old,1,1,2020-01-01,2021-01-01\n\
+             openai,later,1,1,2024-03-02,\n",
+        )
+        .unwrap();
+        let at = |s: &str| nanos(parse_instant(s).unwrap());
+        let cuts = t.cuts(at_instant("2024-03-01"), at_instant("2024-03-02"));
+        // Bounds outside the day stay (a row's whole span), open ends are
+        // none, rows not in force (`old`; `later` starts as the day ends)
+        // add nothing, a shared bound is one cut.
+        assert_eq!(
+            cuts,
+            vec![
+                at("2024-01-01"),
+                at("2024-03-01T06:30:00Z"),
+                at("2024-03-01T12:00:00Z"),
+                at("2024-03-05"),
+            ]
+        );
+    }
+
+    fn at_instant(s: &str) -> DateTime<Utc> {
+        parse_instant(s).unwrap()
     }
 }

@@ -2,7 +2,8 @@
 //! every session that plans or runs a `sql/*.sql` file (the coordinator's
 //! and each worker's): the money functions (`crate::money`) and
 //! `ops_histogram`, the exact histogram aggregate behind
-//! `sql/ops_counts.sql`. Pure logic: no I/O.
+//! `sql/ops_counts.sql`, and the price keys of `sql/cube.sql`
+//! ([`price_key`]). Pure logic: no I/O.
 //!
 //! `ops_histogram(provider, model, route, latency_q, minute, hour, error)`
 //! counts requests and errors in three sets at once and returns them as a
@@ -38,9 +39,13 @@ use datafusion::logical_expr::{
     Accumulator, AggregateUDF, AggregateUDFImpl, ScalarUDF, Signature, Volatility,
 };
 
+pub mod price_key;
+
 /// Every scalar function the SQL files call that DataFusion does not define.
 pub fn udfs() -> Vec<ScalarUDF> {
-    crate::money::udfs()
+    let mut udfs = crate::money::udfs();
+    udfs.extend(price_key::udfs());
+    udfs
 }
 
 /// Every aggregate function the SQL files call that DataFusion does not define.

@@ -21,6 +21,8 @@ use datafusion::sql::parser::{DFParser, Statement};
 
 use crate::error::{Error, Result};
 
+#[cfg(test)]
+mod cube_tests;
 pub mod functions;
 pub mod rows;
 
@@ -111,7 +113,7 @@ pub fn parse_all() -> Result<()> {
 }
 
 /// The run's query parameters.
-#[derive(Debug, Clone, Copy)]
+#[derive(Debug, Clone)]
 pub struct Params {
     /// The report date (`$date`).
     pub date: NaiveDate,
@@ -121,6 +123,11 @@ pub struct Params {
     pub day_start_ns: i64,
     /// The next day's first instant (`$day_end_ns`).
     pub day_end_ns: i64,
+    /// Where the prices in force during the day change, nanoseconds since
+    /// the epoch, sorted (`$price_cuts`, a list; see
+    /// [`crate::pricing::PriceTable::cuts`]). Empty until the prices are
+    /// known ([`Params::with_price_cuts`]).
+    pub price_cuts: Arc<[i64]>,
 }
 
 impl Params {
@@ -131,6 +138,15 @@ impl Params {
             seconds: day.seconds() as f64,
             day_start_ns: day.window().start_ns,
             day_end_ns: day.window().end_ns,
+            price_cuts: Arc::from(Vec::new()),
+        }
+    }
+
+    /// These parameters with the day's price cuts.
+    pub fn with_price_cuts(&self, cuts: Vec<i64>) -> Params {
+        Params {
+            price_cuts: Arc::from(cuts),
+            ..self.clone()
         }
     }
 
@@ -151,6 +167,17 @@ impl Params {
                 (
                     "day_end_ns".to_string(),
                     ScalarValue::Int64(Some(self.day_end_ns)).into(),
+                ),
+                (
+                    "price_cuts".to_string(),
+                    ScalarValue::List(Arc::new(arrow::array::ListArray::from_iter_primitive::<
+                        arrow::datatypes::Int64Type,
+                        _,
+                        _,
+                    >([Some(
+                        self.price_cuts.iter().map(|&c| Some(c)),
+                    )])))
+                    .into(),
                 ),
             ]
             .into_iter()
