@@ -5,8 +5,9 @@
 //! parses them at start-up ([`parse_all`]), plans them all against empty
 //! inputs of the real schemas ([`check_all`], run by `tokenledger check` and
 //! before every run), and runs them with the run's parameters (`$date`,
-//! `$seconds`). Which tables exist and what they hold is the pipeline's
-//! business; this module only knows the SQL and its order.
+//! `$seconds`, the day's `$price_cuts`, ...). Which tables exist and what
+//! they hold is the pipeline's business; this module only knows the SQL
+//! and its order.
 
 use std::sync::Arc;
 
