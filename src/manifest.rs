@@ -9,6 +9,7 @@ use serde::{Deserialize, Serialize};
 use sha2::{Digest, Sha256};
 
 use crate::fx::ChosenRate;
+use crate::lake::DigestAlgo;
 use crate::pricing::Resolution;
 
 /// `sha256:<hex>` of bytes.
@@ -137,11 +138,15 @@ pub struct InputObject {
     pub version: Option<String>,
     /// Rows in the object (request logs) or data rows (tables).
     pub rows: u64,
-    /// Digest of the content: for tables read whole, and for request
-    /// objects of a local lake (replay compares those by content, since a
-    /// local etag changes with a copy or restore).
+    /// SHA-256 of the content of a table read whole.
     #[serde(skip_serializing_if = "Option::is_none")]
     pub sha256: Option<String>,
+    /// BLAKE3 of the content of a request object of a local lake (replay
+    /// and settling compare those by content, since a local etag changes
+    /// with a copy or restore). Manifests before version 4 recorded
+    /// SHA-256 here instead; both are still read.
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub blake3: Option<String>,
     /// The partition a request-log object was listed under.
     #[serde(skip_serializing_if = "Option::is_none")]
     pub partition: Option<String>,
@@ -260,11 +265,12 @@ impl Manifest {
     }
 }
 
-/// The manifest version this program writes: 2 added `inputs.skipped`.
-pub const MANIFEST_VERSION: u32 = 3;
+/// The manifest version this program writes: 2 added `inputs.skipped`;
+/// 4 records a local lake's request objects by `blake3` (before: `sha256`).
+pub const MANIFEST_VERSION: u32 = 4;
 
 /// The manifest versions this program can replay.
-pub const MANIFEST_VERSIONS: &[u64] = &[1, 2, 3];
+pub const MANIFEST_VERSIONS: &[u64] = &[1, 2, 3, 4];
 
 /// A request-log object as a manifest recorded it.
 #[derive(Debug, Clone, PartialEq, Eq)]
@@ -275,9 +281,10 @@ pub struct RecordedRequest {
     pub version: Option<String>,
     /// The partition it was listed under (`date=YYYY-MM-DD`), when recorded.
     pub partition: Option<String>,
-    /// The content digest, recorded for objects of a local lake (whose
+    /// The content digest (`blake3:<hex>`, or `sha256:<hex>` before
+    /// manifest version 4), recorded for objects of a local lake (whose
     /// etags follow inode and mtime, so a copy or restore changes them).
-    pub sha256: Option<String>,
+    pub content: Option<String>,
 }
 
 /// A table read whole, as a manifest recorded it: its key and digest.
@@ -321,9 +328,10 @@ pub struct Recorded {
     pub restated_from: Option<Restated>,
 }
 
-/// `sha256:` and 64 lower-case hex digits.
-fn is_digest(s: &str) -> bool {
-    s.strip_prefix("sha256:").is_some_and(|h| {
+/// The algorithm's prefix (`sha256:`, `blake3:`) and 64 lower-case hex
+/// digits (both digests are 256 bits).
+fn is_digest(s: &str, algo: DigestAlgo) -> bool {
+    s.strip_prefix(algo.prefix()).is_some_and(|h| {
         h.len() == 64
             && h.bytes()
                 .all(|b| b.is_ascii_digit() || (b'a'..=b'f').contains(&b))
@@ -383,13 +391,19 @@ impl Fields<'_> {
     }
 
     fn digest(&mut self, v: &serde_json::Value, path: &str) -> Option<String> {
-        let d = self.string(v, path, "sha256")?;
-        if is_digest(&d) {
+        self.digest_of(v, path, DigestAlgo::Sha256)
+    }
+
+    /// The digest in field `sha256` or `blake3`, checked to be one.
+    fn digest_of(&mut self, v: &serde_json::Value, path: &str, algo: DigestAlgo) -> Option<String> {
+        let d = self.string(v, path, algo.field())?;
+        if is_digest(&d, algo) {
             Some(d)
         } else {
             self.problems.push(format!(
-                "`{}`: expected `sha256:` and 64 hex digits, found `{d}`",
-                join(path, "sha256")
+                "`{}`: expected `{}` and 64 hex digits, found `{d}`",
+                join(path, algo.field()),
+                algo.prefix()
             ));
             None
         }
@@ -468,10 +482,15 @@ impl Fields<'_> {
             let etag = f.optional_string(o, &path, "etag");
             let version = f.optional_string(o, &path, "version");
             let partition = f.optional_string(o, &path, "partition");
-            let sha256 = match o.get("sha256") {
-                None | Some(serde_json::Value::Null) => None,
-                Some(_) => f.digest(o, &path),
+            // Recorded by BLAKE3 (version 4 on) or SHA-256 (before).
+            let present = |algo: DigestAlgo| {
+                o.get(algo.field())
+                    .is_some_and(|d| !d.is_null())
+                    .then_some(algo)
             };
+            let content = present(DigestAlgo::Blake3)
+                .or_else(|| present(DigestAlgo::Sha256))
+                .and_then(|algo| f.digest_of(o, &path, algo));
             if let (Some(key), Some(size)) = (key, size) {
                 requests.push(RecordedRequest {
                     key,
@@ -479,7 +498,7 @@ impl Fields<'_> {
                     etag,
                     version,
                     partition,
-                    sha256,
+                    content,
                 });
             }
         }

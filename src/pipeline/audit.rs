@@ -127,7 +127,7 @@ fn compare_request(
     if o.size != now.size {
         diffs.push(format!("size {} -> {}", o.size, now.size));
     }
-    if let (Some(recorded), Some(content)) = (&o.sha256, content) {
+    if let (Some(recorded), Some(content)) = (&o.content, content) {
         if recorded != content {
             diffs.push(format!("content {recorded} -> {content}"));
         }
@@ -196,8 +196,10 @@ pub async fn replay(config: &Config, manifest: &Location) -> Result<ReplayReport
         match stores.head(&loc).await? {
             None => report.changed_inputs.push(format!("{}: gone", o.key)),
             Some(now) => {
-                let content = match (&o.sha256, loc.local_path()) {
-                    (Some(_), Some(path)) => Some(crate::lake::file_sha256(&path).await?),
+                let content = match (&o.content, loc.local_path()) {
+                    (Some(recorded), Some(path)) => {
+                        Some(crate::lake::file_digest_like(&path, recorded).await?)
+                    }
                     _ => None,
                 };
                 compare_request(o, &now, content.as_deref(), &mut report);

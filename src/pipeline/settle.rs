@@ -341,13 +341,13 @@ async fn changed_objects(
                 Some(r) => {
                     let meta =
                         r.size == info.size && (r.version.is_none() || r.version == info.version);
-                    let same = match (&r.etag, &r.sha256, info.location.local_path()) {
+                    let same = match (&r.etag, &r.content, info.location.local_path()) {
                         // Same etag: unchanged (the cheap, common case).
                         (Some(etag), _, _) if Some(etag) == info.e_tag.as_ref() => meta,
                         // A local object recorded by content whose etag moved
                         // (a copied or restored lake): compare the content.
-                        (_, Some(sha), Some(path)) if meta => {
-                            crate::lake::file_sha256(&path).await? == *sha
+                        (_, Some(digest), Some(path)) if meta => {
+                            crate::lake::file_digest_like(&path, digest).await? == *digest
                         }
                         (None, _, _) => meta,
                         _ => false,

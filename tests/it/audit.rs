@@ -134,7 +134,10 @@ async fn a_copied_local_lake_replays_identical_by_content() {
     for r in requests {
         let key = r["key"].as_str().unwrap();
         let bytes = std::fs::read(lake.path().join(key)).unwrap();
-        assert_eq!(r["sha256"], tokenledger::manifest::sha256(&bytes), "{key}");
+        // BLAKE3, worked out here from the bytes (manifest version 4 on).
+        let blake3 = format!("blake3:{}", blake3::hash(&bytes).to_hex());
+        assert_eq!(r["blake3"], blake3.as_str(), "{key}");
+        assert!(r.get("sha256").is_none(), "{key}: {r}");
     }
     let copy = tempfile::tempdir().unwrap();
     std::thread::sleep(std::time::Duration::from_millis(20));
@@ -160,6 +163,62 @@ async fn a_copied_local_lake_replays_identical_by_content() {
         "{stdout}"
     );
     assert!(stdout.contains("result: byte-identical\n"), "{stdout}");
+
+    // The content is compared, not assumed: a recorded digest that is not
+    // the object's makes it changed, by either algorithm. A manifest from
+    // before version 4 recorded SHA-256 and is still replayed by it.
+    let path = copy.path().join(MANIFEST);
+    let published: serde_json::Value =
+        serde_json::from_slice(&std::fs::read(&path).unwrap()).unwrap();
+    let bytes_of = |r: &serde_json::Value| {
+        std::fs::read(copy.path().join(r["key"].as_str().unwrap())).unwrap()
+    };
+    let replay_with = |m: &serde_json::Value| {
+        std::fs::write(&path, serde_json::to_vec_pretty(m).unwrap()).unwrap();
+        let out = replay_cli(copy.path());
+        let (stdout, stderr) = text(&out);
+        assert_eq!(code(&out), 0, "{stdout}{stderr}");
+        stdout
+    };
+    let mut v3 = published.clone();
+    v3["manifest_version"] = 3.into();
+    for r in v3["inputs"]["requests"].as_array_mut().unwrap() {
+        let sha = tokenledger::manifest::sha256(&bytes_of(r));
+        let o = r.as_object_mut().unwrap();
+        o.remove("blake3");
+        o.insert("sha256".into(), sha.into());
+    }
+    let stdout = replay_with(&v3);
+    assert!(
+        stdout.contains("11 input object(s) checked, 0 changed, 0 unverified"),
+        "{stdout}"
+    );
+    assert!(stdout.contains("result: byte-identical\n"), "{stdout}");
+    let wrong = tokenledger::manifest::sha256(b"other bytes");
+    v3["inputs"]["requests"][1]["sha256"] = wrong.as_str().into();
+    let stdout = replay_with(&v3);
+    let actual = tokenledger::manifest::sha256(&bytes_of(&v3["inputs"]["requests"][1]));
+    assert!(
+        stdout.contains(&format!("content {wrong} -> {actual}")),
+        "{stdout}"
+    );
+    assert!(
+        stdout.contains("11 input object(s) checked, 1 changed, 0 unverified"),
+        "{stdout}"
+    );
+    let mut v4 = published.clone();
+    let wrong = format!("blake3:{}", blake3::hash(b"other bytes").to_hex());
+    v4["inputs"]["requests"][2]["blake3"] = wrong.as_str().into();
+    let stdout = replay_with(&v4);
+    let actual = &published["inputs"]["requests"][2]["blake3"];
+    assert!(
+        stdout.contains(&format!("content {wrong} -> {}", actual.as_str().unwrap())),
+        "{stdout}"
+    );
+    assert!(
+        stdout.contains("result: byte-identical (1 input(s) changed since the run, no output did)"),
+        "{stdout}"
+    );
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
@@ -349,6 +408,7 @@ fn a_manifest_with_damaged_fields_names_every_one() {
         m["outputs"][3]["sha256"] = "sha256:zz".into();
         remove(m, "/inputs/prices", "sha256");
         remove(m, "/inputs/requests/0", "key");
+        m["inputs"]["requests"][1]["blake3"] = "sha256:00".into();
         remove(m, "/inputs", "history");
     });
     assert_eq!(code, 3, "{stdout}{stderr}");
@@ -358,6 +418,7 @@ fn a_manifest_with_damaged_fields_names_every_one() {
         "`outputs[3].sha256`: expected `sha256:` and 64 hex digits, found `sha256:zz`",
         "`inputs.prices.sha256`: missing",
         "`inputs.requests[0].key`: missing",
+        "`inputs.requests[1].blake3`: expected `blake3:` and 64 hex digits, found `sha256:00`",
         "`inputs.history`: missing",
     ] {
         assert!(
@@ -365,17 +426,17 @@ fn a_manifest_with_damaged_fields_names_every_one() {
             "{want}: {stderr}"
         );
     }
-    assert!(stderr.contains("replay: 5 problem(s)"), "{stderr}");
+    assert!(stderr.contains("replay: 6 problem(s)"), "{stderr}");
 }
 
 #[test]
 fn a_manifest_of_an_unknown_version_is_refused() {
-    let (code, stdout, stderr) = replay_damaged(|m| m["manifest_version"] = 4.into());
+    let (code, stdout, stderr) = replay_damaged(|m| m["manifest_version"] = 5.into());
     assert_eq!(code, 3, "{stdout}{stderr}");
     assert!(!stdout.contains("byte-identical"), "{stdout}");
     assert!(
         stderr.contains(
-            "`manifest_version`: 4 is not a version this program knows (it knows [1, 2, 3])"
+            "`manifest_version`: 5 is not a version this program knows (it knows [1, 2, 3, 4])"
         ),
         "{stderr}"
     );
@@ -389,7 +450,7 @@ fn an_input_without_etag_or_version_is_unverified_never_unchanged() {
     let (code, stdout, stderr) = replay_damaged(|m| {
         m["inputs"]["requests"][1]["etag"] = serde_json::Value::Null;
         m["inputs"]["requests"][1]["version"] = serde_json::Value::Null;
-        m["inputs"]["requests"][1]["sha256"] = serde_json::Value::Null;
+        m["inputs"]["requests"][1]["blake3"] = serde_json::Value::Null;
     });
     assert_eq!(code, 0, "{stdout}{stderr}");
     assert!(
