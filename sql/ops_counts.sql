@@ -25,19 +25,10 @@ WITH r AS (
         date_trunc('minute', ts) AS minute,
         CAST((CAST(ts AS BIGINT) - $day_start_ns) / 3600000000000 AS INT) AS hour,
         error,
-        CASE
-            -- null, NaN and infinite latencies take no part in percentiles
-            WHEN latency_ms IS NULL OR NOT (abs(latency_ms) <= 1e300) THEN NULL
-            -- whole milliseconds below 10 s already have at most 4 digits
-            WHEN abs(latency_ms) < 10000 AND latency_ms = trunc(latency_ms) THEN latency_ms
-            WHEN latency_ms = 0 THEN 0.0
-            WHEN abs(latency_ms) >= 10000 THEN signum(latency_ms)
-                * round(abs(latency_ms) / power(10.0, floor(log10(abs(latency_ms))) - 3))
-                * power(10.0, floor(log10(abs(latency_ms))) - 3)
-            ELSE signum(latency_ms)
-                * round(abs(latency_ms) * power(10.0, 3 - floor(log10(abs(latency_ms)))))
-                / power(10.0, 3 - floor(log10(abs(latency_ms))))
-        END AS latency_q
+        -- rounded to 4 significant digits (<= 0.05% off); null, NaN,
+        -- infinite and absurd (> 1e300) latencies null: they take no part
+        -- in percentiles (the rule: queries::functions::latency_q)
+        latency_q(latency_ms) AS latency_q
     FROM requests
 )
 SELECT
