@@ -125,12 +125,13 @@ impl<I: Id> ByLatency<I> {
             .enumerate()
             .filter_map(|(slot, b)| b.as_ref().map(|b| (slot, b)))
             .flat_map(|(slot, block)| {
-                block.iter().enumerate().filter_map(move |(ms, c)| {
+                block
+                    .iter()
+                    .enumerate()
                     // every count adds at least one request: an untouched
                     // slot is all zero
-                    (c.requests != 0 || c.errors != 0)
-                        .then(|| ((I::from_slot(slot), Some((ms as f64).to_bits())), *c))
-                })
+                    .filter(|(_, c)| c.requests != 0 || c.errors != 0)
+                    .map(move |(ms, c)| ((I::from_slot(slot), Some((ms as f64).to_bits())), *c))
             });
         self.sparse.iter().map(|(k, c)| (*k, *c)).chain(dense)
     }

@@ -58,7 +58,8 @@ fn signum(x: f64) -> f64 {
 /// `None` for NaN, infinite and absurd (> 1e300) latencies.
 pub fn quantize(x: f64) -> Option<f64> {
     let a = x.abs();
-    if !(a <= 1e300) {
+    // NOT (abs(x) <= 1e300): NaN, infinite or absurd
+    if a.is_nan() || a > 1e300 {
         return None;
     }
     if a < 10000.0 && x == x.trunc() {

@@ -89,9 +89,15 @@ fn cuts(arg: &ColumnarValue, function: &str) -> DfResult<Vec<i64>> {
     Ok(values.values().to_vec())
 }
 
-/// The segment of `t`: how many cuts are at or before it.
+/// The segment of `t`: how many cuts are at or before it. A day has few
+/// cuts: counted without branches below 32 of them, else by binary search
+/// (the cuts are sorted, so the two agree).
 fn segment(cuts: &[i64], t: i64) -> i32 {
-    cuts.partition_point(|&c| c <= t) as i32
+    if cuts.len() < 32 {
+        cuts.iter().map(|&c| i32::from(c <= t)).sum()
+    } else {
+        cuts.partition_point(|&c| c <= t) as i32
+    }
 }
 
 impl ScalarUDFImpl for PriceKey {
@@ -132,18 +138,20 @@ impl ScalarUDFImpl for PriceKey {
                 })
             })
             .collect::<DfResult<Vec<_>>>()?;
-        let bits = [OUTPUT, CACHE_READ, CACHE_WRITE, UNCACHED_INPUT];
-        let keys: Vec<i32> = (0..rows)
-            .map(|i| {
-                let mut key = segment(&cuts, ts.value(i)) * 16;
-                for (test, bit) in tests.iter().zip(bits) {
-                    if test.value(i) {
-                        key |= bit;
-                    }
-                }
-                key
-            })
+        // Column at a time (EXPLAIN cube at 10M rows: 34 ns a row row by
+        // row, with a binary search per row): every row's segment, then
+        // each test's bit set on the rows where it holds.
+        let mut keys: Vec<i32> = ts
+            .values()
+            .iter()
+            .map(|&t| segment(&cuts, t) * 16)
             .collect();
+        let bits = [OUTPUT, CACHE_READ, CACHE_WRITE, UNCACHED_INPUT];
+        for (test, bit) in tests.iter().zip(bits) {
+            for i in test.set_indices() {
+                keys[i] |= bit;
+            }
+        }
         let out = Int32Array::new(keys.into(), ts.nulls().cloned());
         Ok(ColumnarValue::Array(Arc::new(out) as ArrayRef))
     }
@@ -199,6 +207,20 @@ mod tests {
     use arrow::array::Int64Array;
     use arrow::datatypes::Field;
     use datafusion::config::ConfigOptions;
+
+    /// Few cuts are counted, many searched: both are "how many at or
+    /// before", ties (an instant on a cut) included.
+    #[test]
+    fn a_segment_counts_the_cuts_at_or_before_the_instant() {
+        for n in [0usize, 1, 5, 31, 32, 40] {
+            let cuts: Vec<i64> = (0..n as i64).map(|i| i * 10).collect();
+            for t in -5..(n as i64 * 10 + 5) {
+                let want = cuts.iter().filter(|&&c| c <= t).count() as i32;
+                assert_eq!(segment(&cuts, t), want, "{n} cuts, t = {t}");
+            }
+        }
+        assert_eq!(segment(&[10, 10, 20], 10), 2);
+    }
 
     fn call(f: &dyn ScalarUDFImpl, args: Vec<ColumnarValue>, rows: usize) -> DfResult<ArrayRef> {
         let arg_fields = args
