@@ -19,7 +19,8 @@
 //! grouping-sets aggregate the day's largest cost (4.4 s of CPU computing
 //! group ids over seven columns per set row). Here each row's text is
 //! interned once per batch by its string views, and the three counts are
-//! three lookups in integer-keyed hash maps. A row without `minute` or
+//! keyed by integers: the two latency sets mostly in dense blocks
+//! ([`by_latency`]), the minute set in a hash map. A row without `minute` or
 //! `hour` (never from the scan, which refuses a null `ts`) is an error,
 //! not a guess. The state between partial and final aggregation (and over
 //! the wire from a worker) is the same list of rows; `evaluate` returns it
@@ -237,7 +238,8 @@ impl Histogram {
         // In front of `seen`, a direct-mapped cache of the last triple seen
         // in each of 64 slots, found by a multiply-shift of the views:
         // a batch holds few distinct triples, and this skips hashing 48
-        // bytes per row (~0.3 s of CPU at 10M rows).
+        // bytes per row (perf: the interning was ~2.9% of a 10M-row run's
+        // samples without it).
         let mut recent: [Option<([u128; 3], u32)>; 64] = [None; 64];
         let slot = |k: &[u128; 3]| {
             let folded = k.iter().fold(0u64, |h, v| {

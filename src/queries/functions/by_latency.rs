@@ -5,8 +5,8 @@
 //! rounding keeps those as they are), so an id that has counted many rows
 //! gets a dense block of 10,000 counts indexed by the millisecond: one
 //! array index a row instead of a hash-map lookup, which was most of the
-//! histogram's cost (~130 ns a row at 10M rows, the maps outgrowing the
-//! caches). Every other latency (fractional, 10 s and more, null, NaN) and
+//! histogram's cost (hashbrown's `entry` was 10.5% of a 10M-row run's
+//! perf samples, the maps outgrowing the caches; 2.9% after). Every other latency (fractional, 10 s and more, null, NaN) and
 //! every id before its block is made is counted in a hash map. Each
 //! (id, latency) is counted in exactly one of the two places: making a
 //! block moves the id's whole-millisecond entries out of the map.
