@@ -3,8 +3,9 @@
 //! and each worker's): the money functions (`crate::money`) and
 //! `ops_histogram`, the exact histogram aggregate behind
 //! `sql/ops_counts.sql` with the latency rounding it counts by
-//! ([`latency_q`]), and the price keys of `sql/cube.sql`
-//! ([`price_key`]). Pure logic: no I/O.
+//! ([`latency_q`]), the percentiles of those histograms
+//! ([`hist_quantiles`], `sql/latency_percentiles.sql`), and the price keys
+//! of `sql/cube.sql` ([`price_key`]). Pure logic: no I/O.
 //!
 //! `ops_histogram(provider, model, route, latency_q, minute, hour, error)`
 //! counts requests and errors in three sets at once and returns them as a
@@ -42,6 +43,7 @@ use datafusion::logical_expr::{
 };
 
 mod by_latency;
+pub mod hist_quantiles;
 pub mod latency_q;
 pub mod price_key;
 
@@ -57,9 +59,12 @@ pub fn udfs() -> Vec<ScalarUDF> {
 
 /// Every aggregate function the SQL files call that DataFusion does not define.
 pub fn udafs() -> Vec<AggregateUDF> {
-    vec![AggregateUDF::new_from_impl(OpsHistogram {
-        signature: Signature::any(7, Volatility::Immutable),
-    })]
+    vec![
+        AggregateUDF::new_from_impl(OpsHistogram {
+            signature: Signature::any(7, Volatility::Immutable),
+        }),
+        hist_quantiles::udaf(),
+    ]
 }
 
 /// Names of the sets, as `grouping_set` says them.
