@@ -32,31 +32,35 @@ WITH r AS (
         price_key(
             CAST(ts AS BIGINT), $price_cuts,
             output_tokens <> 0,
-            coalesce(cache_read_input_tokens, 0) <> 0,
-            coalesce(cache_creation_input_tokens, 0) <> 0,
-            input_tokens - coalesce(cache_read_input_tokens, 0) - coalesce(cache_creation_input_tokens, 0) > 0
+            zero_if_null(cache_read_input_tokens) <> 0,
+            zero_if_null(cache_creation_input_tokens) <> 0,
+            input_tokens - zero_if_null(cache_read_input_tokens) - zero_if_null(cache_creation_input_tokens) > 0
         ) AS price_key,
         error,
         input_tokens,
         output_tokens,
-        coalesce(cache_read_input_tokens, 0) AS cache_read,
-        coalesce(cache_creation_input_tokens, 0) AS cache_write,
+        zero_if_null(cache_read_input_tokens) AS cache_read,
+        zero_if_null(cache_creation_input_tokens) AS cache_write,
         greatest(
-            input_tokens - coalesce(cache_read_input_tokens, 0) - coalesce(cache_creation_input_tokens, 0),
+            input_tokens - zero_if_null(cache_read_input_tokens) - zero_if_null(cache_creation_input_tokens),
             0
         ) AS uncached_input,
         -- SPEC 2: r + w > input_tokens, or negative tokens, is a violation
         (input_tokens < 0 OR output_tokens < 0
-            OR coalesce(cache_read_input_tokens, 0) < 0
-            OR coalesce(cache_creation_input_tokens, 0) < 0
-            OR coalesce(cache_read_input_tokens, 0) + coalesce(cache_creation_input_tokens, 0) > input_tokens
+            OR zero_if_null(cache_read_input_tokens) < 0
+            OR zero_if_null(cache_creation_input_tokens) < 0
+            OR zero_if_null(cache_read_input_tokens) + zero_if_null(cache_creation_input_tokens) > input_tokens
         ) AS token_violation,
         (total_tokens IS NOT NULL AND total_tokens <> input_tokens + output_tokens) AS total_mismatch,
         -- A logged cost is a charge: negative, NaN, infinite or absurd is
         -- invalid (left out of logged_cost_usd, counted), never a credit.
-        CASE WHEN cost_actual >= 0 AND cost_actual < 1e15 THEN cost_actual END AS cost_actual,
+        -- null_where(x, NOT ok) is CASE WHEN ok THEN x END, and
+        -- zero_if_null(x) is coalesce(x, 0), each one pass over the array
+        -- (queries::functions::nulls: DataFusion's CASE cost up to 140 ns a
+        -- row on columns with nulls).
+        null_where(cost_actual, NOT (cost_actual >= 0 AND cost_actual < 1e15)) AS cost_actual,
         (cost_actual IS NOT NULL AND NOT (cost_actual >= 0 AND cost_actual < 1e15)) AS cost_actual_invalid,
-        CASE WHEN citation_rate >= 0 AND citation_rate <= 1 THEN citation_rate END AS citation_rate,
+        null_where(citation_rate, NOT (citation_rate >= 0 AND citation_rate <= 1)) AS citation_rate,
         (citation_rate IS NOT NULL AND NOT (citation_rate >= 0 AND citation_rate <= 1)) AS citation_invalid,
         human_reviewed,
         human_approved

@@ -5,7 +5,7 @@
 //! `sql/ops_counts.sql` with the latency rounding it counts by
 //! ([`latency_q`]), the percentiles of those histograms
 //! ([`hist_quantiles`], `sql/latency_percentiles.sql`), and the price keys
-//! of `sql/cube.sql` ([`price_key`]). Pure logic: no I/O.
+//! of `sql/cube.sql` ([`price_key`]) with its null rules ([`nulls`]). Pure logic: no I/O.
 //!
 //! `ops_histogram(provider, model, route, latency_q, minute, hour, error)`
 //! counts requests and errors in three sets at once and returns them as a
@@ -21,7 +21,8 @@
 //! group ids over seven columns per set row). Here each row's text is
 //! interned once per batch by its string views, and the three counts are
 //! keyed by integers: the two latency sets mostly in dense blocks
-//! ([`by_latency`]), the minute set in a hash map. A row without `minute` or
+//! ([`by_latency`]), the minute set mostly in a dense window per pair
+//! ([`by_minute`]). A row without `minute` or
 //! `hour` (never from the scan, which refuses a null `ts`) is an error,
 //! not a guess. The state between partial and final aggregation (and over
 //! the wire from a worker) is the same list of rows; `evaluate` returns it
@@ -43,17 +44,21 @@ use datafusion::logical_expr::{
 };
 
 mod by_latency;
+mod by_minute;
 pub mod hist_quantiles;
 pub mod latency_q;
+pub mod nulls;
 pub mod price_key;
 
 use by_latency::ByLatency;
+use by_minute::ByMinute;
 
 /// Every scalar function the SQL files call that DataFusion does not define.
 pub fn udfs() -> Vec<ScalarUDF> {
     let mut udfs = crate::money::udfs();
     udfs.extend(price_key::udfs());
     udfs.push(latency_q::udf());
+    udfs.extend(nulls::udfs());
     udfs
 }
 
@@ -176,7 +181,7 @@ struct Histogram {
     /// The pair of each route.
     route_pair: Vec<u32>,
     latency: ByLatency<u32>,
-    minute: Map<(u32, i64), Counts>,
+    minute: ByMinute,
     hour: ByLatency<i32>,
 }
 
@@ -204,7 +209,7 @@ impl Histogram {
             pair_ids: map(),
             route_pair: Vec::new(),
             latency: ByLatency::new(),
-            minute: map(),
+            minute: ByMinute::new(),
             hour: ByLatency::new(),
         }
     }
@@ -300,7 +305,7 @@ impl Histogram {
             }
         }
         let mut latency: Vec<((u32, FloatKey), Counts)> = self.latency.iter().collect();
-        let mut minute: Vec<(&(u32, i64), &Counts)> = self.minute.iter().collect();
+        let mut minute: Vec<((u32, i64), Counts)> = self.minute.iter().collect();
         let mut hour: Vec<((i32, FloatKey), Counts)> = self.hour.iter().collect();
         if sorted {
             latency.sort_unstable_by_key(|((r, l), _)| (route_rank[*r as usize], *l));
@@ -332,13 +337,13 @@ impl Histogram {
             errors.push(c.errors);
         }
         for ((pair, t), c) in minute {
-            let [p, m] = &self.pairs[*pair as usize];
+            let [p, m] = &self.pairs[pair as usize];
             set.push(MINUTE);
             provider.append_option(p.as_deref());
             model.append_option(m.as_deref());
             route.append_null();
             latency_q.push(None);
-            minute_at.push(Some(*t));
+            minute_at.push(Some(t));
             hour_of.push(None);
             requests.push(c.requests);
             errors.push(c.errors);
@@ -407,10 +412,7 @@ impl Histogram {
                 }
                 MINUTE => {
                     let id = self.pair_id([owned(&p, i), owned(&m, i)]);
-                    self.minute
-                        .entry((id, t.value(i)))
-                        .or_default()
-                        .add(requests, errors);
+                    self.minute.add(id, t.value(i), requests, errors);
                 }
                 HOUR => self.hour.add(h.value(i), lat(i), requests, errors),
                 other => return exec_err!("ops_histogram: a state row of set {other:?}"),
@@ -443,10 +445,7 @@ impl Accumulator for Histogram {
             let err = i64::from(error.is_valid(i) && error.value(i));
             let pair = self.route_pair[id as usize];
             self.latency.add(id, lat, 1, err);
-            self.minute
-                .entry((pair, minute.value(i)))
-                .or_default()
-                .add(1, err);
+            self.minute.add(pair, minute.value(i), 1, err);
             self.hour.add(hour.value(i), lat, 1, err);
         }
         Ok(())
@@ -469,7 +468,7 @@ impl Accumulator for Histogram {
             + self.routes.capacity() * (size_of::<[Text; 3]>() * 2 + 8)
             + self.pairs.capacity() * (size_of::<[Text; 2]>() * 2 + 8)
             + self.latency.size()
-            + self.minute.capacity() * (size_of::<(u32, i64)>() + size_of::<Counts>() + 1)
+            + self.minute.size()
             + self.hour.size()
     }
 

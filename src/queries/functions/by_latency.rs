@@ -2,29 +2,38 @@
 //! latency): a route and its latency, an hour and its latency. Pure logic.
 //!
 //! Nearly every latency is a whole number of milliseconds below 10 s (the
-//! rounding keeps those as they are), so an id that has counted many rows
-//! gets a dense block of 10,000 counts indexed by the millisecond: one
-//! array index a row instead of a hash-map lookup, which was most of the
-//! histogram's cost (hashbrown's `entry` was 10.5% of a 10M-row run's
-//! perf samples, the maps outgrowing the caches; 2.9% after). Every other latency (fractional, 10 s and more, null, NaN) and
-//! every id before its block is made is counted in a hash map. Each
-//! (id, latency) is counted in exactly one of the two places: making a
-//! block moves the id's whole-millisecond entries out of the map.
+//! rounding keeps those as they are), so an id with many distinct
+//! latencies gets a dense block of 10,000 counts indexed by the
+//! millisecond: one array index a row instead of a hash-map lookup, which
+//! was most of the histogram's cost (hashbrown's `entry` was 10.5% of a
+//! 10M-row run's perf samples, the maps outgrowing the caches). Every
+//! other latency (fractional, 10 s and more, null, NaN) and every id
+//! before its block is made is counted in a hash map. Each (id, latency)
+//! is counted in exactly one of the two places: making a block moves the
+//! id's whole-millisecond entries out of the map.
+//!
+//! A block is made when the id's whole-millisecond entries in the map
+//! would cost about half of it (2,048 entries), not after a number of
+//! rows: a block then never costs more than twice the map it replaces,
+//! however many ids there are, and a busy id gets its block after a few
+//! thousand rows. (A bar of 65,536 rows sent the first 65,536 rows of
+//! every hour and route of each partition through the map: 60% of a
+//! 5M-row day's rows.)
 
 use super::{Counts, FloatKey, Map, map};
 
 /// Whole milliseconds below this index a dense block.
 const DENSE_MS: usize = 10_000;
 
-/// An id gets its dense block (160 KB) once it has counted this many rows
-/// (or state rows): a block costs what ~4,000 map entries cost, so ids
-/// with few rows never pay for one. Tests use a low bar, so that the
-/// histogram's tests (`functions::tests`, against `GROUPING SETS`) run
-/// with blocks made part way through a partition.
+/// An id gets its dense block (160 KB) once the map holds this many of
+/// its whole-millisecond entries (~40 bytes each: the block costs about
+/// twice what they do). Tests use a low bar, so that the histogram's tests
+/// (`functions::tests`, against `GROUPING SETS`) run with blocks made part
+/// way through a partition.
 #[cfg(not(test))]
-const DENSE_AFTER: u64 = 1 << 16;
+const DENSE_AFTER: u64 = 2048;
 #[cfg(test)]
-const DENSE_AFTER: u64 = 64;
+const DENSE_AFTER: u64 = 2;
 
 /// Ids that can have a block: routes and hours are few; a larger id (or a
 /// negative hour) is counted in the map only.
@@ -63,7 +72,8 @@ fn whole_ms(l: FloatKey) -> Option<usize> {
 
 #[derive(Debug)]
 pub(super) struct ByLatency<I: Id> {
-    /// Per slot: rows counted so far while it has no block.
+    /// Per slot: the id's whole-millisecond entries in `sparse` while it
+    /// has no block.
     seen: Vec<u64>,
     blocks: Vec<Option<Box<[Counts]>>>,
     sparse: Map<(I, FloatKey), Counts>,
@@ -80,28 +90,31 @@ impl<I: Id> ByLatency<I> {
 
     /// Count `requests` and `errors` for (id, latency).
     pub(super) fn add(&mut self, id: I, lat: FloatKey, requests: i64, errors: i64) {
-        if let Some(slot) = id.slot() {
-            if let Some(Some(block)) = self.blocks.get_mut(slot) {
-                if let Some(ms) = whole_ms(lat) {
-                    block[ms].add(requests, errors);
-                    return;
-                }
-            } else {
-                if slot >= self.seen.len() {
-                    self.seen.resize(slot + 1, 0);
-                    self.blocks.resize_with(slot + 1, || None);
-                }
-                self.seen[slot] += 1;
-                if self.seen[slot] >= DENSE_AFTER {
-                    self.make_block(id, slot);
-                    return self.add(id, lat, requests, errors);
+        let slot = id.slot();
+        let ms = whole_ms(lat);
+        if let (Some(slot), Some(ms)) = (slot, ms)
+            && let Some(Some(block)) = self.blocks.get_mut(slot)
+        {
+            block[ms].add(requests, errors);
+            return;
+        }
+        match self.sparse.entry((id, lat)) {
+            std::collections::hash_map::Entry::Occupied(e) => e.into_mut().add(requests, errors),
+            std::collections::hash_map::Entry::Vacant(e) => {
+                e.insert(Counts { requests, errors });
+                // a new whole-millisecond entry of an id without a block
+                if let (Some(slot), Some(_)) = (slot, ms) {
+                    if slot >= self.seen.len() {
+                        self.seen.resize(slot + 1, 0);
+                        self.blocks.resize_with(slot + 1, || None);
+                    }
+                    self.seen[slot] += 1;
+                    if self.seen[slot] >= DENSE_AFTER {
+                        self.make_block(id, slot);
+                    }
                 }
             }
         }
-        self.sparse
-            .entry((id, lat))
-            .or_default()
-            .add(requests, errors);
     }
 
     /// Give `id` its block, moving its whole-millisecond entries into it.
@@ -165,10 +178,9 @@ mod tests {
             Some(f64::NAN.to_bits()),
             None,
         ];
-        let n = (DENSE_AFTER as usize) * 2 + 17;
+        let n = 500;
         for i in 0..n {
-            // id 0 gets a block half way; id 1 never has enough rows; id
-            // 5000 cannot have one
+            // id 0 gets a block part way; ids from 5000 up cannot have one
             let id = match i % 5 {
                 0..=2 => 0,
                 3 => 1 + (i as u32 % 200) * 5000,
@@ -182,9 +194,10 @@ mod tests {
             e.1 += err;
         }
         assert!(
-            dense.blocks.iter().flatten().count() == 1,
+            matches!(dense.blocks.first(), Some(Some(_))),
             "id 0 has a block"
         );
+        assert!(dense.blocks.len() <= DENSE_IDS, "no block beyond the slots");
         let mut got: Vec<((u32, FloatKey), (i64, i64))> = dense
             .iter()
             .map(|(k, c)| (k, (c.requests, c.errors)))
