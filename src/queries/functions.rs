@@ -20,10 +20,10 @@
 //! grouping-sets aggregate the day's largest cost (4.4 s of CPU computing
 //! group ids over seven columns per set row). Here each row's text is
 //! interned once per batch by its string views, and the three counts are
-//! keyed by integers: the two latency sets mostly in dense blocks
-//! ([`by_latency`]), the minute set mostly in a dense window per pair
-//! ([`by_minute`]). A row without `minute` or
-//! `hour` (never from the scan, which refuses a null `ts`) is an error,
+//! keyed by integers, mostly in dense blocks ([`dense`]): per route and
+//! per hour for whole milliseconds below 10 s, per pair for the minutes.
+//! A row without `minute` or `hour` (never from the scan, which refuses a
+//! null `ts`) is an error,
 //! not a guess. The state between partial and final aggregation (and over
 //! the wire from a worker) is the same list of rows; `evaluate` returns it
 //! sorted, so the same rows give the same list whatever the partitions.
@@ -43,15 +43,13 @@ use datafusion::logical_expr::{
     Accumulator, AggregateUDF, AggregateUDFImpl, ScalarUDF, Signature, Volatility,
 };
 
-mod by_latency;
-mod by_minute;
+mod dense;
 pub mod hist_quantiles;
 pub mod latency_q;
 pub mod nulls;
 pub mod price_key;
 
-use by_latency::ByLatency;
-use by_minute::ByMinute;
+use dense::{ByLatency, ByMinute};
 
 /// Every scalar function the SQL files call that DataFusion does not define.
 pub fn udfs() -> Vec<ScalarUDF> {
