@@ -5,7 +5,8 @@
 //! `sql/ops_counts.sql` with the latency rounding it counts by
 //! ([`latency_q`]), the percentiles of those histograms
 //! ([`hist_quantiles`], `sql/latency_percentiles.sql`), and the price keys
-//! of `sql/cube.sql` ([`price_key`]) with its null rules ([`nulls`]). Pure logic: no I/O.
+//! of `sql/cube.sql` ([`price_key`]) with its null rules ([`nulls`]).
+//! Pure logic: no I/O.
 //!
 //! `ops_histogram(provider, model, route, latency_q, minute, hour, error)`
 //! counts requests and errors in three sets at once and returns them as a
@@ -23,10 +24,10 @@
 //! keyed by integers, mostly in dense blocks ([`dense`]): per route and
 //! per hour for whole milliseconds below 10 s, per pair for the minutes.
 //! A row without `minute` or `hour` (never from the scan, which refuses a
-//! null `ts`) is an error,
-//! not a guess. The state between partial and final aggregation (and over
-//! the wire from a worker) is the same list of rows; `evaluate` returns it
-//! sorted, so the same rows give the same list whatever the partitions.
+//! null `ts`) is an error, not a guess. The state between partial and
+//! final aggregation (and over the wire from a worker) is the same list of
+//! rows; `evaluate` returns it sorted, so the same rows give the same list
+//! whatever the partitions.
 
 use std::collections::HashMap;
 use std::sync::Arc;

@@ -8,10 +8,11 @@
 //!
 //! Why functions: DataFusion rewrites `coalesce` into a `CASE`, and a
 //! `CASE` over a column with nulls evaluates its branches on filtered
-//! copies and scatters them back: `EXPLAIN ANALYZE` of the cube on the
-//! 5M-row bench day had the two token `coalesce`s and the two validity
-//! `CASE`s at 15 – 140 ns a row, where these are one pass over the values
-//! and the validity bits. Unit tests hold each to the SQL it replaced.
+//! copies and scatters them back: `EXPLAIN ANALYZE` of the cube over the
+//! 5M-row bench day's kept duplicates (110K rows, on busy cores) had the
+//! two token `coalesce`s and the two validity `CASE`s at 15 – 140 ns a
+//! row, and the cube's projections over the whole day went from 0.73 /
+//! 0.95 s to 0.60 / 0.65 s of CPU with these one-pass kernels. Unit tests hold each to the SQL it replaced.
 
 use std::sync::Arc;
 
