@@ -9,7 +9,11 @@
 //! - projection pushdown: only the leaves a query needs are decoded;
 //! - row-group pruning on `ts` statistics, and the day window `[start, end)` as a
 //!   Parquet row filter evaluated on `ts` alone, so other columns are decoded
-//!   only for rows of the day;
+//!   only for rows of the day; where the statistics put every row group of an
+//!   object's share wholly inside the window (and on one side of its
+//!   partition's day, for the late and early counts) the filter is left out
+//!   and `ts` is not decoded for it, and a decoded `ts` that belies them
+//!   fails the read;
 //! - rows with a null in a required column rejected (and counted), checked only
 //!   where column statistics admit nulls; likewise rows with a token count
 //!   above [`MAX_TOKENS`] (no model reads or writes that much in one request:
@@ -1355,8 +1359,19 @@ async fn open_unit(
         return Ok(futures::stream::empty().boxed());
     }
     let parquet_schema = file.metadata.metadata().file_metadata().schema_descr_ptr();
-    let mut predicates: Vec<Box<dyn ArrowPredicate>> =
-        vec![window_predicate(&file, input.window, counters.clone())];
+    let mut predicates: Vec<Box<dyn ArrowPredicate>> = Vec::new();
+    // Where statistics settle the window, `ts` is not decoded for it (the
+    // scans that do not read it, as the duplicate keys', skip it).
+    let by_statistics = inside_window(&file, &row_groups, input.window);
+    match &by_statistics {
+        Some(leans) => {
+            if let Some(c) = &counters {
+                c.late_rows.fetch_add(leans.late, Ordering::Relaxed);
+                c.early_rows.fetch_add(leans.early, Ordering::Relaxed);
+            }
+        }
+        None => predicates.push(window_predicate(&file, input.window, counters.clone())),
+    }
     predicates.extend(required_predicate(&file, &row_groups, counters.clone()));
     predicates.extend(token_predicate(&file, &row_groups, counters));
     if let Some(filter) = plan.options.keys.as_ref().filter(|k| k.inside) {
@@ -1366,16 +1381,19 @@ async fn open_unit(
 
     let reader = ObjectReader::new(&input.stores, &file.info)
         .map_err(|e| DataFusionError::External(Box::new(e)))?;
-    let stream = ParquetRecordBatchStreamBuilder::new_with_metadata(reader, file.metadata.clone())
-        .with_row_groups(row_groups)
-        .with_projection(ProjectionMask::leaves(&parquet_schema, leaves))
-        .with_row_filter(RowFilter::new(predicates))
-        .with_batch_size(input.batch_size)
-        .build()
-        .map_err(|e| input_error(&file, e))?;
+    let mut builder =
+        ParquetRecordBatchStreamBuilder::new_with_metadata(reader, file.metadata.clone())
+            .with_row_groups(row_groups)
+            .with_projection(ProjectionMask::leaves(&parquet_schema, leaves))
+            .with_batch_size(input.batch_size);
+    if !predicates.is_empty() {
+        builder = builder.with_row_filter(RowFilter::new(predicates));
+    }
+    let stream = builder.build().map_err(|e| input_error(&file, e))?;
 
     let plan2 = Arc::clone(&plan);
     let file2 = Arc::clone(&file);
+    let window = by_statistics.is_some().then_some(input.window);
     Ok(stream
         .map(move |res| {
             let batch = res.map_err(|e| read_error(&file2, e))?;
@@ -1386,9 +1404,36 @@ async fn open_unit(
                 }
                 _ => batch,
             };
-            project(&plan2.projection, &plan2.schema, &file2, &batch)
+            let out = project(&plan2.projection, &plan2.schema, &file2, &batch)?;
+            if let Some(window) = window {
+                statistics_held(&file2, &out, window)?;
+            }
+            Ok(out)
         })
         .boxed())
+}
+
+/// Where the window was settled by statistics and the batch holds `ts`,
+/// check that they told the truth: a row outside the window fails the
+/// read (as a null its statistics deny does) instead of joining the day.
+fn statistics_held(file: &InputFile, batch: &RecordBatch, window: DayWindow) -> DfResult<()> {
+    let Some(ts) = batch.column_by_name(Col::Ts.name()) else {
+        return Ok(());
+    };
+    let Some(ts) = ts.as_primitive_opt::<arrow::datatypes::TimestampNanosecondType>() else {
+        return Ok(());
+    };
+    let (min, max) = (
+        arrow::compute::min(ts).unwrap_or(window.start_ns),
+        arrow::compute::max(ts).unwrap_or(window.start_ns),
+    );
+    if ts.null_count() > 0 || min < window.start_ns || max >= window.end_ns {
+        return Err(input_error(
+            file,
+            "column `ts` holds values its Parquet statistics deny (corrupt statistics)",
+        ));
+    }
+    Ok(())
 }
 
 /// Predicate 4 (scans of the duplicate candidates only): the row's trace
@@ -1457,6 +1502,47 @@ fn in_window(
         }
     }
     row_groups
+}
+
+/// Rows of the day that lie before their partition's UTC day (late) or
+/// after it (early).
+#[derive(Debug, Default, PartialEq, Eq)]
+struct Leans {
+    late: u64,
+    early: u64,
+}
+
+/// Whether the `ts` statistics of every one of `row_groups` put all its
+/// rows inside the day window, none null, and each row group wholly
+/// before, inside or after its partition's UTC day: then the window
+/// predicate would keep every row and the late and early rows are known
+/// without reading `ts`; they are returned. `None`: some row group needs
+/// the predicate (as the late partition's, which hold rows of two days).
+/// The statistics are trusted as they are for pruning row groups wholly
+/// outside the window.
+fn inside_window(file: &InputFile, row_groups: &[usize], window: DayWindow) -> Option<Leans> {
+    let part_start = file
+        .partition_date
+        .and_hms_opt(0, 0, 0)?
+        .and_utc()
+        .timestamp_nanos_opt()?;
+    let part_end = part_start.checked_add(NANOS_PER_DAY)?;
+    let mut leans = Leans::default();
+    for &rg in row_groups {
+        let (min, max, nulls) = ts_stats(file, rg)?;
+        if nulls > 0 || min < window.start_ns || max >= window.end_ns {
+            return None;
+        }
+        let rows = file.metadata.metadata().row_group(rg).num_rows() as u64;
+        if max < part_start {
+            leans.late += rows;
+        } else if min >= part_end {
+            leans.early += rows;
+        } else if min < part_start || max >= part_end {
+            return None;
+        }
+    }
+    Some(leans)
 }
 
 /// Predicate 1: the day window, on `ts` alone; counts the rows outside it,
@@ -1917,6 +2003,154 @@ mod tests {
                 .timestamp_nanos_opt()
                 .unwrap(),
         }
+    }
+
+    /// The window is settled by statistics only where every row group lies
+    /// wholly inside it and wholly on one side of its partition's day; the
+    /// late and early rows are then counted from the row counts.
+    #[tokio::test]
+    async fn statistics_settle_the_window_only_for_row_groups_wholly_inside() {
+        let dir = tempfile::tempdir().unwrap();
+        let date = NaiveDate::from_ymd_opt(2026, 3, 1).unwrap();
+        let next = date.succ_opt().unwrap();
+        let shape = crate::synth::DayShape {
+            duplicate_share: 0.0,
+            conflict_share: 0.0,
+            late_share: 0.1,
+        };
+        let day = crate::synth::generate_day(date, 2_000, shape, 11);
+        let following = crate::synth::generate_day(next, 500, shape, 12);
+        assert!(!day.late.is_empty());
+        let write = |date: NaiveDate, name: &str, rows: &[crate::synth::LogRow]| {
+            let part = dir.path().join("requests").join(partition_dir(date));
+            std::fs::create_dir_all(&part).unwrap();
+            let bytes = crate::synth::to_parquet(rows, 400).unwrap();
+            std::fs::write(part.join(name), bytes).unwrap();
+        };
+        write(date, "a-on-time.parquet", &day.on_time);
+        // The next partition: the day's late rows alone, then mixed with
+        // rows of the next day in the same row groups.
+        write(next, "b-late.parquet", &day.late);
+        let mixed: Vec<_> = day.late.iter().chain(&following.on_time).cloned().collect();
+        write(next, "c-mixed.parquet", &mixed);
+        let requests =
+            Location::parse(dir.path().join("requests").to_str().unwrap(), None).unwrap();
+        let window = utc_day(date);
+        let input = DayInput::open(
+            Arc::new(Stores::new(Default::default())),
+            &requests,
+            &[date, next],
+            &ColumnMapping::default(),
+            window,
+        )
+        .await
+        .unwrap();
+        let file = |name: &str| {
+            input
+                .files
+                .iter()
+                .find(|f| f.info.location.to_string().ends_with(name))
+                .unwrap()
+        };
+        // The row groups a scan reads: those wholly outside are pruned first.
+        let all = |f: &InputFile| {
+            let every: Vec<usize> = (0..f.metadata.metadata().num_row_groups()).collect();
+            in_window(f, &every, window, None)
+        };
+        let on_time = file("a-on-time.parquet");
+        assert_eq!(
+            inside_window(on_time, &all(on_time), window),
+            Some(Leans::default())
+        );
+        let late = file("b-late.parquet");
+        assert_eq!(
+            inside_window(late, &all(late), window),
+            Some(Leans {
+                late: day.late.len() as u64,
+                early: 0
+            })
+        );
+        // One row group holds the last late rows and the next day's first.
+        assert_ne!(day.late.len() % 400, 0);
+        let mixed = file("c-mixed.parquet");
+        assert_eq!(
+            all(mixed).len(),
+            day.late.len().div_ceil(400),
+            "the next day's row groups are pruned, the straddling one kept"
+        );
+        assert_eq!(inside_window(mixed, &all(mixed), window), None);
+        let late_only = &all(mixed)[..day.late.len() / 400];
+        assert_eq!(
+            inside_window(mixed, late_only, window),
+            Some(Leans {
+                late: (late_only.len() * 400) as u64,
+                early: 0
+            })
+        );
+        // A window that cuts the on-time rows needs the predicate.
+        let half = DayWindow {
+            start_ns: window.start_ns + 12 * 3_600_000_000_000,
+            end_ns: window.end_ns,
+        };
+        assert_eq!(inside_window(on_time, &all(on_time), half), None);
+    }
+
+    /// A batch whose `ts` leaves the window its statistics promised fails,
+    /// naming the object; one inside passes.
+    #[test]
+    fn a_ts_its_statistics_deny_fails_the_read() {
+        use arrow::array::TimestampNanosecondArray;
+        let window = utc_day(NaiveDate::from_ymd_opt(2026, 3, 1).unwrap());
+        let schema = Arc::new(request_schema().project(&[0]).unwrap());
+        let batch = |ts: Vec<i64>| {
+            RecordBatch::try_new(
+                Arc::clone(&schema),
+                vec![Arc::new(
+                    TimestampNanosecondArray::from(ts).with_timezone("UTC"),
+                )],
+            )
+            .unwrap()
+        };
+        let dir = tempfile::tempdir().unwrap();
+        let date = NaiveDate::from_ymd_opt(2026, 3, 1).unwrap();
+        let day = crate::synth::generate_day(date, 50, crate::synth::DayShape::default(), 5);
+        let part = dir.path().join("requests").join(partition_dir(date));
+        std::fs::create_dir_all(&part).unwrap();
+        std::fs::write(
+            part.join("x.parquet"),
+            crate::synth::to_parquet(&day.on_time, 50).unwrap(),
+        )
+        .unwrap();
+        let requests =
+            Location::parse(dir.path().join("requests").to_str().unwrap(), None).unwrap();
+        let input = tokio::runtime::Runtime::new()
+            .unwrap()
+            .block_on(DayInput::open(
+                Arc::new(Stores::new(Default::default())),
+                &requests,
+                &[date],
+                &ColumnMapping::default(),
+                window,
+            ));
+        let input = input.unwrap();
+        let file = &input.files[0];
+        statistics_held(
+            file,
+            &batch(vec![window.start_ns, window.end_ns - 1]),
+            window,
+        )
+        .unwrap();
+        let err = statistics_held(file, &batch(vec![window.start_ns, window.end_ns]), window)
+            .unwrap_err()
+            .to_string();
+        assert!(
+            err.contains("x.parquet") && err.contains("corrupt statistics"),
+            "{err}"
+        );
+        let err = statistics_held(file, &batch(vec![window.start_ns - 1]), window)
+            .unwrap_err()
+            .to_string();
+        assert!(err.contains("`ts`"), "{err}");
     }
 
     /// One big object is read by every partition, row group by row group:
