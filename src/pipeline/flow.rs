@@ -17,6 +17,7 @@ use std::sync::Arc;
 use arrow::array::RecordBatch;
 use arrow::datatypes::SchemaRef;
 use chrono::NaiveDate;
+use datafusion::common::runtime::SpawnedTask;
 use datafusion::execution::context::SessionContext;
 
 use crate::calendar::Day;
@@ -549,6 +550,11 @@ fn register_dirs(
 }
 
 /// Pass 5: the outputs, once `cube` and `ops_counts` hold the day.
+///
+/// The steps read small tables and none reads another's result (but the
+/// two shared tables made first), so each runs on its own task: their
+/// planning and execution (mostly one core each) share the cores instead
+/// of queueing. Each result is the same whatever the order.
 async fn outputs_pass(
     ctx: &SessionContext,
     params: &Params,
@@ -556,20 +562,55 @@ async fn outputs_pass(
 ) -> Result<DayResults> {
     // Read by several outputs each: computed once, kept as small tables
     // (a view would be evaluated again by every reader).
-    for table in ["finance_lines", "latency_percentiles"] {
-        step(ctx, table, table, Use::Table, params, spill_dir).await?;
+    let shared = ["finance_lines", "latency_percentiles"].map(|table| {
+        let (ctx, params, dir) = (ctx.clone(), params.clone(), spill_dir.to_path_buf());
+        SpawnedTask::spawn(async move {
+            step(&ctx, table, table, Use::Table, &params, &dir)
+                .await
+                .map(|_| ())
+        })
+    });
+    for task in shared {
+        joined(task).await?;
     }
+    let hourly = spawn_result::<Hourly>(ctx, params, spill_dir);
+    let ops_daily = spawn_result::<OpsDaily>(ctx, params, spill_dir);
+    let ops_by_model = spawn_result::<OpsByModel>(ctx, params, spill_dir);
+    let finance_by_dimension = spawn_result::<FinanceByDimension>(ctx, params, spill_dir);
+    let data_quality = spawn_result::<DataQuality>(ctx, params, spill_dir);
+    let logged_currencies = spawn_result::<LoggedCurrency>(ctx, params, spill_dir);
+    let rollup_daily = spawn_result::<RollupDaily>(ctx, params, spill_dir);
+    let rollup_latency = spawn_result::<RollupLatency>(ctx, params, spill_dir);
+    let focus_costs = spawn_result::<FocusCost>(ctx, params, spill_dir);
     Ok(DayResults {
-        hourly: queries::result(ctx, params, spill_dir).await?,
-        ops_daily: queries::result(ctx, params, spill_dir).await?,
-        ops_by_model: queries::result(ctx, params, spill_dir).await?,
-        finance_by_dimension: queries::result(ctx, params, spill_dir).await?,
-        data_quality: queries::result(ctx, params, spill_dir).await?,
-        logged_currencies: queries::result(ctx, params, spill_dir).await?,
-        rollup_daily: queries::result(ctx, params, spill_dir).await?,
-        rollup_latency: queries::result(ctx, params, spill_dir).await?,
-        focus_costs: queries::result(ctx, params, spill_dir).await?,
+        hourly: joined(hourly).await?,
+        ops_daily: joined(ops_daily).await?,
+        ops_by_model: joined(ops_by_model).await?,
+        finance_by_dimension: joined(finance_by_dimension).await?,
+        data_quality: joined(data_quality).await?,
+        logged_currencies: joined(logged_currencies).await?,
+        rollup_daily: joined(rollup_daily).await?,
+        rollup_latency: joined(rollup_latency).await?,
+        focus_costs: joined(focus_costs).await?,
     })
+}
+
+/// `sql/<T::FILE>.sql` for its result, on a task of its own (aborted if
+/// dropped unfinished: an error elsewhere stops it).
+fn spawn_result<T: Row + Send + 'static>(
+    ctx: &SessionContext,
+    params: &Params,
+    spill_dir: &std::path::Path,
+) -> SpawnedTask<Result<Typed<T>>> {
+    let (ctx, params, dir) = (ctx.clone(), params.clone(), spill_dir.to_path_buf());
+    SpawnedTask::spawn(async move { queries::result::<T>(&ctx, &params, &dir).await })
+}
+
+/// A spawned step's outcome (a panic in it becomes an internal error).
+async fn joined<T: Send + 'static>(task: SpawnedTask<Result<T>>) -> Result<T> {
+    task.join()
+        .await
+        .map_err(|e| Error::Internal(format!("query task: {e}")))?
 }
 
 /// sql/evidence.sql over every row of the day, once per filter (see

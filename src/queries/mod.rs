@@ -284,8 +284,16 @@ pub async fn step(
             Vec::new()
         }
         Use::Table | Use::Result => {
-            let batches = df.collect().await.map_err(|e| query_error(file, e))?;
-            log_step(file, started, &batches);
+            let task = Arc::new(df.task_ctx());
+            let physical = df
+                .create_physical_plan()
+                .await
+                .map_err(|e| query_error(file, e))?;
+            let planned = started.elapsed().as_secs_f64();
+            let batches = datafusion::physical_plan::collect(physical, task)
+                .await
+                .map_err(|e| query_error(file, e))?;
+            log_step(file, started, planned, &batches);
             if usage == Use::Table {
                 register_batches(ctx, name, Arc::clone(&schema), batches.clone())?;
             }
@@ -308,7 +316,7 @@ pub async fn step(
             ctx.register_parquet(name, &dir, options)
                 .await
                 .map_err(|e| query_error(file, e))?;
-            log_step(file, started, &[]);
+            log_step(file, started, f64::NAN, &[]);
             Vec::new()
         }
     };
@@ -345,12 +353,15 @@ async fn explain_if_asked(name: &str, df: &DataFrame) -> Result<()> {
     Ok(())
 }
 
-fn log_step(name: &str, started: std::time::Instant, batches: &[RecordBatch]) {
+/// `planning`: the seconds spent before the step ran (SQL to an optimized
+/// physical plan; NaN where not measured apart).
+fn log_step(name: &str, started: std::time::Instant, planning: f64, batches: &[RecordBatch]) {
     let rows: usize = batches.iter().map(RecordBatch::num_rows).sum();
     tracing::debug!(
         step = name,
         rows,
         seconds = started.elapsed().as_secs_f64(),
+        planning,
         "query"
     );
 }
