@@ -328,8 +328,8 @@ impl DivertSink {
     }
 
     /// The buckets for `keys` duplicate candidate keys, `per_bucket` a
-    /// bucket (`run.duplicate_bucket_keys`, default 16384: a resolution's
-    /// working set of a few tens of MiB), at most [`MAX_BUCKETS`] (each scan
+    /// bucket (`run.duplicate_bucket_keys`, default 65536: a resolution's
+    /// working set well under 100 MiB), at most [`MAX_BUCKETS`] (each scan
     /// partition keeps a file open per bucket).
     pub fn buckets_for(keys: usize, per_bucket: usize) -> usize {
         keys.div_ceil(per_bucket.max(1)).clamp(1, MAX_BUCKETS)
