@@ -2005,6 +2005,20 @@ mod tests {
         }
     }
 
+    /// The day input of the lake under `dir` (its `requests` prefix).
+    async fn open_day(dir: &std::path::Path, dates: &[NaiveDate], window: DayWindow) -> DayInput {
+        let requests = Location::parse(dir.join("requests").to_str().unwrap(), None).unwrap();
+        DayInput::open(
+            Arc::new(Stores::new(Default::default())),
+            &requests,
+            dates,
+            &ColumnMapping::default(),
+            window,
+        )
+        .await
+        .unwrap()
+    }
+
     /// The window is settled by statistics only where every row group lies
     /// wholly inside it and wholly on one side of its partition's day; the
     /// late and early rows are then counted from the row counts.
@@ -2033,18 +2047,8 @@ mod tests {
         write(next, "b-late.parquet", &day.late);
         let mixed: Vec<_> = day.late.iter().chain(&following.on_time).cloned().collect();
         write(next, "c-mixed.parquet", &mixed);
-        let requests =
-            Location::parse(dir.path().join("requests").to_str().unwrap(), None).unwrap();
         let window = utc_day(date);
-        let input = DayInput::open(
-            Arc::new(Stores::new(Default::default())),
-            &requests,
-            &[date, next],
-            &ColumnMapping::default(),
-            window,
-        )
-        .await
-        .unwrap();
+        let input = open_day(dir.path(), &[date, next], window).await;
         let file = |name: &str| {
             input
                 .files
@@ -2121,18 +2125,10 @@ mod tests {
             crate::synth::to_parquet(&day.on_time, 50).unwrap(),
         )
         .unwrap();
-        let requests =
-            Location::parse(dir.path().join("requests").to_str().unwrap(), None).unwrap();
-        let input = tokio::runtime::Runtime::new()
-            .unwrap()
-            .block_on(DayInput::open(
-                Arc::new(Stores::new(Default::default())),
-                &requests,
-                &[date],
-                &ColumnMapping::default(),
-                window,
-            ));
-        let input = input.unwrap();
+        let input =
+            tokio::runtime::Runtime::new()
+                .unwrap()
+                .block_on(open_day(dir.path(), &[date], window));
         let file = &input.files[0];
         statistics_held(
             file,
@@ -2172,18 +2168,8 @@ mod tests {
         std::fs::create_dir_all(&part).unwrap();
         std::fs::write(part.join("part-0.parquet"), bytes).unwrap();
 
-        let requests =
-            Location::parse(dir.path().join("requests").to_str().unwrap(), None).unwrap();
         let window = utc_day(date);
-        let input = DayInput::open(
-            Arc::new(Stores::new(Default::default())),
-            &requests,
-            &[date],
-            &ColumnMapping::default(),
-            window,
-        )
-        .await
-        .unwrap();
+        let input = open_day(dir.path(), &[date], window).await;
         assert_eq!(input.files.len(), 1);
         let groups = input.files[0].metadata.metadata().num_row_groups();
         assert_eq!(groups, rows.div_ceil(500));
