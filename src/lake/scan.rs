@@ -2045,10 +2045,14 @@ mod tests {
         // The next partition: the day's late rows alone, then mixed with
         // rows of the next day in the same row groups.
         write(next, "b-late.parquet", &day.late);
+        // The partition before: rows of the day written early (ahead of
+        // their UTC day's partition), all of them.
+        let before = date.pred_opt().unwrap();
+        write(before, "d-early.parquet", &day.on_time[..900]);
         let mixed: Vec<_> = day.late.iter().chain(&following.on_time).cloned().collect();
         write(next, "c-mixed.parquet", &mixed);
         let window = utc_day(date);
-        let input = open_day(dir.path(), &[date, next], window).await;
+        let input = open_day(dir.path(), &[before, date, next], window).await;
         let file = |name: &str| {
             input
                 .files
@@ -2097,6 +2101,14 @@ mod tests {
             end_ns: window.end_ns,
         };
         assert_eq!(inside_window(on_time, &all(on_time), half), None);
+        let early = file("d-early.parquet");
+        assert_eq!(
+            inside_window(early, &all(early), window),
+            Some(Leans {
+                late: 0,
+                early: 900
+            })
+        );
     }
 
     /// A batch whose `ts` leaves the window its statistics promised fails,
