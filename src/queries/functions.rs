@@ -1,12 +1,12 @@
 //! The SQL functions the queries use beyond DataFusion's own, registered in
 //! every session that plans or runs a `sql/*.sql` file (the coordinator's
 //! and each worker's): the money functions (`crate::money`) and
-//! `ops_histogram`, the exact histogram aggregate behind
-//! `sql/ops_counts.sql` with the latency rounding it counts by
-//! ([`latency_q`]), the percentiles of those histograms
-//! ([`hist_quantiles`], `sql/latency_percentiles.sql`), and the price keys
-//! of `sql/cube.sql` ([`price_key`]) with its null rules ([`nulls`]).
-//! Pure logic: no I/O.
+//! the two aggregates of `sql/day_sums.sql`, the finance pass: `ops_histogram`,
+//! the exact histogram behind `sql/ops_counts.sql`, with the latency
+//! rounding it counts by ([`latency_q`]), and [`day_cube`], the cube's
+//! sums by group; the percentiles of those histograms ([`hist_quantiles`],
+//! `sql/latency_percentiles.sql`), and the price keys of the cube
+//! ([`price_key`]) with its null rules ([`nulls`]). Pure logic: no I/O.
 //!
 //! `ops_histogram(provider, model, route, latency_q, minute, hour, error)`
 //! counts requests and errors in three sets at once and returns them as a
@@ -44,6 +44,7 @@ use datafusion::logical_expr::{
     Accumulator, AggregateUDF, AggregateUDFImpl, ScalarUDF, Signature, Volatility,
 };
 
+pub mod day_cube;
 mod dense;
 pub mod hist_quantiles;
 pub mod latency_q;
@@ -68,6 +69,7 @@ pub fn udafs() -> Vec<AggregateUDF> {
             signature: Signature::any(7, Volatility::Immutable),
         }),
         hist_quantiles::udaf(),
+        day_cube::udaf(),
     ]
 }
 
