@@ -117,8 +117,8 @@ pub(super) struct Reference<'a> {
 }
 
 /// Requests of the `minute` grouping set of an `ops_counts` result: each
-/// row of the day once (negative counts, impossible, count 0). Folded
-/// batch by batch: the result is mostly latency histogram rows.
+/// row counted once (negative counts, impossible, count 0). Folded batch
+/// by batch: the result is mostly latency histogram rows.
 fn minute_requests(ops: &Typed<OpsCount>) -> Result<u64> {
     ops.fold(0u64, |sum, r| {
         if r.grouping_set == "minute" {
@@ -129,25 +129,51 @@ fn minute_requests(ops: &Typed<OpsCount>) -> Result<u64> {
     })
 }
 
+/// What `sql/day_sums.sql` gives over a set of rows: the cube's groups
+/// (`cube_groups`) and the ops histogram's rows (`ops_parts`), each a
+/// table of the list's struct fields.
+struct Sums {
+    groups: RecordBatch,
+    ops: RecordBatch,
+}
+
+impl Sums {
+    /// The one row of a `day_sums` result, its two lists as tables.
+    fn of(batches: &[RecordBatch]) -> Result<Sums> {
+        Ok(Sums {
+            groups: queries::list_rows("day_sums", batches, 0, "cube")?,
+            ops: queries::list_rows("day_sums", batches, 1, "ops")?,
+        })
+    }
+
+    /// The rows summed: the histogram's minute set counts each once (the
+    /// row accounting holds the cube to the same rows).
+    fn requests(&self) -> Result<u64> {
+        minute_requests(&Typed::new(self.ops.schema(), vec![self.ops.clone()]))
+    }
+}
+
 /// The queries of one day, in order (see ARCHITECTURE.md, "Data flow"):
 ///
 /// 1. `dup_keys`: the trace keys seen more than once (a narrow pass).
-/// 2. `ops_counts` over every row (duplicates included) -> `ops_all`; its
-///    (provider, model) pairs (`model_pairs`) feed the price map.
-/// 3. The finance pass: the scan sets the duplicate candidates aside (to
-///    local files) and `cube` prices and aggregates every other row.
-/// 4. `dup_resolution` over the candidates: `dup_winners` go through
-///    `cube` too (their cube rows join the day's); the counts of
-///    `dup_losers` are subtracted from `ops_all` (`ops_merge`).
+/// 2. The finance pass: the scan sets the duplicate candidates aside (to
+///    local files) and `day_sums` sums every other row, in one scan, by
+///    the cube's keys and into the ops histogram.
+/// 3. `dup_resolution` over the candidates: `day_sums` of `dup_winners`,
+///    the rows kept, joins the day's sums.
+/// 4. Pricing: `model_pairs` (of the rows kept and of `dup_losers`) feed
+///    the price map; `cube` prices the groups (`cube_groups`) and
+///    `ops_counts` sums the histogram rows (`ops_parts`).
 /// 5. The outputs, from `cube` and `ops_counts`.
 ///
-/// `on_day` sees the number of rows of the day before the finance pass.
+/// `on_day` sees the number of rows of the day once the finance pass has
+/// read them.
 ///
 /// With `cluster` (a distributed session, `engine::Cluster::session`), the
 /// passes that read the day's rows run there, split over its workers; the
 /// finance pass then keeps the duplicate candidates out by their keys, and
 /// a scan of the candidates alone brings them to this process's spill
-/// directory, where step 4 reads them as in local mode. Everything after
+/// directory, where step 3 reads them as in local mode. Everything after
 /// the scans runs here, on small tables.
 pub(super) async fn flow(
     ctx: &SessionContext,
@@ -162,26 +188,20 @@ pub(super) async fn flow(
     let mut lap = |name, started: std::time::Instant| {
         timings.push((name, started.elapsed().as_secs_f64()));
     };
+    // day_sums.sql keys groups of requests by the stretch between these
+    // instants that holds them; cube.sql prices each at its stretch.
+    let params = &params.with_price_cuts(
+        reference
+            .prices
+            .cuts(reference.day.start, reference.day.end),
+    );
     let scans = cluster.unwrap_or(ctx);
     let pass = std::time::Instant::now();
     let keys = keys_pass(scans, params, rows, spill_dir).await?;
     lap("keys", pass);
 
     let pass = std::time::Instant::now();
-    let in_day = ops_pass(ctx, scans, params, spill_dir).await?;
-    lap("ops", pass);
-    on_day(in_day)?;
-    let (resolutions, chosen_rates) =
-        register_prices(ctx, cluster, params, reference, spill_dir).await?;
-    // cube.sql prices groups of requests between these instants.
-    let params = &params.with_price_cuts(
-        reference
-            .prices
-            .cuts(reference.day.start, reference.day.end),
-    );
-
-    let pass = std::time::Instant::now();
-    let (counters, sink, cube) = match cluster {
+    let (counters, sink, main) = match cluster {
         None => finance_pass(ctx, params, rows, keys, reference.bucket_keys, spill_dir).await?,
         Some(cluster) => {
             distributed_finance_pass(
@@ -196,16 +216,23 @@ pub(super) async fn flow(
         }
     };
     lap("finance", pass);
+    let in_day = main.requests()? + sink.rows();
+    on_day(in_day)?;
 
     let pass = std::time::Instant::now();
-    let dropped = duplicates_pass(ctx, params, &sink, cube, spill_dir).await?;
+    let (kept, dropped) = duplicates_pass(ctx, params, &sink, spill_dir).await?;
     lap("duplicates", pass);
 
     let pass = std::time::Instant::now();
+    let (resolutions, chosen_rates) =
+        pricing(ctx, cluster, params, reference, [main, kept], spill_dir).await?;
+    lap("pricing", pass);
+
+    let pass = std::time::Instant::now();
     let results = outputs_pass(ctx, params, spill_dir).await?;
-    // Read by the outputs only: the histograms' memory is returned before
+    // Read by the outputs only: the histogram's memory is returned before
     // the report is built.
-    for table in ["ops_counts", "ops_all", "ops_losers"] {
+    for table in ["ops_counts", "ops_parts", "cube_groups"] {
         ctx.deregister_table(table)
             .map_err(|e| df_error(table, e))?;
     }
@@ -233,36 +260,11 @@ async fn keys_pass(
     Ok(keys.rows()?.into_iter().map(|k| k._trace_key).collect())
 }
 
-/// Pass 2: the ops counts of every row (`ops_all`), computed in `scans`
-/// and kept in `ctx`; returns the rows of the day.
-async fn ops_pass(
-    ctx: &SessionContext,
-    scans: &SessionContext,
-    params: &Params,
-    spill_dir: &std::path::Path,
-) -> Result<u64> {
-    let (schema, ops_all) = step(
-        scans,
-        "ops_counts",
-        "ops_all",
-        Use::Result,
-        params,
-        spill_dir,
-    )
-    .await?;
-    queries::register_batches(ctx, "ops_all", Arc::clone(&schema), ops_all.clone())?;
-    minute_requests(&Typed::new(schema, ops_all))
-}
-
 /// What the finance pass gives: the counts of rows dropped, the duplicate
-/// candidates set aside, and the cube of every other row.
-type FinancePass = (
-    Arc<ScanCounters>,
-    Arc<DivertSink>,
-    (SchemaRef, Vec<RecordBatch>),
-);
+/// candidates set aside, and the sums of every other row.
+type FinancePass = (Arc<ScanCounters>, Arc<DivertSink>, Sums);
 
-/// Pass 3 on a cluster: the cube of every row that is not a duplicate
+/// Pass 2 on a cluster: the sums of every row that is not a duplicate
 /// candidate (the rows dropped are counted by the workers' scans and come
 /// back as the scan's metrics), then the candidates alone, written to the
 /// spill directory as the local scan would have set them aside.
@@ -287,14 +289,12 @@ async fn distributed_finance_pass(
             }),
         }),
     )?;
-    let df = queries::plan(cluster, "cube", params).await?;
-    queries::rows::check("cube", df.schema().as_arrow())?;
-    let schema: SchemaRef = Arc::new(df.schema().as_arrow().clone());
-    let (cube, metrics) =
+    let df = queries::plan(cluster, "day_sums", params).await?;
+    let (sums, metrics) =
         crate::engine::collect_with_metrics(df)
             .await
             .map_err(|e| Error::Query {
-                file: "cube.sql".into(),
+                file: "day_sums.sql".into(),
                 source: e,
             })?;
     let counters = Arc::new(ScanCounters::from_metrics(&metrics));
@@ -326,20 +326,32 @@ async fn distributed_finance_pass(
             .await
             .map_err(|e| df_error("dup_rows", e))?;
     }
-    Ok((counters, sink, (schema, cube)))
+    Ok((counters, sink, Sums::of(&sums)?))
 }
 
-/// The price map of the day's (provider, model) pairs and the FX rates of
-/// the day, registered (in the cluster's session too: they travel with its
-/// plans as broadcast tables); returns how each pair was priced and the
-/// rates chosen.
-async fn register_prices(
+/// Pass 4: the day's sums (`parts`: of the rows but the candidates, of the
+/// candidates kept) registered as `cube_groups` and `ops_parts`; the price
+/// map of the day's (provider, model) pairs and the FX rates of the day
+/// registered (in the cluster's session too: they travel with its plans
+/// as broadcast tables); `cube` and `ops_counts` made. Returns how each
+/// pair was priced and the rates chosen.
+async fn pricing(
     ctx: &SessionContext,
     cluster: Option<&SessionContext>,
     params: &Params,
     reference: &Reference<'_>,
+    parts: [Sums; 2],
     spill_dir: &std::path::Path,
 ) -> Result<(Vec<crate::pricing::Resolution>, Vec<crate::fx::ChosenRate>)> {
+    let [a, b] = parts;
+    queries::register_batches(
+        ctx,
+        "cube_groups",
+        a.groups.schema(),
+        vec![a.groups, b.groups],
+    )?;
+    queries::register_batches(ctx, "ops_parts", a.ops.schema(), vec![a.ops, b.ops])?;
+
     let pairs: Typed<ModelPair> = queries::result(ctx, params, spill_dir).await?;
     let pairs: Vec<(String, String)> = pairs
         .rows()?
@@ -366,11 +378,29 @@ async fn register_prices(
             vec![fx_batch.clone()],
         )?;
     }
+
+    // Each read by several outputs: computed once, kept as small tables.
+    let cube = {
+        let (ctx, params, dir) = (ctx.clone(), params.clone(), spill_dir.to_path_buf());
+        SpawnedTask::spawn(
+            async move { step(&ctx, "cube", "cube", Use::Table, &params, &dir).await },
+        )
+    };
+    step(
+        ctx,
+        "ops_counts",
+        "ops_counts",
+        Use::Table,
+        params,
+        spill_dir,
+    )
+    .await?;
+    joined(cube).await?;
     Ok((resolutions, chosen_rates))
 }
 
-/// Pass 3, the finance pass: the one scan that counts why rows were
-/// dropped; sets the duplicate candidates aside and returns the cube of
+/// Pass 2, the finance pass: the one scan that counts why rows were
+/// dropped; sets the duplicate candidates aside and returns the sums of
 /// every other row.
 async fn finance_pass(
     ctx: &SessionContext,
@@ -397,13 +427,12 @@ async fn finance_pass(
             keys: None,
         }),
     )?;
-    let cube = step(ctx, "cube", "cube", Use::Result, params, spill_dir).await?;
-    Ok((counters, sink, cube))
+    let (_, sums) = step(ctx, "day_sums", "day_sums", Use::Result, params, spill_dir).await?;
+    Ok((counters, sink, Sums::of(&sums)?))
 }
 
-/// Pass 4: the duplicate candidates resolved. The rows kept join the day's
-/// cube (registered as `cube`); the counts of the rows dropped leave the
-/// ops counts (`ops_counts`). Returns the rows dropped.
+/// Pass 3: the duplicate candidates resolved. Returns the sums of the rows
+/// kept and the number of rows dropped.
 ///
 /// `dup_resolution` runs once per bucket of the sink (every copy of a
 /// trace id is in one bucket), each writing its part of the spilled
@@ -412,9 +441,8 @@ async fn duplicates_pass(
     ctx: &SessionContext,
     params: &Params,
     sink: &DivertSink,
-    (cube_schema, mut cube): (SchemaRef, Vec<RecordBatch>),
     spill_dir: &std::path::Path,
-) -> Result<u64> {
+) -> Result<(Sums, u64)> {
     let dup_rows_schema = crate::lake::scan::dup_rows_schema();
     let resolution_dir = spill_dir.join("dup_resolution");
     let buckets = sink.bucket_dirs();
@@ -478,37 +506,21 @@ async fn duplicates_pass(
         step(ctx, file, file, usage, params, spill_dir).await?;
     }
 
-    // The rows kept of the candidates join the day's cube...
+    // The rows kept of the candidates: their sums join the day's.
     let winners = ctx
         .table("dup_winners")
         .await
         .map_err(|e| df_error("dup_winners", e))?;
     queries::register(ctx, "requests", winners.into_view())?;
-    let (_, cube_winners) = step(ctx, "cube", "cube", Use::Result, params, spill_dir).await?;
-    cube.extend(cube_winners);
-    queries::register_batches(ctx, "cube", cube_schema, cube)?;
-
-    // ...and the rows dropped leave the ops counts.
-    let losers = ctx
-        .table("dup_losers")
-        .await
-        .map_err(|e| df_error("dup_losers", e))?;
-    queries::register(ctx, "requests", losers.into_view())?;
-    let (schema, ops_losers) = step(
-        ctx,
-        "ops_counts",
-        "ops_losers",
-        Use::Table,
-        params,
-        spill_dir,
-    )
-    .await?;
-    let dropped = minute_requests(&Typed::new(schema, ops_losers))?;
-    // A view: each output that reads the day's ops counts streams the
-    // histogram through the join (built on the few losers' groups), so no
-    // second copy of the histogram is ever held.
-    step(ctx, "ops_merge", "ops_counts", Use::View, params, spill_dir).await?;
-    Ok(dropped)
+    let (_, sums) = step(ctx, "day_sums", "day_sums", Use::Result, params, spill_dir).await?;
+    let kept = Sums::of(&sums)?;
+    let dropped = sink.rows().checked_sub(kept.requests()?).ok_or_else(|| {
+        Error::Internal(format!(
+            "{} duplicate candidates set aside, fewer than the rows kept of them",
+            sink.rows()
+        ))
+    })?;
+    Ok((kept, dropped))
 }
 
 /// The files of a spilled table.

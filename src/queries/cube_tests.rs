@@ -1,5 +1,5 @@
-//! `sql/cube.sql` prices groups of requests; `sql/priced.sql` prices each
-//! request. These tests hold the first to the second: the cube of
+//! `sql/cube.sql` prices groups of requests (`sql/day_sums.sql` sums
+//! them); `sql/priced.sql` prices each request. These tests hold the first to the second: the cube of
 //! generated rows (prices changing twice during the day, price rows
 //! without an output, cache or input price, null and negative tokens,
 //! several partitions) must be exactly the cube of the rows priced one by
@@ -16,7 +16,7 @@ use datafusion::common::ScalarValue;
 use datafusion::datasource::MemTable;
 use datafusion::prelude::SessionContext;
 
-use super::{Params, plan};
+use super::{Params, list_rows, plan};
 use crate::calendar::Day;
 use crate::lake::schema::request_schema;
 
@@ -320,6 +320,20 @@ async fn rows(df: datafusion::dataframe::DataFrame) -> Vec<String> {
     out
 }
 
+/// `sql/cube.sql` over `requests`: `day_sums`' groups (`cube_groups`), priced.
+async fn cube(ctx: &SessionContext, params: &Params) -> datafusion::dataframe::DataFrame {
+    let sums = plan(ctx, "day_sums", params)
+        .await
+        .unwrap()
+        .collect()
+        .await
+        .unwrap();
+    let groups = list_rows("day_sums", &sums, 0, "cube").unwrap();
+    ctx.deregister_table("cube_groups").unwrap();
+    ctx.register_batch("cube_groups", groups).unwrap();
+    plan(ctx, "cube", params).await.unwrap()
+}
+
 fn params() -> Params {
     let date = chrono::NaiveDate::from_ymd_opt(2026, 10, 15).unwrap();
     Params::of(&Day::new(date, chrono_tz::UTC))
@@ -337,7 +351,7 @@ async fn the_cube_of_priced_groups_is_the_cube_of_priced_rows() {
     let priced = plan(&ctx, "priced", &params).await.unwrap();
     ctx.register_table("priced", priced.into_view()).unwrap();
     let per_row = rows(ctx.sql(PER_ROW).await.unwrap()).await;
-    let grouped = rows(plan(&ctx, "cube", &params).await.unwrap()).await;
+    let grouped = rows(cube(&ctx, &params).await).await;
 
     // The fixture reaches every price row, unpriced rows by each rule, and
     // many groups.
@@ -365,12 +379,7 @@ async fn the_cube_of_priced_groups_is_the_cube_of_priced_rows() {
 async fn without_the_cuts_groups_across_a_price_change_are_mispriced() {
     let mut next = stream(9);
     let ctx = session(vec![(0..2).map(|_| requests(&mut next, 2000)).collect()]);
-    let with = rows(
-        plan(&ctx, "cube", &params().with_price_cuts(cuts(&price_map())))
-            .await
-            .unwrap(),
-    )
-    .await;
-    let without = rows(plan(&ctx, "cube", &params()).await.unwrap()).await;
+    let with = rows(cube(&ctx, &params().with_price_cuts(cuts(&price_map()))).await).await;
+    let without = rows(cube(&ctx, &params()).await).await;
     assert_ne!(with, without);
 }

@@ -47,15 +47,15 @@ macro_rules! sql_files {
 /// `pipeline::flow` for which table each reads and where its result goes).
 pub static FILES: &[SqlFile] = sql_files!(
     "dup_keys",
-    "ops_counts",
-    "model_pairs",
-    "priced",
-    "cube",
+    "day_sums",
     "dup_resolution",
     "dup_counts",
     "dup_losers",
     "dup_winners",
-    "ops_merge",
+    "model_pairs",
+    "priced",
+    "cube",
+    "ops_counts",
     "finance_lines",
     "latency_percentiles",
     "hourly",
@@ -321,6 +321,40 @@ pub async fn step(
         }
     };
     Ok((schema, batches))
+}
+
+/// The rows of the list in column `index` of the one row of `file`'s
+/// result (an aggregate that returns its groups as a list of structs), as
+/// a table of the struct's fields: their names, types and nullability
+/// kept. The column must be named `name` (the SQL's column order is part
+/// of its contract, as a row type's columns are).
+pub fn list_rows(
+    file: &str,
+    batches: &[RecordBatch],
+    index: usize,
+    name: &str,
+) -> Result<RecordBatch> {
+    use arrow::array::AsArray;
+    let bad = |what: String| Error::Internal(format!("sql/{file}.sql: {what}"));
+    let rows: Vec<&RecordBatch> = batches.iter().filter(|b| b.num_rows() > 0).collect();
+    let [row] = rows.as_slice() else {
+        return Err(bad(format!("{} rows, expected one", rows.len())));
+    };
+    let field = row.schema().fields().get(index).map(|f| f.name().clone());
+    if field.as_deref() != Some(name) {
+        return Err(bad(format!(
+            "column {index} is {field:?}, expected `{name}`"
+        )));
+    }
+    let list = row
+        .column(index)
+        .as_list_opt::<i32>()
+        .ok_or_else(|| bad(format!("`{name}` is not a list")))?;
+    let items = list.value(0);
+    let items = items
+        .as_struct_opt()
+        .ok_or_else(|| bad(format!("`{name}` is not a list of rows")))?;
+    Ok(RecordBatch::from(items.clone()))
 }
 
 /// Run `sql/<T::FILE>.sql` for its result, read as `T`'s rows.

@@ -1,5 +1,5 @@
 //! `latency_q(latency_ms) -> DOUBLE`: a latency rounded to 4 significant
-//! digits, the value `sql/ops_counts.sql` counts in its exact histograms
+//! digits, the value `sql/day_sums.sql` counts in its exact histograms
 //! (percentiles then come out at most 0.05% off, and the same whatever the
 //! row order). Pure logic: no I/O.
 //!

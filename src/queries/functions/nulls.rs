@@ -1,4 +1,4 @@
-//! Two null rules of `sql/cube.sql` as plain array kernels. Pure logic: no
+//! Two null rules of `sql/day_sums.sql` as plain array kernels. Pure logic: no
 //! I/O.
 //!
 //! - `zero_if_null(x BIGINT) -> BIGINT`: `coalesce(x, 0)`;

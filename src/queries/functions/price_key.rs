@@ -1,5 +1,5 @@
-//! The two functions with which `sql/cube.sql` prices groups of requests
-//! instead of each request. Pure logic: no I/O.
+//! The two functions with which `sql/day_sums.sql` groups and `sql/cube.sql`
+//! prices groups of requests instead of each request. Pure logic: no I/O.
 //!
 //! The price row a request finds (`sql/priced.sql`, SPEC 1.2) depends on
 //! its (provider, model), on the instant `ts` and on four yes/no tests of
@@ -15,12 +15,12 @@
 //!   [`OUTPUT`] (8), [`CACHE_READ`] (4), [`CACHE_WRITE`] (2) and
 //!   [`UNCACHED_INPUT`] (1), a null test as no (the pricing rule treats a
 //!   null test as it treats false). One grouping column instead of five:
-//!   DataFusion's hash aggregate pays per grouping column and row.
+//!   A grouping aggregate pays per grouping column and row.
 //! - `price_key_instant(price_key, cuts) -> TIMESTAMP` is an instant of the
 //!   key's segment (its first cut, or the earliest instant for segment
 //!   0): the instant at which the group's price row is looked up.
 //!
-//! The tests themselves are SQL (`sql/cube.sql`); these functions only pack
+//! The tests themselves are SQL (`sql/day_sums.sql`); these functions only pack
 //! and unpack them.
 
 use std::sync::Arc;
