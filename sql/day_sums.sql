@@ -4,8 +4,8 @@
 -- DataFusion runs one aggregation per scan, so a GROUP BY beside the
 -- histogram would need a scan of its own; `day_cube` is the GROUP BY as
 -- an aggregate of the whole day. One row:
---   cube: `day_cube(sums, counts, keys...)` (queries::functions),
---         exactly the rows of
+--   cube: `day_cube(keep, sums, counts, keys...)` (queries::functions),
+--         over the rows kept (not `_candidate`) exactly the rows of
 --           GROUP BY dept, project, task, provider, model, currency,
 --                    cache_hit, price_key
 --         with count(*) AS requests, count(*) FILTER (WHERE c) for each
@@ -13,7 +13,8 @@
 --         FILTER on a sum is its value nulled where the filter fails):
 --         registered as `cube_groups`, which cube.sql prices;
 --   ops:  `ops_histogram`, the rows of ops_counts.sql's three sets over
---         these rows: registered as `ops_parts`, which ops_counts.sql sums.
+--         the same rows: registered as `ops_parts`, which ops_counts.sql
+--         sums.
 -- price_key packs the price row's stretch and tests (cube.sql says how).
 WITH r AS (
     SELECT
@@ -68,11 +69,15 @@ WITH r AS (
         -- rounded to 4 significant digits (<= 0.05% off); null, NaN,
         -- infinite and absurd (> 1e300) latencies null: they take no part
         -- in percentiles (the rule: queries::functions::latency_q)
-        latency_q(latency_ms) AS latency_q
+        latency_q(latency_ms) AS latency_q,
+        -- the duplicate candidates are marked by the scan, not removed
+        -- (dropping them would copy every batch): they count nowhere here
+        NOT _candidate AS keep
     FROM requests
 )
 SELECT
     day_cube(
+        keep,
         named_struct(
             'input_tokens', CAST(input_tokens AS BIGINT),
             'output_tokens', CAST(output_tokens AS BIGINT),
@@ -102,5 +107,5 @@ SELECT
         -- the keys
         dept, project, task, provider, model, currency, cache_hit, price_key
     ) AS cube,
-    ops_histogram(provider, model, route, latency_q, minute, hour, error) AS ops
+    ops_histogram(provider, model, route, latency_q, minute, hour, error, keep) AS ops
 FROM r

@@ -58,8 +58,8 @@ use parquet::file::metadata::{ParquetMetaData, ParquetMetaDataReader};
 use parquet::file::statistics::Statistics;
 
 use super::schema::{
-    Col, ColumnMapping, FileColumns, IntTsUnit, POS_INDEX, POS_ROW_BITS, TRACE_KEY_INDEX,
-    normalize, normalize_col, request_schema, resolve, ts_nanos,
+    CANDIDATE_INDEX, Col, ColumnMapping, FileColumns, IntTsUnit, POS_INDEX, POS_ROW_BITS,
+    TRACE_KEY_INDEX, normalize, normalize_col, request_schema, resolve, ts_nanos,
 };
 use super::{ObjectInfo, SkipKind, Stores, is_data_file, partition_dir};
 use crate::error::{Error, Problems, Result};
@@ -1397,14 +1397,18 @@ async fn open_unit(
     Ok(stream
         .map(move |res| {
             let batch = res.map_err(|e| read_error(&file2, e))?;
-            let batch = match (&plan2.options.divert, &sink, &plan2.options.keys) {
-                (Some(divert), Some(sink), _) => set_aside(&divert.keys, sink, &file2, batch)?,
-                (_, _, Some(filter)) if !filter.inside => {
-                    without_keys(&filter.keys, &file2, batch)?
-                }
-                _ => batch,
+            let candidates = match (&plan2.options.divert, &sink, &plan2.options.keys) {
+                (Some(divert), Some(sink), _) => set_aside(&divert.keys, sink, &file2, &batch)?,
+                (_, _, Some(filter)) if !filter.inside => candidates(&filter.keys, &file2, &batch)?,
+                _ => None,
             };
-            let out = project(&plan2.projection, &plan2.schema, &file2, &batch)?;
+            let out = project(
+                &plan2.projection,
+                &plan2.schema,
+                &file2,
+                &batch,
+                candidates.as_ref(),
+            )?;
             if let Some(window) = window {
                 statistics_held(&file2, &out, window)?;
             }
@@ -1461,21 +1465,26 @@ fn key_predicate(file: &InputFile, keys: Arc<KeySet>) -> Box<dyn ArrowPredicate>
     ))
 }
 
-/// The rows of `batch` whose trace key is not in `keys`.
-fn without_keys(keys: &KeySet, file: &InputFile, batch: RecordBatch) -> DfResult<RecordBatch> {
+/// Which rows of `batch` have their trace key in `keys` (`None`: none).
+fn candidates(
+    keys: &KeySet,
+    file: &InputFile,
+    batch: &RecordBatch,
+) -> DfResult<Option<BooleanArray>> {
     let cols = &file.cols;
-    let ids = normalize(&batch, Col::TraceId, cols.get(Col::TraceId), cols.ts_unit)
+    let ids = normalize(batch, Col::TraceId, cols.get(Col::TraceId), cols.ts_unit)
         .map_err(|e| input_error(file, e))?;
+    let ids = ids.as_string_view();
     let hasher = trace_hasher();
-    let keep: BooleanArray = ids
-        .as_string_view()
-        .iter()
-        .map(|v| Some(!keys.contains(&hasher.hash_one(v.unwrap_or_default().as_bytes()))))
-        .collect();
-    if keep.false_count() == 0 {
-        return Ok(batch);
-    }
-    Ok(arrow::compute::filter_record_batch(&batch, &keep)?)
+    let marks = arrow::buffer::BooleanBuffer::collect_bool(ids.len(), |i| {
+        let id: &[u8] = if ids.is_valid(i) {
+            ids.value(i).as_bytes()
+        } else {
+            b""
+        };
+        keys.contains(&hasher.hash_one(id))
+    });
+    Ok((marks.count_set_bits() > 0).then(|| BooleanArray::new(marks, None)))
 }
 
 /// The row groups of `candidates` that may hold rows of the day: those
@@ -1786,27 +1795,20 @@ fn positions(file: &InputFile, batch: &RecordBatch) -> DfResult<Int64Array> {
     ))
 }
 
-/// Send the rows whose trace key is a candidate to the sink; return the rest.
+/// Send the rows whose trace key is a candidate to the sink, and say which
+/// they are (`None`: none). The batch goes on whole, the candidates marked
+/// (`_candidate`): dropping them would copy every batch of the day.
 fn set_aside(
     keys: &KeySet,
     sink: &PartitionSink,
     file: &InputFile,
-    batch: RecordBatch,
-) -> DfResult<RecordBatch> {
-    let cols = &file.cols;
-    let ids = normalize(&batch, Col::TraceId, cols.get(Col::TraceId), cols.ts_unit)
-        .map_err(|e| input_error(file, e))?;
-    let ids = ids.as_string_view();
-    let hasher = trace_hasher();
-    let candidate: BooleanArray = ids
-        .iter()
-        .map(|v| Some(keys.contains(&hasher.hash_one(v.unwrap_or_default().as_bytes()))))
-        .collect();
-    if candidate.true_count() == 0 {
-        return Ok(batch);
-    }
-    let aside = arrow::compute::filter_record_batch(&batch, &candidate)?;
-    let aside = project(&dup_rows_indices(), &dup_rows_schema(), file, &aside)?;
+    batch: &RecordBatch,
+) -> DfResult<Option<BooleanArray>> {
+    let Some(candidate) = candidates(keys, file, batch)? else {
+        return Ok(None);
+    };
+    let aside = arrow::compute::filter_record_batch(batch, &candidate)?;
+    let aside = project(&dup_rows_indices(), &dup_rows_schema(), file, &aside, None)?;
     // A filtered string view still points into the whole decoded batch's
     // buffers; compact it, or each few-row batch would carry them all.
     let compact: Vec<ArrayRef> = aside
@@ -1818,17 +1820,18 @@ fn set_aside(
         })
         .collect();
     sink.write(&RecordBatch::try_new(aside.schema(), compact)?)?;
-    let keep = arrow::compute::not(&candidate)?;
-    Ok(arrow::compute::filter_record_batch(&batch, &keep)?)
+    Ok(Some(candidate))
 }
 
 /// Build an output batch of `schema` (the request-schema columns at
-/// `projection`, normalized) from a decoded one.
+/// `projection`, normalized) from a decoded one; `_candidate` is
+/// `candidates`, or false throughout.
 fn project(
     projection: &[usize],
     schema: &SchemaRef,
     file: &InputFile,
     batch: &RecordBatch,
+    candidates: Option<&BooleanArray>,
 ) -> DfResult<RecordBatch> {
     let cols = &file.cols;
     let mut out: Vec<ArrayRef> = Vec::with_capacity(projection.len());
@@ -1848,6 +1851,14 @@ fn project(
             arr
         } else if i == POS_INDEX {
             Arc::new(positions(file, batch)?)
+        } else if i == CANDIDATE_INDEX {
+            match candidates {
+                Some(c) => Arc::new(c.clone()),
+                None => Arc::new(BooleanArray::new(
+                    arrow::buffer::BooleanBuffer::new_unset(batch.num_rows()),
+                    None,
+                )),
+            }
         } else {
             debug_assert_eq!(i, TRACE_KEY_INDEX);
             let ids = normalize(batch, Col::TraceId, cols.get(Col::TraceId), cols.ts_unit)

@@ -206,8 +206,15 @@ pub const POS: &str = "_pos";
 pub const TRACE_KEY: &str = "_trace_key";
 /// Bits of `_pos` that hold the row number within a file.
 pub const POS_ROW_BITS: u32 = 36;
+/// Virtual column: true where the scan found the row's trace key among the
+/// duplicate candidates (a scan that sets candidates aside, or keeps them
+/// out by key, marks them instead of copying every batch without them);
+/// false in every other scan. `sql/day_sums.sql`, the only query over such
+/// a scan, counts the rows where it is false.
+pub const CANDIDATE: &str = "_candidate";
 
-/// The normalized request table: every [`Col`] in order, then `_pos` and `_trace_key`.
+/// The normalized request table: every [`Col`] in order, then `_pos`,
+/// `_trace_key` and `_candidate`.
 pub fn request_schema() -> SchemaRef {
     static SCHEMA: LazyLock<SchemaRef> = LazyLock::new(|| {
         let mut fields: Vec<Field> = Col::ALL
@@ -216,6 +223,7 @@ pub fn request_schema() -> SchemaRef {
             .collect();
         fields.push(Field::new(POS, DataType::Int64, false));
         fields.push(Field::new(TRACE_KEY, DataType::UInt64, false));
+        fields.push(Field::new(CANDIDATE, DataType::Boolean, false));
         Arc::new(Schema::new(fields))
     });
     Arc::clone(&SCHEMA)
@@ -225,6 +233,8 @@ pub fn request_schema() -> SchemaRef {
 pub const POS_INDEX: usize = Col::ALL.len();
 /// Index of `_trace_key` in [`request_schema`].
 pub const TRACE_KEY_INDEX: usize = Col::ALL.len() + 1;
+/// Index of `_candidate` in [`request_schema`].
+pub const CANDIDATE_INDEX: usize = Col::ALL.len() + 2;
 
 /// Unit of an integer timestamp column.
 #[derive(Clone, Copy, Debug, PartialEq, Eq, Serialize, Deserialize)]

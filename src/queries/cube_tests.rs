@@ -2,8 +2,9 @@
 //! them); `sql/priced.sql` prices each request. These tests hold the first to the second: the cube of
 //! generated rows (prices changing twice during the day, price rows
 //! without an output, cache or input price, null and negative tokens,
-//! several partitions) must be exactly the cube of the rows priced one by
-//! one, as the cube was computed before it priced groups.
+//! duplicate candidates marked by the scan, several partitions) must be
+//! exactly the cube of the rows not marked priced one by one, as the cube
+//! was computed before it priced groups.
 
 use std::sync::Arc;
 
@@ -111,6 +112,10 @@ fn requests(next: &mut impl FnMut(u64) -> u64, rows: usize) -> RecordBatch {
             }
             ("_pos", _) => Arc::new(Int64Array::from_iter_values(0..rows as i64)),
             ("_trace_key", _) => Arc::new(UInt64Array::from_iter_values(0..rows as u64)),
+            // one row in ten a duplicate candidate: counted nowhere
+            ("_candidate", _) => Arc::new(BooleanArray::from(
+                (0..rows).map(|_| next(10) == 0).collect::<Vec<_>>(),
+            )),
             (name, DataType::Utf8View) => text(next, name, required),
             (_, DataType::Boolean) => {
                 let from: &[Option<bool>] = if required {
@@ -348,10 +353,24 @@ async fn the_cube_of_priced_groups_is_the_cube_of_priced_rows() {
     let ctx = session(partitions);
     let params = params().with_price_cuts(cuts(&price_map()));
 
+    let grouped = rows(cube(&ctx, &params).await).await;
+    // Priced row by row: the rows not marked as duplicate candidates.
+    let kept = ctx
+        .sql("SELECT * FROM requests WHERE NOT _candidate")
+        .await
+        .unwrap()
+        .collect()
+        .await
+        .unwrap();
+    ctx.deregister_table("requests").unwrap();
+    ctx.register_table(
+        "requests",
+        Arc::new(MemTable::try_new(request_schema(), vec![kept]).unwrap()),
+    )
+    .unwrap();
     let priced = plan(&ctx, "priced", &params).await.unwrap();
     ctx.register_table("priced", priced.into_view()).unwrap();
     let per_row = rows(ctx.sql(PER_ROW).await.unwrap()).await;
-    let grouped = rows(cube(&ctx, &params).await).await;
 
     // The fixture reaches every price row, unpriced rows by each rule, and
     // many groups.

@@ -8,9 +8,11 @@
 //! `sql/latency_percentiles.sql`), and the price keys of the cube
 //! ([`price_key`]) with its null rules ([`nulls`]). Pure logic: no I/O.
 //!
-//! `ops_histogram(provider, model, route, latency_q, minute, hour, error)`
-//! counts requests and errors in three sets at once and returns them as a
-//! list of rows (the SQL unnests it), exactly what
+//! `ops_histogram(provider, model, route, latency_q, minute, hour, error,
+//! keep)` counts requests and errors of the rows where `keep` is true (as
+//! under `WHERE keep`: the finance scan marks the duplicate candidates
+//! rather than copying every batch without them) in three sets at once
+//! and returns them as a list of rows, exactly what
 //! `GROUP BY GROUPING SETS ((provider, model, route, latency_q), (provider,
 //! model, minute), (hour, latency_q))` with `count(*)` and
 //! `count(*) FILTER (WHERE error)` gives (`grouping_set` naming the set;
@@ -66,7 +68,7 @@ pub fn udfs() -> Vec<ScalarUDF> {
 pub fn udafs() -> Vec<AggregateUDF> {
     vec![
         AggregateUDF::new_from_impl(OpsHistogram {
-            signature: Signature::any(7, Volatility::Immutable),
+            signature: Signature::any(8, Volatility::Immutable),
         }),
         hist_quantiles::udaf(),
         day_cube::udaf(),
@@ -115,16 +117,17 @@ impl AggregateUDFImpl for OpsHistogram {
     }
     fn return_type(&self, args: &[DataType]) -> DfResult<DataType> {
         let text = |t: &DataType| matches!(t, DataType::Utf8 | DataType::Utf8View | DataType::Null);
-        let ok = args.len() == 7
+        let ok = args.len() == 8
             && args[..3].iter().all(text)
             && matches!(args[3], DataType::Float64 | DataType::Null)
             && matches!(args[4], DataType::Timestamp(..))
             && matches!(args[5], DataType::Int32)
-            && matches!(args[6], DataType::Boolean | DataType::Null);
+            && matches!(args[6], DataType::Boolean | DataType::Null)
+            && matches!(args[7], DataType::Boolean);
         if !ok {
             return exec_err!(
                 "ops_histogram(provider, model, route: text, latency_q: DOUBLE, minute: TIMESTAMP, \
-                 hour: INT, error: BOOLEAN), called with {args:?}"
+                 hour: INT, error: BOOLEAN, keep: BOOLEAN), called with {args:?}"
             );
         }
         Ok(DataType::List(item_field(&args[4])))
@@ -437,11 +440,19 @@ impl Accumulator for Histogram {
         let hour = values[5].as_primitive::<Int32Type>();
         let error = arrow::compute::cast(&values[6], &DataType::Boolean)?;
         let error: &BooleanArray = error.as_boolean();
+        let keep: &BooleanArray = values[7].as_boolean();
+        let keep = match keep.nulls() {
+            None => keep.values().clone(),
+            Some(n) => keep.values() & n.inner(),
+        };
         if minute.null_count() > 0 || hour.null_count() > 0 {
             return exec_err!("ops_histogram: a row without ts (minute or hour is null)");
         }
         let ids = self.route_ids_of(&p, &m, &r);
         for (i, &id) in ids.iter().enumerate() {
+            if !keep.value(i) {
+                continue;
+            }
             let lat = latency.is_valid(i).then(|| float_key(latency.value(i)));
             let err = i64::from(error.is_valid(i) && error.value(i));
             let pair = self.route_pair[id as usize];

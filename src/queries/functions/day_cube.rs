@@ -1,7 +1,11 @@
-//! `day_cube(sums, counts, key, ...)`: the grouped sums of
+//! `day_cube(keep, sums, counts, key, ...)`: the grouped sums of
 //! `sql/day_sums.sql` as one aggregate over the whole day, returned as a
 //! list of group rows (the pipeline reads it as a table). Pure logic: no
 //! I/O.
+//!
+//! Only the rows where `keep` is true count, as under `WHERE keep`: the
+//! finance scan marks the duplicate candidates instead of copying every
+//! batch without them.
 //!
 //! The `key` arguments are the grouping columns (each row's field named
 //! and as nullable as its argument, as `GROUP BY` keeps them); each
@@ -28,7 +32,7 @@ use std::sync::Arc;
 use arrow::array::{
     Array, ArrayRef, AsArray, BooleanArray, Decimal128Array, Int64Array, ListArray, StructArray,
 };
-use arrow::buffer::{NullBuffer, OffsetBuffer};
+use arrow::buffer::{BooleanBuffer, NullBuffer, OffsetBuffer};
 use arrow::datatypes::{
     DECIMAL128_MAX_PRECISION, DataType, Decimal128Type, Field, FieldRef, Fields, Int64Type, Schema,
 };
@@ -89,13 +93,14 @@ impl AggregateUDFImpl for DayCube {
         exec_err!("day_cube: return_type called instead of return_field")
     }
     fn return_field(&self, args: &[FieldRef]) -> DfResult<FieldRef> {
-        let usage = "day_cube(sums STRUCT of BIGINT or DECIMAL(38, s), \
+        let usage = "day_cube(keep BOOLEAN, sums STRUCT of BIGINT or DECIMAL(38, s), \
                      counts STRUCT of BOOLEAN, key, ...)";
         let types: Vec<&DataType> = args.iter().map(|f| f.data_type()).collect();
-        let (Some(sums), Some(counts), Some(keys)) = (
-            args.first().and_then(|f| struct_fields(f.data_type())),
+        let (Some(DataType::Boolean), Some(sums), Some(counts), Some(keys)) = (
+            args.first().map(|f| f.data_type()),
             args.get(1).and_then(|f| struct_fields(f.data_type())),
-            args.get(2..).filter(|k| !k.is_empty()),
+            args.get(2).and_then(|f| struct_fields(f.data_type())),
+            args.get(3..).filter(|k| !k.is_empty()),
         ) else {
             return exec_err!("{usage}, called with {types:?}");
         };
@@ -126,11 +131,11 @@ impl AggregateUDFImpl for DayCube {
         let DataType::List(item) = args.return_field.data_type() else {
             return exec_err!("day_cube: return type is not a list");
         };
-        let sums = args.exprs[0].data_type(args.schema)?;
+        let sums = args.exprs[1].data_type(args.schema)?;
         let Some(sums) = struct_fields(&sums) else {
             return exec_err!("day_cube: sums must be a struct");
         };
-        let keys = args.exprs.len() - 2;
+        let keys = args.exprs.len() - 3;
         Ok(Box::new(Cube::new(Arc::clone(item), keys, sums)?))
     }
 }
@@ -156,8 +161,22 @@ impl Sums {
         }
     }
 
-    /// Add each non-null value of `values` to its row's group.
-    fn add(&mut self, ids: &[usize], values: &ArrayRef) -> DfResult<()> {
+    /// Add each non-null value of `values` (of the rows in `keep`, if
+    /// given) to its row's group.
+    fn add(
+        &mut self,
+        ids: &[usize],
+        values: &ArrayRef,
+        keep: Option<&BooleanBuffer>,
+    ) -> DfResult<()> {
+        let counted = |nulls: Option<&NullBuffer>| -> Option<NullBuffer> {
+            match (nulls, keep) {
+                (None, None) => None,
+                (Some(n), None) => Some(n.clone()),
+                (None, Some(k)) => Some(NullBuffer::new(k.clone())),
+                (Some(n), Some(k)) => Some(NullBuffer::new(n.inner() & k)),
+            }
+        };
         fn fold<T: Copy>(
             sums: &mut [T],
             seen: &mut [bool],
@@ -187,13 +206,29 @@ impl Sums {
                 let Some(a) = values.as_primitive_opt::<Int64Type>() else {
                     return exec_err!("day_cube: a BIGINT sum got {}", values.data_type());
                 };
-                fold(sums, seen, ids, a.values(), a.nulls(), i64::wrapping_add);
+                let counted = counted(a.nulls());
+                fold(
+                    sums,
+                    seen,
+                    ids,
+                    a.values(),
+                    counted.as_ref(),
+                    i64::wrapping_add,
+                );
             }
             Sums::Dec(sums, seen, _) => {
                 let Some(a) = values.as_primitive_opt::<Decimal128Type>() else {
                     return exec_err!("day_cube: a DECIMAL sum got {}", values.data_type());
                 };
-                fold(sums, seen, ids, a.values(), a.nulls(), i128::wrapping_add);
+                let counted = counted(a.nulls());
+                fold(
+                    sums,
+                    seen,
+                    ids,
+                    a.values(),
+                    counted.as_ref(),
+                    i128::wrapping_add,
+                );
             }
         }
         Ok(())
@@ -325,6 +360,8 @@ impl Cube {
         for s in &self.sums {
             columns.push(s.array()?);
         }
+        // A group made only by rows not counted (see `update_batch`) is none.
+        let counted = BooleanArray::from_iter(self.requests.iter().map(|&n| Some(n > 0)));
         // The groups come back in order but where two rows' hashes meet
         // (DataFusion places those after the rest): the measures follow.
         if ids.iter().enumerate().any(|(i, &g)| i != g) {
@@ -345,7 +382,11 @@ impl Cube {
                 }
             }
         }
-        Ok(StructArray::try_new(fields, columns, None)?)
+        let rows = StructArray::try_new(fields, columns, None)?;
+        if counted.false_count() == 0 {
+            return Ok(rows);
+        }
+        Ok(arrow::compute::filter(&rows, &counted)?.as_struct().clone())
     }
 
     fn as_list(&mut self) -> DfResult<ScalarValue> {
@@ -371,7 +412,7 @@ impl Cube {
             at += 1;
         }
         for s in &mut self.sums {
-            s.add(&ids, &columns[at])?;
+            s.add(&ids, &columns[at], None)?;
             at += 1;
         }
         self.ids = ids;
@@ -381,28 +422,50 @@ impl Cube {
 
 impl Accumulator for Cube {
     fn update_batch(&mut self, values: &[ArrayRef]) -> DfResult<()> {
-        let (Some(sums), Some(counts)) = (values[0].as_struct_opt(), values[1].as_struct_opt())
-        else {
-            return exec_err!("day_cube: sums and counts must be structs");
+        let (Some(keep), Some(sums), Some(counts)) = (
+            values[0].as_boolean_opt(),
+            values[1].as_struct_opt(),
+            values[2].as_struct_opt(),
+        ) else {
+            return exec_err!("day_cube: keep must be a boolean, sums and counts structs");
         };
-        self.intern(&values[2..])?;
+        // The rows to count: true and not null. Every row is interned (the
+        // others may make a group of none, left out when the groups are read).
+        let keep = match keep.nulls() {
+            None => keep.values().clone(),
+            Some(n) => keep.values() & n.inner(),
+        };
+        let keep = (keep.count_set_bits() < keep.len()).then_some(keep);
+        self.intern(&values[3..])?;
         let ids = std::mem::take(&mut self.ids);
-        for &g in &ids {
-            self.requests[g] += 1;
+        match &keep {
+            None => {
+                for &g in &ids {
+                    self.requests[g] += 1;
+                }
+            }
+            Some(k) => {
+                for i in k.set_indices() {
+                    self.requests[ids[i]] += 1;
+                }
+            }
         }
         for (c, values) in self.counts.iter_mut().zip(counts.columns()) {
             let values: &BooleanArray = values.as_boolean();
             // true and not null
-            let trues = match values.nulls() {
+            let mut trues = match values.nulls() {
                 None => values.values().clone(),
                 Some(n) => values.values() & n.inner(),
             };
+            if let Some(k) = &keep {
+                trues = &trues & k;
+            }
             for i in trues.set_indices() {
                 c[ids[i]] += 1;
             }
         }
         for (s, values) in self.sums.iter_mut().zip(sums.columns()) {
-            s.add(&ids, values)?;
+            s.add(&ids, values, keep.as_ref())?;
         }
         self.ids = ids;
         Ok(())
@@ -517,17 +580,27 @@ mod tests {
         ctx
     }
 
-    const NEW: &str = "SELECT get_field(c, 'k1') AS k1, get_field(c, 'k2') AS k2, get_field(c, 'k3') AS k3, \
-        get_field(c, 'requests') AS requests, get_field(c, 'b') AS b, get_field(c, 'vn') AS vn, \
-        get_field(c, 'v') AS v, get_field(c, 'd') AS d, get_field(c, 'vf') AS vf \
-        FROM (SELECT unnest(day_cube( \
-            named_struct('v', v, 'd', CAST(d AS DECIMAL(38, 4)), 'vf', CASE WHEN b IS NOT NULL THEN v END), \
-            named_struct('b', b, 'vn', v IS NOT NULL), \
-            k1, k2, k3)) AS c FROM t)";
+    /// `day_cube` over `t`, counting the rows where `keep` (SQL) holds.
+    fn new_sql(keep: &str) -> String {
+        format!(
+            "SELECT get_field(c, 'k1') AS k1, get_field(c, 'k2') AS k2, get_field(c, 'k3') AS k3, \
+             get_field(c, 'requests') AS requests, get_field(c, 'b') AS b, get_field(c, 'vn') AS vn, \
+             get_field(c, 'v') AS v, get_field(c, 'd') AS d, get_field(c, 'vf') AS vf \
+             FROM (SELECT unnest(day_cube({keep}, \
+                 named_struct('v', v, 'd', CAST(d AS DECIMAL(38, 4)), 'vf', CASE WHEN b IS NOT NULL THEN v END), \
+                 named_struct('b', b, 'vn', v IS NOT NULL), \
+                 k1, k2, k3)) AS c FROM t)"
+        )
+    }
 
-    const OLD: &str = "SELECT k1, k2, k3, count(*) AS requests, count(*) FILTER (WHERE b) AS b, \
-        count(v) AS vn, sum(v) AS v, sum(d) AS d, sum(v) FILTER (WHERE b IS NOT NULL) AS vf \
-        FROM t GROUP BY k1, k2, k3";
+    /// The `GROUP BY` it replaces, over the rows where `keep` holds.
+    fn old_sql(keep: &str) -> String {
+        format!(
+            "SELECT k1, k2, k3, count(*) AS requests, count(*) FILTER (WHERE b) AS b, \
+             count(v) AS vn, sum(v) AS v, sum(d) AS d, sum(v) FILTER (WHERE b IS NOT NULL) AS vf \
+             FROM t WHERE {keep} GROUP BY k1, k2, k3"
+        )
+    }
 
     /// Each row as text, sorted; and the result's column types.
     async fn rows(ctx: &SessionContext, sql: &str) -> (Vec<String>, Vec<DataType>) {
@@ -565,14 +638,29 @@ mod tests {
     async fn the_cube_gives_exactly_the_group_by_rows() {
         let data = batches(5, 12, 600, 9);
         let ctx = session(data.chunks(4).map(<[RecordBatch]>::to_vec).collect());
-        let (new, new_types) = rows(&ctx, NEW).await;
-        let (old, old_types) = rows(&ctx, OLD).await;
+        let (new, new_types) = rows(&ctx, &new_sql("true")).await;
+        let (old, old_types) = rows(&ctx, &old_sql("true")).await;
         assert!(old.len() > 100, "many groups: {}", old.len());
         assert!(old.iter().any(|r| r.starts_with("null|null|null|")));
         assert_eq!(new, old);
         // sums keep their type; counts are BIGINT
         assert_eq!(new_types[3..], old_types[3..]);
         assert_eq!(new_types[..3], old_types[..3]);
+
+        // Rows not kept count nowhere: within a group (b null), and a group
+        // of such rows only (k2 null) is no group at all.
+        let keep = "k2 IS NOT NULL AND b IS NOT NULL";
+        let (new, _) = rows(&ctx, &new_sql(keep)).await;
+        let (old, _) = rows(&ctx, &old_sql(keep)).await;
+        assert!(!old.iter().any(|r| r.split('|').nth(1) == Some("null")));
+        assert!(old.len() > 50, "groups kept: {}", old.len());
+        assert_eq!(new, old);
+    }
+
+    #[tokio::test]
+    async fn an_empty_input_gives_no_groups() {
+        let ctx = session(vec![vec![]]);
+        assert!(rows(&ctx, &new_sql("true")).await.0.is_empty());
     }
 
     /// A key of non-null columns stays non-null, as `GROUP BY` keeps it (the
@@ -582,6 +670,7 @@ mod tests {
         let sums = Fields::from(vec![Field::new("v", DataType::Int64, true)]);
         let counts = Fields::from(vec![Field::new("b", DataType::Boolean, true)]);
         let fields: Vec<FieldRef> = vec![
+            Arc::new(Field::new("keep", DataType::Boolean, false)),
             Arc::new(Field::new("s", DataType::Struct(sums), true)),
             Arc::new(Field::new("c", DataType::Struct(counts), true)),
             Arc::new(Field::new("provider", DataType::Utf8View, false)),
@@ -608,13 +697,13 @@ mod tests {
         );
         // a bad sum type is refused, naming the call
         let mut bad = fields.clone();
-        bad[0] = Arc::new(Field::new(
+        bad[1] = Arc::new(Field::new(
             "s",
             DataType::Struct(Fields::from(vec![Field::new("x", DataType::Float64, true)])),
             true,
         ));
         let e = udaf().return_field(&bad).unwrap_err().to_string();
-        assert!(e.contains("day_cube(sums STRUCT"), "{e}");
+        assert!(e.contains("day_cube(keep BOOLEAN, sums STRUCT"), "{e}");
     }
 
     #[test]
@@ -624,12 +713,6 @@ mod tests {
         assert_eq!(v, vec![11, 13, 10, 12]);
     }
 
-    #[tokio::test]
-    async fn an_empty_input_gives_no_groups() {
-        let ctx = session(vec![vec![]]);
-        assert!(rows(&ctx, NEW).await.0.is_empty());
-    }
-
     /// Reading the state (which emits the groups and interns them again,
     /// maybe under other ids) and then adding rows gives the same groups as
     /// adding every row first: the measures follow their groups.
@@ -637,7 +720,7 @@ mod tests {
     async fn a_state_read_mid_way_loses_nothing() {
         let data = batches(17, 6, 2000, 3000);
         let ctx = session(vec![data.clone()]);
-        let (whole, _) = rows(&ctx, NEW).await;
+        let (whole, _) = rows(&ctx, &new_sql("k2 IS NOT NULL")).await;
         assert!(whole.len() > 2000, "many groups: {}", whole.len());
 
         let args = |b: &RecordBatch| -> Vec<ArrayRef> {
@@ -654,7 +737,9 @@ mod tests {
             let vf =
                 arrow::compute::nullif(&col("v"), &arrow::compute::not(&b_valid).unwrap()).unwrap();
             let vn: ArrayRef = Arc::new(arrow::compute::is_not_null(&col("v")).unwrap());
+            let keep: ArrayRef = Arc::new(arrow::compute::is_not_null(&col("k2")).unwrap());
             vec![
+                keep,
                 st(&["v", "d", "vf"], vec![col("v"), col("d"), vf]),
                 st(&["b", "vn"], vec![col("b"), vn]),
                 col("k1"),
@@ -663,7 +748,7 @@ mod tests {
             ]
         };
         let first = args(&data[0]);
-        let fields: Vec<FieldRef> = ["sums", "counts", "k1", "k2", "k3"]
+        let fields: Vec<FieldRef> = ["keep", "sums", "counts", "k1", "k2", "k3"]
             .iter()
             .zip(&first)
             .map(|(n, a)| Arc::new(Field::new(*n, a.data_type().clone(), true)))
@@ -672,7 +757,7 @@ mod tests {
             DataType::List(item) => Arc::clone(item),
             t => panic!("{t}"),
         };
-        let sums = struct_fields(fields[0].data_type()).unwrap().clone();
+        let sums = struct_fields(fields[1].data_type()).unwrap().clone();
         let mut cube = Cube::new(item, 3, &sums).unwrap();
         for (i, b) in data.iter().enumerate() {
             cube.update_batch(&args(b)).unwrap();

@@ -109,7 +109,7 @@ fn session(partitions: Vec<Vec<RecordBatch>>) -> SessionContext {
 const NEW: &str = "SELECT get_field(c, 'grouping_set') AS grouping_set, get_field(c, 'provider') AS provider, \
     get_field(c, 'model') AS model, get_field(c, 'route') AS route, get_field(c, 'latency_q') AS latency_q, \
     get_field(c, 'minute') AS minute, get_field(c, 'hour') AS hour, get_field(c, 'requests') AS requests, get_field(c, 'errors') AS errors \
-    FROM (SELECT unnest(ops_histogram(provider, model, route, latency_q, minute, hour, error)) AS c FROM t)";
+    FROM (SELECT unnest(ops_histogram(provider, model, route, latency_q, minute, hour, error, true)) AS c FROM t)";
 
 /// What sql/ops_counts.sql said before the aggregate.
 const OLD: &str = "SELECT CASE WHEN minute IS NOT NULL THEN 'minute' \
@@ -172,6 +172,32 @@ async fn the_histogram_gives_exactly_the_grouping_sets_rows() {
         only_new.is_empty() && only_old.is_empty() && new.len() == old.len(),
         "only from the aggregate: {only_new:?}\nonly from GROUPING SETS: {only_old:?}"
     );
+}
+
+/// Rows not kept count in no set: as under `WHERE keep`.
+#[tokio::test]
+async fn rows_not_kept_count_nowhere() {
+    let data = batches(13, 6, 700);
+    let ctx = session(data.chunks(3).map(<[RecordBatch]>::to_vec).collect());
+    let keep = "hour <> 1 AND error IS NOT NULL";
+    let new = NEW.replace(", error, true))", &format!(", error, {keep}))"));
+    let old = OLD.replace("FROM t GROUP BY", &format!("FROM t WHERE {keep} GROUP BY"));
+    assert_ne!(new, NEW);
+    assert_ne!(old, OLD);
+    let mut new = rows(&ctx, &new).await;
+    let mut old = rows(&ctx, &old).await;
+    assert!(
+        !old.iter()
+            .any(|r| r.starts_with("hour|") && r.contains("|1|"))
+    );
+    assert!(old.len() > 200, "groups: {}", old.len());
+    new.sort();
+    old.sort();
+    assert_eq!(new, old);
+    // and they are not all kept: the day's histogram differs
+    let mut all = rows(&ctx, NEW).await;
+    all.sort();
+    assert_ne!(all, new);
 }
 
 #[tokio::test]
