@@ -564,7 +564,8 @@ fn register_dirs(
 /// Pass 5: the outputs, once `cube` and `ops_counts` hold the day.
 ///
 /// The steps read small tables and none reads another's result (but the
-/// two shared tables made first), so each runs on its own task: their
+/// two shared tables made first), so without a memory limit each runs on
+/// its own task: their
 /// planning and execution (mostly one core each) share the cores instead
 /// of queueing. Each result is the same whatever the order.
 async fn outputs_pass(
@@ -572,6 +573,27 @@ async fn outputs_pass(
     params: &Params,
     spill_dir: &std::path::Path,
 ) -> Result<DayResults> {
+    use datafusion::execution::memory_pool::MemoryLimit;
+    // Under a memory limit each step runs alone, with the whole pool: run
+    // at once, their sorts and aggregates each got a fair share only, and
+    // a 100M-row day's latency rollup sort (~30 MB) did not fit in its
+    // share of a 1 GiB container's pool.
+    if let MemoryLimit::Finite(_) = ctx.runtime_env().memory_pool.memory_limit() {
+        for table in ["finance_lines", "latency_percentiles"] {
+            step(ctx, table, table, Use::Table, params, spill_dir).await?;
+        }
+        return Ok(DayResults {
+            hourly: queries::result(ctx, params, spill_dir).await?,
+            ops_daily: queries::result(ctx, params, spill_dir).await?,
+            ops_by_model: queries::result(ctx, params, spill_dir).await?,
+            finance_by_dimension: queries::result(ctx, params, spill_dir).await?,
+            data_quality: queries::result(ctx, params, spill_dir).await?,
+            logged_currencies: queries::result(ctx, params, spill_dir).await?,
+            rollup_daily: queries::result(ctx, params, spill_dir).await?,
+            rollup_latency: queries::result(ctx, params, spill_dir).await?,
+            focus_costs: queries::result(ctx, params, spill_dir).await?,
+        });
+    }
     // Read by several outputs each: computed once, kept as small tables
     // (a view would be evaluated again by every reader).
     let shared = ["finance_lines", "latency_percentiles"].map(|table| {

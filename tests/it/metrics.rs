@@ -292,9 +292,10 @@ async fn two_runs_write_byte_identical_outputs() {
         .iter()
         .map(|o| std::fs::read(lake.path().join(&o.key)).unwrap())
         .collect();
-    // A second run on another machine shape (one thread) gives the same bytes.
+    // A second run on another machine shape (one thread, a bounded query
+    // pool: the outputs then run one at a time) gives the same bytes.
     let config = Config::from_sources(
-        "[run]\nthreads = 1\n",
+        "[run]\nthreads = 1\nmemory_limit = \"256MiB\"\n",
         "test",
         &[],
         &Overrides {
