@@ -1,5 +1,5 @@
--- The duplicate rows dropped (SPEC 2): their ops counts are subtracted from
--- the counts over all rows (sql/ops_merge.sql).
+-- The duplicate rows dropped (SPEC 2): counted by dup_counts.sql; their
+-- (provider, model) pairs join the day's price map (model_pairs.sql).
 -- The join is built on the (filtered) resolution's positions, a few bytes a
 -- row; the candidate rows with every column stream through as its probe side.
 SELECT d.*

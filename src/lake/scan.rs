@@ -278,7 +278,8 @@ pub struct KeyFilter {
     pub keys: Arc<KeySet>,
     /// `true`: only the rows whose key is in `keys` (decided on `trace_id`
     /// alone, as a Parquet row filter: the other columns are decoded for
-    /// those rows only); `false`: every row but those.
+    /// those rows only); `false`: every row, those marked `_candidate`
+    /// (not dropped: the finance query skips them).
     pub inside: bool,
 }
 
