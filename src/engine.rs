@@ -36,6 +36,7 @@ use url::Url;
 use crate::error::{Error, Problems, Result};
 use crate::lake::Stores;
 use crate::lake::scan::DayScanExec;
+use crate::queries::repeated::RepeatedKeysExec;
 
 /// `[engine]` as written.
 #[derive(Debug, Default, Deserialize, Serialize)]
@@ -187,6 +188,7 @@ pub fn version() -> String {
         h.update([0]);
     }
     h.update(crate::lake::wire::FORMAT.as_bytes());
+    h.update(REPEATED_KEYS);
     let digest = hex::encode(h.finalize());
     format!(
         "tokenledger {} sql {}",
@@ -487,6 +489,9 @@ struct ScanCodec {
     stores: Arc<Stores>,
 }
 
+/// How [`RepeatedKeysExec`] travels: this magic and its key column's index.
+const REPEATED_KEYS: &[u8; 8] = b"TLREPK1\0";
+
 impl PhysicalExtensionCodec for ScanCodec {
     fn try_decode(
         &self,
@@ -495,6 +500,19 @@ impl PhysicalExtensionCodec for ScanCodec {
         _ctx: &datafusion::execution::TaskContext,
         _proto_converter: &dyn PhysicalProtoConverterExtension,
     ) -> DfResult<Arc<dyn ExecutionPlan>> {
+        if let Some(key) = buf.strip_prefix(REPEATED_KEYS.as_slice()) {
+            let (Ok(key), [input]) = (<[u8; 4]>::try_from(key), inputs) else {
+                return Err(DataFusionError::Internal(format!(
+                    "a repeated-keys node of {} bytes with {} inputs",
+                    buf.len(),
+                    inputs.len()
+                )));
+            };
+            return Ok(Arc::new(RepeatedKeysExec::try_new(
+                Arc::clone(input),
+                u32::from_le_bytes(key) as usize,
+            )?));
+        }
         if !inputs.is_empty() {
             return Err(DataFusionError::Internal(format!(
                 "the day scan has no inputs; got {}",
@@ -513,6 +531,13 @@ impl PhysicalExtensionCodec for ScanCodec {
         buf: &mut Vec<u8>,
         _proto_converter: &dyn PhysicalProtoConverterExtension,
     ) -> DfResult<()> {
+        if let Some(repeated) = node.downcast_ref::<RepeatedKeysExec>() {
+            let key = u32::try_from(repeated.key())
+                .map_err(|e| DataFusionError::Internal(format!("key column index: {e}")))?;
+            buf.extend_from_slice(REPEATED_KEYS);
+            buf.extend_from_slice(&key.to_le_bytes());
+            return Ok(());
+        }
         let Some(scan) = node.downcast_ref::<DayScanExec>() else {
             return Err(DataFusionError::Internal(format!(
                 "no codec for plan node {}",

@@ -25,6 +25,7 @@ use crate::error::{Error, Result};
 #[cfg(test)]
 mod cube_tests;
 pub mod functions;
+pub mod repeated;
 pub mod rows;
 
 pub use rows::{Row, Typed};
@@ -187,7 +188,8 @@ impl Params {
     }
 }
 
-/// A DataFusion session for one run, with the money functions registered.
+/// A DataFusion session for one run, with the money functions registered
+/// and `dup_keys.sql`'s aggregate planned as [`repeated::RepeatedKeysExec`].
 ///
 /// With `memory_limit`, operators share a fair spill pool of that many bytes
 /// (sorts, aggregations and joins spill to `spill_dir` instead of growing);
@@ -212,7 +214,13 @@ pub fn session(
     let runtime = runtime
         .build_arc()
         .map_err(|e| Error::Internal(format!("building the query runtime: {e}")))?;
-    let ctx = SessionContext::new_with_config_rt(config, runtime);
+    let state = datafusion::execution::SessionStateBuilder::new()
+        .with_config(config)
+        .with_runtime_env(runtime)
+        .with_default_features()
+        .with_physical_optimizer_rule(Arc::new(repeated::RepeatedKeysRule))
+        .build();
+    let ctx = SessionContext::new_with_state(state);
     for udf in functions::udfs() {
         ctx.register_udf(udf);
     }
