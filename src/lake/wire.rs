@@ -116,7 +116,7 @@ pub fn encode(node: &DayScanExec, buf: &mut Vec<u8>) -> DfResult<()> {
     buf.extend_from_slice(&json);
     if let Some(k) = &plan.options.keys {
         // Sorted: the same plan encodes to the same bytes.
-        let mut keys: Vec<u64> = k.keys.iter().copied().collect();
+        let mut keys: Vec<u64> = k.keys.iter().collect();
         keys.sort_unstable();
         for key in keys {
             buf.extend_from_slice(&key.to_le_bytes());
