@@ -44,7 +44,7 @@ use datafusion::physical_plan::coalesce_partitions::CoalescePartitionsExec;
 use datafusion::physical_plan::execution_plan::{Boundedness, EmissionType};
 use datafusion::physical_plan::filter::FilterExec;
 use datafusion::physical_plan::metrics::{
-    BaselineMetrics, Count, ExecutionPlanMetricsSet, MetricBuilder, MetricsSet,
+    BaselineMetrics, Count, ExecutionPlanMetricsSet, MetricBuilder, MetricsSet, RecordOutput,
 };
 use datafusion::physical_plan::repartition::RepartitionExec;
 use datafusion::physical_plan::stream::RecordBatchStreamAdapter;
@@ -224,8 +224,8 @@ impl ExecutionPlan for RepeatedKeysExec {
             let batches = repeated
                 .into_batches(&out_schema, batch_size)?
                 .into_iter()
-                .inspect(|b| baseline.record_output(b.num_rows()))
-                .map(Ok::<_, DataFusionError>)
+                // rows, batches and bytes, as EXPLAIN ANALYZE shows them
+                .map(|b| Ok::<_, DataFusionError>(b.record_output(&baseline)))
                 .collect::<Vec<_>>();
             baseline.done();
             Ok::<_, DataFusionError>(futures::stream::iter(batches))
@@ -643,6 +643,7 @@ mod tests {
     use datafusion::execution::memory_pool::FairSpillPool;
     use datafusion::execution::runtime_env::RuntimeEnvBuilder;
     use datafusion::execution::{SessionStateBuilder, SpillFile, SpillWriter};
+    use datafusion::physical_plan::metrics::MetricValue;
     use datafusion::prelude::{SessionConfig, SessionContext};
     use std::collections::BTreeMap;
 
@@ -783,6 +784,14 @@ mod tests {
             assert!(!text.contains("AggregateExec"), "{text}");
             let metrics = metrics.expect("metrics");
             assert_eq!(metrics.output_rows(), Some(want.len()));
+            let (batches, bytes) = metrics.iter().fold((0, 0), |(n, b), m| match m.value() {
+                MetricValue::OutputBatches(c) => (n + c.value(), b),
+                MetricValue::OutputBytes(c) => (n, b + c.value()),
+                _ => (n, b),
+            });
+            // one batch of 8,192 keys at most, and the null in one of its own
+            assert!(batches > want.len() / 8192, "{metrics:?}");
+            assert!(bytes >= want.len() * 8, "{metrics:?}");
             assert_eq!(metrics.spill_count(), Some(0));
         }
     }
