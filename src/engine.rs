@@ -657,6 +657,53 @@ fn worker(stores: Arc<Stores>, version: String) -> Worker {
 mod tests {
     use super::*;
 
+    /// `RepeatedKeysExec` goes to a worker as its magic and key index and
+    /// comes back over the decoded input; a damaged node is refused.
+    #[test]
+    fn the_codec_carries_the_repeated_keys_node() {
+        use arrow::datatypes::{DataType, Field, Schema};
+        use datafusion::physical_plan::empty::EmptyExec;
+        use datafusion_proto::physical_plan::DefaultPhysicalProtoConverter;
+        let codec = ScanCodec {
+            stores: Arc::new(Stores::new(crate::lake::S3Options::default())),
+        };
+        let input: Arc<dyn ExecutionPlan> = Arc::new(EmptyExec::new(Arc::new(Schema::new(vec![
+            Field::new("route", DataType::Utf8, true),
+            Field::new("_trace_key", DataType::UInt64, false),
+        ]))));
+        let node = Arc::new(RepeatedKeysExec::try_new(Arc::clone(&input), 1).unwrap());
+        let mut buf = Vec::new();
+        codec
+            .try_encode(node, &mut buf, &DefaultPhysicalProtoConverter {})
+            .unwrap();
+        assert_eq!(&buf[..8], REPEATED_KEYS);
+        let task = datafusion::execution::TaskContext::default();
+        let back = codec
+            .try_decode(
+                &buf,
+                std::slice::from_ref(&input),
+                &task,
+                &DefaultPhysicalProtoConverter {},
+            )
+            .unwrap();
+        let back = back
+            .downcast_ref::<RepeatedKeysExec>()
+            .expect("a RepeatedKeysExec");
+        assert_eq!(back.key(), 1);
+        assert_eq!(back.schema().field(0).name(), "_trace_key");
+        for (bytes, inputs) in [(&buf[..10], 1), (&buf[..], 0)] {
+            let e = codec
+                .try_decode(
+                    bytes,
+                    &vec![Arc::clone(&input); inputs],
+                    &task,
+                    &DefaultPhysicalProtoConverter {},
+                )
+                .unwrap_err();
+            assert!(e.to_string().contains("repeated-keys node"), "{e}");
+        }
+    }
+
     fn settings(raw: RawEngine) -> (EngineSettings, Vec<String>) {
         let mut p = Problems::new();
         let s = EngineSettings::validate(&raw, &mut p);
