@@ -1,0 +1,34 @@
+#!/usr/bin/env bash
+# What 90 days of history cost a run (the performance issue's goal: <= 1.1x
+# a run with none).
+#   benches/history.sh [ROWS] [DAYS]        (defaults: 10000000 90)
+#   ROUNDS=5 benches/history.sh 5000000
+# Writes the day with `tokenledger gen` (once, in one object, kept under
+# target/bench like bench.sh's), then runs benches/history.py: the day
+# alone, then with DAYS earlier days of rollups as large as its own,
+# alternated ROUNDS times; prints both medians, the ratio and the stage
+# times. BENCH_BIN= times a given binary instead of this tree's release
+# build; BENCH_DIR= keeps the lakes elsewhere.
+set -euo pipefail
+ROWS=${1:-10000000}
+DAYS=${2:-90}
+ROUNDS=${ROUNDS:-3}
+DATE=2026-10-15
+cd "$(dirname "$0")/.."
+WORK=${BENCH_DIR:-target/bench}
+mkdir -p "$WORK"
+
+if [ -n "${BENCH_BIN:-}" ]; then
+  BIN=$BENCH_BIN
+else
+  cargo build --release --quiet
+  BIN=${CARGO_TARGET_DIR:-target}/release/tokenledger
+fi
+LAKE="$WORK/lake-$ROWS-one"
+if [ ! -f "$LAKE/prices.csv" ]; then
+  "$BIN" gen --rows "$ROWS" --date "$DATE" --out "$LAKE" --rows-per-file "$ROWS"
+fi
+echo "machine: $(nproc) cores, $(awk '/MemTotal/ {printf "%.0f GiB", $2/1048576}' /proc/meminfo), $(date -u +%F)"
+echo "== $ROWS rows, one object, $DAYS days of history =="
+python3 benches/history.py --bin "$BIN" --lake "$LAKE" --date "$DATE" \
+  --config config/tokenledger.toml --days "$DAYS" --rounds "$ROUNDS"
