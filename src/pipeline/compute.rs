@@ -1,5 +1,6 @@
 //! One day computed and rendered in memory, as named stages: load inputs →
-//! queries → row accounting and gates → history → reconciliation →
+//! queries (the history's rollups read beside them) → row accounting and
+//! gates → history summed → reconciliation →
 //! anomalies and incidents → FOCUS rows → outputs and dashboards →
 //! manifest. Each stage is a function with typed inputs and outputs;
 //! [`compute`] only strings them together.
@@ -78,12 +79,21 @@ pub async fn compute(config: &Config, date: NaiveDate, sel: &Selection) -> Resul
     stages.lap("inputs");
     let digests = inputs::spawn_local_digests(&loaded.requests);
     let spill = flow::spill_dir(config.spill_dir.as_deref())?;
-    let q = run_queries(config, day, &loaded, spill.path()).await?;
+    // The earlier days' rollups are fetched and digested while the day's
+    // queries run (the latency ones decoded only when summed, below): they
+    // do not depend on each other, and on object storage the history is a
+    // hundred small GETs whose latency the scans hide. Both finish before
+    // either's error is reported, the queries' first (one answer per input).
+    let (q, history) = tokio::join!(
+        run_queries(config, day, &loaded, spill.path()),
+        inputs::load_history(&stores, config, date, sel),
+    );
+    let q = q?;
+    let mut history = history?;
     stages.lap("queries");
     // The day's exact rollup rows: read once, by every stage that needs them.
     let rollup = q.flow.results.rollup_daily.rows()?;
     let acct = account(config, &loaded, &q.flow)?;
-    let mut history = inputs::load_history(&stores, config, date, sel).await?;
     let latency = std::mem::take(&mut history.latency);
     flow::latency_history(
         &q.ctx,

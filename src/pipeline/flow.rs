@@ -690,8 +690,9 @@ pub(super) async fn latency_history(
     history: &mut crate::history::History,
     spill_dir: &std::path::Path,
 ) -> Result<()> {
-    let (bins, routes) = sum_latency_history(ctx, params, rollups.batches, spill_dir).await?;
-    history.add_latency(&rollups.days, &bins.rows()?, &routes.rows()?);
+    let (days, batches) = rollups.decode().await?;
+    let (bins, routes) = sum_latency_history(ctx, params, batches, spill_dir).await?;
+    history.add_latency(&days, &bins.rows()?, &routes.rows()?);
     Ok(())
 }
 
@@ -824,7 +825,7 @@ mod tests {
 mod history_tests {
     use std::sync::Arc;
 
-    use arrow::array::{ArrayRef, BooleanArray, Float64Array, Int64Array, StringArray};
+    use arrow::array::{ArrayRef, BooleanArray, Float64Array, Int64Array};
     use chrono::NaiveDate;
 
     use super::*;
@@ -844,7 +845,14 @@ mod history_tests {
         rows: &[Stored<'_>],
     ) -> super::super::inputs::LatencyRollups {
         let col = |f: &dyn Fn(&Stored<'_>) -> Option<String>| {
-            Arc::new(StringArray::from(rows.iter().map(f).collect::<Vec<_>>())) as ArrayRef
+            Arc::new(
+                rows.iter()
+                    .map(f)
+                    .collect::<Vec<_>>()
+                    .iter()
+                    .map(Option::as_deref)
+                    .collect::<arrow::array::DictionaryArray<arrow::datatypes::Int32Type>>(),
+            ) as ArrayRef
         };
         let batch = RecordBatch::try_new(
             super::super::inputs::latency_history_schema().unwrap(),
@@ -868,6 +876,7 @@ mod history_tests {
         )
         .unwrap();
         super::super::inputs::LatencyRollups {
+            fetched: Vec::new(),
             days: days.to_vec(),
             batches: vec![batch],
         }

@@ -526,6 +526,7 @@ pub(super) async fn load_history(
             .collect()
     });
     let latency_from = date - chrono::Days::new(compare);
+    let started = std::time::Instant::now();
     let history = read_history(
         stores,
         &config.rollups,
@@ -534,6 +535,17 @@ pub(super) async fn load_history(
         config.timezone.name(),
     )
     .await?;
+    tracing::debug!(
+        objects = history.read.len(),
+        latency_bytes = history
+            .latency
+            .fetched
+            .iter()
+            .map(|f| f.2.len())
+            .sum::<usize>(),
+        seconds = started.elapsed().as_secs_f64(),
+        "history read"
+    );
     for (d, zone) in &history.history.other_zone {
         warn!(date = %d, rollup_zone = %zone, zone = %config.timezone, "a rollup cut in another time zone is left out of the comparisons and the month to date");
     }
@@ -550,13 +562,76 @@ pub(super) struct LoadedHistory {
     pub latency: LatencyRollups,
 }
 
-/// The stored latency rollups of the comparison window, as one table
-/// (`latency_history`, of [`latency_history_schema`]) for SQL to sum.
+/// The stored latency rollups of the comparison window, for one table
+/// (`latency_history`, of [`latency_history_schema`]) that SQL sums. The
+/// objects are fetched and digested while the day's queries run and
+/// decoded only when summed ([`LatencyRollups::decode`]): the compressed
+/// bytes are a few MB where the decoded window is ~100 MB, so none of it
+/// is held beside the scans' peak.
 #[derive(Debug, Default)]
 pub(super) struct LatencyRollups {
-    /// The days read, each with whether its rollup kept routes.
+    /// Rollups read but not yet decoded: each day's object and its bytes.
+    pub fetched: Vec<(chrono::NaiveDate, Location, bytes::Bytes)>,
+    /// The days decoded, each with whether its rollup kept routes.
     pub days: Vec<(chrono::NaiveDate, bool)>,
     pub batches: Vec<RecordBatch>,
+}
+
+impl LatencyRollups {
+    /// Decode the fetched objects into rows of `latency_history` (on the
+    /// blocking threads, a few objects at a time), after the days already
+    /// decoded.
+    pub(super) async fn decode(
+        mut self,
+    ) -> Result<(Vec<(chrono::NaiveDate, bool)>, Vec<RecordBatch>)> {
+        use futures::{StreamExt, TryStreamExt};
+        let fetched = std::mem::take(&mut self.fetched);
+        let decoded: Vec<_> =
+            futures::stream::iter(fetched.into_iter().map(|(date, loc, bytes)| async move {
+                tokio::task::spawn_blocking(move || latency_rows(date, &loc, bytes))
+                    .await
+                    .map_err(|e| Error::Internal(format!("decoding a latency rollup: {e}")))?
+            }))
+            .buffered(4)
+            .try_collect()
+            .await?;
+        for (date, routes_kept, batches) in decoded {
+            self.days.push((date, routes_kept));
+            self.batches.extend(batches);
+        }
+        Ok((self.days, self.batches))
+    }
+}
+
+/// One stored latency rollup's rows as rows of `latency_history`, and
+/// whether it kept routes.
+fn latency_rows(
+    date: chrono::NaiveDate,
+    loc: &Location,
+    bytes: bytes::Bytes,
+) -> Result<(chrono::NaiveDate, bool, Vec<RecordBatch>)> {
+    use crate::queries::rows::{RollupLatency, conform};
+    let (schema, batches, _) = decode_rollup(bytes).map_err(|e| Error::CorruptInput {
+        key: loc.to_string(),
+        message: e.to_string(),
+    })?;
+    let (batches, routes_kept) = conform::<RollupLatency>(loc.as_str(), &schema, &batches)?;
+    let to = latency_history_schema()?;
+    let day = crate::history::epoch_day(date);
+    let batches = batches
+        .into_iter()
+        .map(|b| {
+            let n = b.num_rows();
+            let mut cols: Vec<arrow::array::ArrayRef> = vec![
+                Arc::new(arrow::array::Int64Array::from(vec![day; n])),
+                Arc::new(arrow::array::BooleanArray::from(vec![routes_kept; n])),
+            ];
+            cols.extend(b.columns().iter().cloned());
+            RecordBatch::try_new(Arc::clone(&to), cols)
+                .map_err(|e| Error::Internal(format!("{loc}: {e}")))
+        })
+        .collect::<Result<Vec<_>>>()?;
+    Ok((date, routes_kept, batches))
 }
 
 /// `latency_history`: the rows of stored latency rollups as
@@ -605,19 +680,44 @@ async fn read_rollup_batches(
     Ok(Some((schema, batches, zone)))
 }
 
-/// A stored rollup's schema, batches and recorded time zone.
+/// A stored rollup's schema, batches and recorded time zone. Its text
+/// columns are read as dictionaries (the parquet pages' own dictionaries,
+/// kept): a day's latency rollup is ~90K rows of a few dozen names, and a
+/// window of them decoded string by string was most of what history cost a
+/// run.
 fn decode_rollup(
     bytes: bytes::Bytes,
 ) -> parquet::errors::Result<(SchemaRef, Vec<RecordBatch>, Option<String>)> {
-    let builder = parquet::arrow::arrow_reader::ParquetRecordBatchReaderBuilder::try_new(bytes)?;
-    let zone = builder
-        .metadata()
-        .file_metadata()
-        .key_value_metadata()
-        .and_then(|kv| kv.iter().find(|e| e.key == crate::history::ZONE_KEY))
-        .and_then(|e| e.value.clone());
-    let schema = Arc::clone(builder.schema());
-    let batches = builder
+    use arrow::datatypes::{DataType, Field, Schema};
+    use parquet::arrow::arrow_reader::{
+        ArrowReaderMetadata, ArrowReaderOptions, ParquetRecordBatchReaderBuilder,
+    };
+    let stored = ArrowReaderMetadata::load(&bytes, ArrowReaderOptions::new())?;
+    let zone = rollup_zone(stored.metadata());
+    let text =
+        |t: &DataType| matches!(t, DataType::Utf8 | DataType::LargeUtf8 | DataType::Utf8View);
+    let fields: Vec<Field> = stored
+        .schema()
+        .fields()
+        .iter()
+        .map(|f| match f.data_type() {
+            t if text(t) => f.as_ref().clone().with_data_type(DataType::Dictionary(
+                Box::new(DataType::Int32),
+                Box::new(DataType::Utf8),
+            )),
+            _ => f.as_ref().clone(),
+        })
+        .collect();
+    let schema = Arc::new(Schema::new_with_metadata(
+        fields,
+        stored.schema().metadata().clone(),
+    ));
+    let options = ArrowReaderOptions::new().with_schema(Arc::clone(&schema));
+    let meta = ArrowReaderMetadata::try_new(Arc::clone(stored.metadata()), options)?;
+    // Batches of DataFusion's size, not the reader's default 1,024 rows: a
+    // window of latency rollups is millions of rows for SQL to sum.
+    let batches = ParquetRecordBatchReaderBuilder::new_with_metadata(bytes, meta)
+        .with_batch_size(8192)
         .build()?
         .collect::<std::result::Result<Vec<_>, _>>()?;
     Ok((schema, batches, zone))
@@ -636,34 +736,41 @@ pub(super) async fn read_rollup<T: crate::queries::Row>(
     Ok(Some((rows, zone)))
 }
 
-/// Read one stored latency rollup as rows of `latency_history`.
-async fn read_latency_rollup(
+/// Fetch one stored latency rollup (absent: `None`), recording it in
+/// `read`: its bytes, undecoded, and the time zone its footer records.
+async fn fetch_latency_rollup(
     stores: &Stores,
     loc: &Location,
-    date: chrono::NaiveDate,
     read: &mut Vec<(ObjectInfo, String)>,
-) -> Result<Option<(bool, Vec<RecordBatch>, Option<String>)>> {
-    use crate::queries::rows::{RollupLatency, conform};
-    let Some((schema, batches, zone)) = read_rollup_batches(stores, loc, read).await? else {
+) -> Result<Option<(bytes::Bytes, Option<String>)>> {
+    let Some((info, bytes)) = stores.get_opt_info(loc).await? else {
         return Ok(None);
     };
-    let (batches, routes_kept) = conform::<RollupLatency>(loc.as_str(), &schema, &batches)?;
-    let to = latency_history_schema()?;
-    let day = crate::history::epoch_day(date);
-    let batches = batches
-        .into_iter()
-        .map(|b| {
-            let n = b.num_rows();
-            let mut cols: Vec<arrow::array::ArrayRef> = vec![
-                Arc::new(arrow::array::Int64Array::from(vec![day; n])),
-                Arc::new(arrow::array::BooleanArray::from(vec![routes_kept; n])),
-            ];
-            cols.extend(b.columns().iter().cloned());
-            RecordBatch::try_new(Arc::clone(&to), cols)
-                .map_err(|e| Error::Internal(format!("{loc}: {e}")))
-        })
-        .collect::<Result<Vec<_>>>()?;
-    Ok(Some((routes_kept, batches, zone)))
+    let key = loc.to_string();
+    let (digest, zone, bytes) = tokio::task::spawn_blocking(move || {
+        let digest = sha256(&bytes);
+        let zone = parquet::file::metadata::ParquetMetaDataReader::new()
+            .parse_and_finish(&bytes)
+            .map(|m| rollup_zone(&m));
+        (digest, zone, bytes)
+    })
+    .await
+    .map_err(|e| Error::Internal(format!("reading {key}: {e}")))?;
+    read.push((info, digest));
+    let zone = zone.map_err(|e| Error::CorruptInput {
+        key,
+        message: e.to_string(),
+    })?;
+    Ok(Some((bytes, zone)))
+}
+
+/// The time zone a rollup's footer records (none: written before rollups
+/// recorded it).
+fn rollup_zone(meta: &parquet::file::metadata::ParquetMetaData) -> Option<String> {
+    meta.file_metadata()
+        .key_value_metadata()
+        .and_then(|kv| kv.iter().find(|e| e.key == crate::history::ZONE_KEY))
+        .and_then(|e| e.value.clone())
 }
 
 /// Read the rollups of `days` cut in `zone` (rollups that record another
@@ -685,7 +792,9 @@ async fn read_history(
         let mut read = Vec::new();
         let daily: Rollup<RollupDaily> = read_rollup(stores, &at("daily"), &mut read).await?;
         let latency = if *date >= latency_from {
-            read_latency_rollup(stores, &at("latency"), *date, &mut read).await?
+            fetch_latency_rollup(stores, &at("latency"), &mut read)
+                .await?
+                .map(|(bytes, zone)| (at("latency"), bytes, zone))
         } else {
             None
         };
@@ -712,9 +821,8 @@ async fn read_history(
         if let Some((rows, _)) = &daily {
             history.add_daily(date, rows);
         }
-        if let Some((routes_kept, batches, _)) = latency {
-            latency_rollups.days.push((date, routes_kept));
-            latency_rollups.batches.extend(batches);
+        if let Some((loc, bytes, _)) = latency {
+            latency_rollups.fetched.push((date, loc, bytes));
         }
     }
     Ok(LoadedHistory {
@@ -722,4 +830,122 @@ async fn read_history(
         read: objects,
         latency: latency_rollups,
     })
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use arrow::array::{
+        Array, ArrayRef, DictionaryArray, Float64Array, Int64Array, StringViewArray,
+    };
+    use arrow::datatypes::{DataType, Field, Int32Type, Schema};
+
+    /// A latency rollup as the rollup writer stores it (string views, the
+    /// zone in the footer), with or without its later `route` column.
+    fn stored(with_route: bool) -> bytes::Bytes {
+        let text = |v: &[&str]| Arc::new(StringViewArray::from(v.to_vec())) as ArrayRef;
+        let mut cols = vec![
+            ("provider", text(&["openai", "openai", "anthropic"])),
+            ("model", text(&["gpt-4o", "gpt-4o", "claude-sonnet-4"])),
+        ];
+        if with_route {
+            cols.push(("route", text(&["/v1/chat", "/v1/chat", "/v1/messages"])));
+        }
+        cols.push((
+            "latency_ms",
+            Arc::new(Float64Array::from(vec![12.0, 30.0, 12.0])),
+        ));
+        cols.push(("requests", Arc::new(Int64Array::from(vec![7, 1, 5]))));
+        let schema = Arc::new(Schema::new(
+            cols.iter()
+                .map(|(n, c)| Field::new(*n, c.data_type().clone(), true))
+                .collect::<Vec<_>>(),
+        ));
+        let batch =
+            RecordBatch::try_new(Arc::clone(&schema), cols.into_iter().map(|c| c.1).collect())
+                .unwrap();
+        let props = parquet::file::properties::WriterProperties::builder()
+            .set_key_value_metadata(Some(vec![parquet::file::metadata::KeyValue::new(
+                crate::history::ZONE_KEY.to_string(),
+                "Europe/Berlin".to_string(),
+            )]))
+            .build();
+        let mut out = Vec::new();
+        let mut w = parquet::arrow::ArrowWriter::try_new(&mut out, schema, Some(props)).unwrap();
+        w.write(&batch).unwrap();
+        w.close().unwrap();
+        out.into()
+    }
+
+    fn texts(col: &ArrayRef) -> Vec<String> {
+        let dict = col
+            .as_any()
+            .downcast_ref::<DictionaryArray<Int32Type>>()
+            .expect("text read as a dictionary");
+        let values = dict
+            .values()
+            .as_any()
+            .downcast_ref::<arrow::array::StringArray>()
+            .unwrap();
+        dict.keys()
+            .iter()
+            .map(|k| values.value(k.unwrap() as usize).to_string())
+            .collect()
+    }
+
+    /// Text comes back as dictionaries of the stored values, the zone from
+    /// the footer, and the rows as `latency_history` rows of their day.
+    #[test]
+    fn a_stored_latency_rollup_decodes_to_dictionaries_and_history_rows() {
+        let bytes = stored(true);
+        let (schema, batches, zone) = decode_rollup(bytes.clone()).unwrap();
+        assert_eq!(zone.as_deref(), Some("Europe/Berlin"));
+        let dict = DataType::Dictionary(Box::new(DataType::Int32), Box::new(DataType::Utf8));
+        assert_eq!(schema.field(0).data_type(), &dict);
+        assert_eq!(schema.field(3).data_type(), &DataType::Float64);
+        assert_eq!(
+            texts(batches[0].column(1)),
+            ["gpt-4o", "gpt-4o", "claude-sonnet-4"]
+        );
+
+        let meta = parquet::file::metadata::ParquetMetaDataReader::new()
+            .parse_and_finish(&bytes)
+            .unwrap();
+        assert_eq!(rollup_zone(&meta).as_deref(), Some("Europe/Berlin"));
+
+        let date = chrono::NaiveDate::from_ymd_opt(2026, 3, 2).unwrap();
+        let loc =
+            Location::parse("/lake/rollups/latency/date=2026-03-02/part-0.parquet", None).unwrap();
+        let (d, routes_kept, rows) = latency_rows(date, &loc, bytes).unwrap();
+        assert_eq!((d, routes_kept), (date, true));
+        let b = &rows[0];
+        assert_eq!(b.schema(), latency_history_schema().unwrap());
+        let day = b.column(0).as_any().downcast_ref::<Int64Array>().unwrap();
+        assert!(
+            day.iter()
+                .all(|v| v == Some(crate::history::epoch_day(date)))
+        );
+        assert_eq!(texts(b.column(4)), ["/v1/chat", "/v1/chat", "/v1/messages"]);
+
+        // Written before routes were kept: the route is null and says so.
+        let (_, routes_kept, rows) = latency_rows(date, &loc, stored(false)).unwrap();
+        assert!(!routes_kept);
+        assert_eq!(rows[0].column(4).null_count(), 3);
+    }
+
+    /// A torn object is an error naming it, not an empty day.
+    #[test]
+    fn a_torn_latency_rollup_is_named() {
+        let bytes = stored(true);
+        let torn = bytes.slice(0..bytes.len() / 2);
+        let date = chrono::NaiveDate::from_ymd_opt(2026, 3, 2).unwrap();
+        let loc =
+            Location::parse("/lake/rollups/latency/date=2026-03-02/part-0.parquet", None).unwrap();
+        match latency_rows(date, &loc, torn) {
+            Err(Error::CorruptInput { key, .. }) => {
+                assert!(key.ends_with("date=2026-03-02/part-0.parquet"), "{key}")
+            }
+            other => panic!("expected a corrupt input, got {other:?}"),
+        }
+    }
 }

@@ -50,7 +50,11 @@ impl Kind {
 
     fn accepts(self, t: &DataType) -> bool {
         match self {
-            Kind::Text => matches!(t, DataType::Utf8 | DataType::LargeUtf8 | DataType::Utf8View),
+            Kind::Text => match t {
+                DataType::Utf8 | DataType::LargeUtf8 | DataType::Utf8View => true,
+                DataType::Dictionary(key, value) => key.is_integer() && Kind::Text.accepts(value),
+                _ => false,
+            },
             Kind::Integer => t.is_integer(),
             Kind::UInt64 => *t == DataType::UInt64,
             Kind::Real => matches!(t, DataType::Float64 | DataType::Float32),
@@ -513,13 +517,27 @@ fn fixed_type(kind: Kind) -> Option<DataType> {
     }
 }
 
+/// The type [`conform`] gives a kind: its fixed type, but text dictionary
+/// encoded, as stored rollups hold it (a history window is millions of
+/// cells of a few dozen names: a 4-byte key each, where `Utf8` copies every
+/// string; see `pipeline::inputs::decode_rollup`).
+fn conformed_type(kind: Kind) -> Option<DataType> {
+    match kind {
+        Kind::Text => Some(DataType::Dictionary(
+            Box::new(DataType::Int32),
+            Box::new(DataType::Utf8),
+        )),
+        other => fixed_type(other),
+    }
+}
+
 /// The one schema [`conform`] gives `T`'s stored objects: its declared
-/// columns in order, each of its kind's type, all nullable.
+/// columns in order, each of its kind's [`conformed_type`], all nullable.
 pub fn conformed_schema<T: Row>() -> Result<SchemaRef> {
     let fields = T::COLUMNS
         .iter()
         .map(|c| {
-            fixed_type(c.kind)
+            conformed_type(c.kind)
                 .map(|t| arrow::datatypes::Field::new(c.name, t, true))
                 .ok_or_else(|| {
                     Error::Internal(format!(
@@ -536,7 +554,7 @@ pub fn conformed_schema<T: Row>() -> Result<SchemaRef> {
 
 /// Stored objects of `T`'s output, whatever version wrote them, as batches
 /// of [`conformed_schema`] (so that many objects make one table for SQL):
-/// the declared columns only, each cast to its kind's type, an absent
+/// the declared columns only, each cast to its kind's conformed type, an absent
 /// [`Later`] column all nulls. Also says whether every later column was
 /// there. `subject` names the object in an error.
 pub fn conform<T: Row>(
@@ -788,9 +806,9 @@ mod tests {
                 .map(|f| format!("{}:{}", f.name(), f.data_type()))
                 .collect::<Vec<_>>(),
             [
-                "provider:Utf8",
-                "model:Utf8",
-                "route:Utf8",
+                "provider:Dictionary(Int32, Utf8)",
+                "model:Dictionary(Int32, Utf8)",
+                "route:Dictionary(Int32, Utf8)",
                 "latency_ms:Float64",
                 "requests:Int64"
             ]
@@ -805,7 +823,7 @@ mod tests {
         );
         assert_eq!((rows[1].latency_ms, rows[1].requests), (None, Some(1)));
 
-        // A current one: every column there, view strings cast to Utf8.
+        // A current one: every column there, view strings cast to dictionaries.
         let (schema, batches) = batch(vec![
             ("requests", Arc::new(Int32Array::from(vec![7])) as ArrayRef),
             ("route", Arc::new(StringViewArray::from(vec![Some("rag")]))),
