@@ -162,7 +162,7 @@ def timed(cmd, env=None):
     code = os.waitstatus_to_exitcode(status)
     if code != 0:
         sys.exit(f"{cmd[0]} failed with {code}:\n{out}\n{err}")
-    return wall, usage.ru_maxrss / 1024.0, out
+    return wall, usage.ru_maxrss / 1024.0, out, usage.ru_utime + usage.ru_stime
 
 
 def read_csv(path, key):
@@ -238,6 +238,9 @@ def main():
     env = dict(os.environ, TOKENLEDGER_RUN__THREADS=str(a.threads), TOKENLEDGER_LOG="warn")
     cmd = [a.bin, "run", "--lake", a.lake, "--date", a.date] + (["--config", a.config] if a.config else [])
     tl, dk, fl = [], [], []
+    # CPU seconds (user + system) of each process: on a host that loses
+    # time to steal or neighbours, their ratios move far less than wall's.
+    tl_cpu, dk_cpu, fl_cpu = [], [], []
     floor_info = {}
     with tempfile.TemporaryDirectory() as duck_out:
         script = os.path.join(duck_out, "duck.py")
@@ -248,13 +251,18 @@ def main():
             for who in order:
                 if who == "tl":
                     clear_outputs(a.lake)
-                    tl.append(timed(cmd, env)[:2])
+                    wall, rss, _, cpu = timed(cmd, env)
+                    tl.append((wall, rss))
+                    tl_cpu.append(cpu)
                 elif who == "dk":
-                    dk.append(timed([sys.executable, script, a.lake, a.date, duck_out, a.config, str(a.threads)])[:2])
+                    wall, rss, _, cpu = timed([sys.executable, script, a.lake, a.date, duck_out, a.config, str(a.threads)])
+                    dk.append((wall, rss))
+                    dk_cpu.append(cpu)
                 elif a.floor:
-                    wall, rss, out = timed([a.floor, "--lake", a.lake, "--date", a.date, "--threads", str(a.threads)])
+                    wall, rss, out, cpu = timed([a.floor, "--lake", a.lake, "--date", a.date, "--threads", str(a.threads)])
                     floor_info = json.loads(out.strip().splitlines()[-1])
                     fl.append((floor_info["floor_seconds"], rss))
+                    fl_cpu.append(cpu)
             line = f"round {r + 1}: tokenledger {tl[-1][0]:6.2f} s {tl[-1][1]:6.0f} MiB | duckdb {dk[-1][0]:6.2f} s {dk[-1][1]:6.0f} MiB"
             if fl:
                 line += f" | floor {fl[-1][0]:6.2f} s"
@@ -269,14 +277,20 @@ def main():
     print(f"tokenledger: {tl_wall:7.2f} s  peak RSS {tl_rss:7.0f} MiB  (median of {len(tl)})")
     print(f"duckdb:      {dk_wall:7.2f} s  peak RSS {dk_rss:7.0f} MiB")
     print(f"ratio tokenledger/duckdb: wall {tl_wall / dk_wall:.2f}x (goal <= 0.35x), RSS {tl_rss / dk_rss:.2f}x (goal <= 0.20x)")
+    tl_c, dk_c = median(tl_cpu), median(dk_cpu)
+    print(f"CPU seconds (user + system, medians): tokenledger {tl_c:.2f}, duckdb {dk_c:.2f}: {tl_c / dk_c:.2f}x")
     summary = {"label": a.label, "rows": rows["listed"], "objects": len(manifest["inputs"]["requests"]),
                "tokenledger_s": round(tl_wall, 2), "tokenledger_mib": round(tl_rss), "duckdb_s": round(dk_wall, 2),
-               "duckdb_mib": round(dk_rss), "wall_ratio": round(tl_wall / dk_wall, 2), "rss_ratio": round(tl_rss / dk_rss, 2)}
+               "duckdb_mib": round(dk_rss), "wall_ratio": round(tl_wall / dk_wall, 2), "rss_ratio": round(tl_rss / dk_rss, 2),
+               "tokenledger_cpu_s": round(tl_c, 2), "duckdb_cpu_s": round(dk_c, 2), "cpu_ratio": round(tl_c / dk_c, 2)}
     if fl:
         fl_wall = median([w for w, _ in fl])
         print(f"floor (DataFusion scan of the {floor_info['columns']} columns read + 64-bit key de-dup): {fl_wall:7.2f} s; "
               f"tokenledger/floor {tl_wall / fl_wall:.2f}x (goal <= 2x); {floor_info['trace_keys']:,} trace keys, {floor_info['rows_with_a_repeated_key']:,} rows with a repeated key")
         summary.update({"floor_s": round(fl_wall, 2), "floor_ratio": round(tl_wall / fl_wall, 2)})
+        fl_c = median(fl_cpu)
+        print(f"CPU seconds of the floor process {fl_c:.2f}: tokenledger/floor {tl_c / fl_c:.2f}x")
+        summary.update({"floor_cpu_s": round(fl_c, 2), "floor_cpu_ratio": round(tl_c / fl_c, 2)})
     print(f"agreement: {cells} money cells equal to DuckDB's exact values rounded half to even; worst latency percentile difference {worst_latency * 100:.3f}%")
     print("derived by DuckDB itself: day window, de-duplication, alias resolution from the config's rules, price versions by ts, FX rate per currency")
     print("not checked here: reconciliation, anomalies, data-quality counts, qps, cache/citation/review rates, rollups and dashboards (the test suite pins those on hand-computed fixtures)")

@@ -11,7 +11,8 @@
 # `tokenledger run`, DuckDB doing the same SPEC work (installed from PyPI
 # into a virtualenv), and the floor (benches/floor.rs: DataFusion's scan of
 # the columns read plus a de-dup on the 64-bit trace key), and prints the
-# medians: wall, peak RSS, tokenledger/DuckDB and tokenledger/floor ratios,
+# medians: wall, peak RSS, tokenledger/DuckDB and tokenledger/floor ratios
+# (and the same ratios of CPU seconds, which a noisy host moves far less),
 # and whether DuckDB's finance numbers equal ours. A JSON summary line per
 # day ends in target/bench/summary.jsonl.
 set -euo pipefail
