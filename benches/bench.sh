@@ -20,18 +20,7 @@ SIZES=("$@")
 [ ${#SIZES[@]} -gt 0 ] || SIZES=(5000000 10000000)
 LAYOUTS=${LAYOUTS:-one many}
 ROUNDS=${ROUNDS:-3}
-DATE=2026-10-15
-cd "$(dirname "$0")/.."
-WORK=${BENCH_DIR:-target/bench}
-mkdir -p "$WORK"
-
-# BENCH_BIN= times a given binary (e.g. an earlier build) instead of this tree's.
-if [ -n "${BENCH_BIN:-}" ]; then
-  BIN=$BENCH_BIN
-else
-  cargo build --release --quiet
-  BIN=${CARGO_TARGET_DIR:-target}/release/tokenledger
-fi
+source "$(dirname "$0")/common.sh"
 FLOOR=$(cargo bench --bench floor --no-run --message-format=json 2>/dev/null \
   | python3 -c 'import json, sys
 for line in sys.stdin:
@@ -44,7 +33,7 @@ if [ ! -x "$WORK/venv/bin/python" ]; then
   "$WORK/venv/bin/pip" install --quiet duckdb
 fi
 
-echo "machine: $(nproc) cores, $(awk '/MemTotal/ {printf "%.0f GiB", $2/1048576}' /proc/meminfo), $(date -u +%F)"
+bench_machine
 for ROWS in "${SIZES[@]}"; do
   for LAYOUT in $LAYOUTS; do
     case $LAYOUT in
@@ -53,9 +42,7 @@ for ROWS in "${SIZES[@]}"; do
       *) echo "unknown layout $LAYOUT (one, many)" >&2; exit 2 ;;
     esac
     LAKE="$WORK/lake-$ROWS-$LAYOUT"
-    if [ ! -f "$LAKE/prices.csv" ]; then
-      "$BIN" gen --rows "$ROWS" --date "$DATE" --out "$LAKE" --rows-per-file "$PER_FILE"
-    fi
+    bench_day "$LAKE" "$ROWS" --rows-per-file "$PER_FILE"
     echo "== $ROWS rows, $LAYOUT =="
     "$WORK/venv/bin/python" benches/bench.py --bin "$BIN" --floor "$FLOOR" --lake "$LAKE" --date "$DATE" \
       --config config/tokenledger.toml --rounds "$ROUNDS" --label "$ROWS-$LAYOUT" \

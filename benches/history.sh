@@ -13,22 +13,10 @@ set -euo pipefail
 ROWS=${1:-10000000}
 DAYS=${2:-90}
 ROUNDS=${ROUNDS:-3}
-DATE=2026-10-15
-cd "$(dirname "$0")/.."
-WORK=${BENCH_DIR:-target/bench}
-mkdir -p "$WORK"
-
-if [ -n "${BENCH_BIN:-}" ]; then
-  BIN=$BENCH_BIN
-else
-  cargo build --release --quiet
-  BIN=${CARGO_TARGET_DIR:-target}/release/tokenledger
-fi
+source "$(dirname "$0")/common.sh"
 LAKE="$WORK/lake-$ROWS-one"
-if [ ! -f "$LAKE/prices.csv" ]; then
-  "$BIN" gen --rows "$ROWS" --date "$DATE" --out "$LAKE" --rows-per-file "$ROWS"
-fi
-echo "machine: $(nproc) cores, $(awk '/MemTotal/ {printf "%.0f GiB", $2/1048576}' /proc/meminfo), $(date -u +%F)"
+bench_day "$LAKE" "$ROWS" --rows-per-file "$ROWS"
+bench_machine
 echo "== $ROWS rows, one object, $DAYS days of history =="
 python3 benches/history.py --bin "$BIN" --lake "$LAKE" --date "$DATE" \
   --config config/tokenledger.toml --days "$DAYS" --rounds "$ROUNDS"

@@ -12,21 +12,9 @@
 set -euo pipefail
 ROWS=${1:-10000000}
 LIMIT_MIB=${2:-512}
-DATE=2026-10-15
-cd "$(dirname "$0")/.."
-WORK=${BENCH_DIR:-target/bench}
-mkdir -p "$WORK"
-
-if [ -n "${BENCH_BIN:-}" ]; then
-  BIN=$(realpath "$BENCH_BIN")
-else
-  cargo build --release --quiet
-  BIN=$PWD/target/release/tokenledger
-fi
+source "$(dirname "$0")/common.sh"
 LAKE=${BENCH_LAKE:-"$WORK/lake-$ROWS"}
-if [ ! -f "$LAKE/prices.csv" ]; then
-  "$BIN" gen --rows "$ROWS" --date "$DATE" --out "$LAKE"
-fi
+bench_day "$LAKE" "$ROWS"
 rm -rf "$LAKE/reports" "$LAKE/rollups"
 
 own=$(grep -E '^0::|:memory:' /proc/self/cgroup | head -1)

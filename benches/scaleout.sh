@@ -8,21 +8,10 @@ set -euo pipefail
 ROWS=${1:-20000000}
 WORKERS=${2:-2}
 ROUNDS=${ROUNDS:-2}
-DATE=2026-10-15
-cd "$(dirname "$0")/.."
-WORK=${BENCH_DIR:-target/bench}
-mkdir -p "$WORK"
-if [ -n "${BENCH_BIN:-}" ]; then
-  BIN=$BENCH_BIN
-else
-  cargo build --release --quiet
-  BIN=${CARGO_TARGET_DIR:-target}/release/tokenledger
-fi
+source "$(dirname "$0")/common.sh"
 LAKE="$WORK/lake-$ROWS-scale"
-if [ ! -f "$LAKE/prices.csv" ]; then
-  "$BIN" gen --rows "$ROWS" --date "$DATE" --out "$LAKE"
-fi
-echo "machine: $(nproc) cores, $(awk '/MemTotal/ {printf "%.0f GiB", $2/1048576}' /proc/meminfo), $(date -u +%F)"
+bench_day "$LAKE" "$ROWS"
+bench_machine
 echo "== $ROWS rows, local vs $WORKERS workers on loopback =="
 python3 benches/scaleout.py --bin "$BIN" --lake "$LAKE" --date "$DATE" --rows "$ROWS" \
   --workers "$WORKERS" --rounds "$ROUNDS"
