@@ -94,7 +94,7 @@ pub async fn compute(config: &Config, date: NaiveDate, sel: &Selection) -> Resul
     // The day's exact rollup rows: read once, by every stage that needs them.
     let rollup = q.flow.results.rollup_daily.rows()?;
     let acct = account(config, &loaded, &q.flow)?;
-    let latency = std::mem::take(&mut history.latency);
+    let latency = std::mem::take(&mut history.latency).decode().await?;
     flow::latency_history(
         &q.ctx,
         &q.params,

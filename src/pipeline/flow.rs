@@ -686,13 +686,12 @@ pub(super) async fn evidence(
 pub(super) async fn latency_history(
     ctx: &SessionContext,
     params: &Params,
-    rollups: super::inputs::LatencyRollups,
+    rollups: super::inputs::LatencyTable,
     history: &mut crate::history::History,
     spill_dir: &std::path::Path,
 ) -> Result<()> {
-    let (days, batches) = rollups.decode().await?;
-    let (bins, routes) = sum_latency_history(ctx, params, batches, spill_dir).await?;
-    history.add_latency(&days, &bins.rows()?, &routes.rows()?);
+    let (bins, routes) = sum_latency_history(ctx, params, rollups.batches, spill_dir).await?;
+    history.add_latency(&rollups.days, &bins.rows()?, &routes.rows()?);
     Ok(())
 }
 
@@ -843,7 +842,7 @@ mod history_tests {
     fn rollups(
         days: &[(NaiveDate, bool)],
         rows: &[Stored<'_>],
-    ) -> super::super::inputs::LatencyRollups {
+    ) -> super::super::inputs::LatencyTable {
         let col = |f: &dyn Fn(&Stored<'_>) -> Option<String>| {
             Arc::new(
                 rows.iter()
@@ -875,8 +874,7 @@ mod history_tests {
             ],
         )
         .unwrap();
-        super::super::inputs::LatencyRollups {
-            fetched: Vec::new(),
+        super::super::inputs::LatencyTable {
             days: days.to_vec(),
             batches: vec![batch],
         }

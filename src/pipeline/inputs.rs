@@ -562,44 +562,47 @@ pub(super) struct LoadedHistory {
     pub latency: LatencyRollups,
 }
 
-/// The stored latency rollups of the comparison window, for one table
-/// (`latency_history`, of [`latency_history_schema`]) that SQL sums. The
-/// objects are fetched and digested while the day's queries run and
-/// decoded only when summed ([`LatencyRollups::decode`]): the compressed
-/// bytes are a few MB where the decoded window is ~100 MB, so none of it
-/// is held beside the scans' peak.
+/// The stored latency rollups of the comparison window, fetched and
+/// digested while the day's queries run and decoded only when summed
+/// ([`LatencyRollups::decode`]): the compressed bytes are a few MB where
+/// the decoded window is ~100 MB, so none of it is held beside the scans'
+/// peak.
 #[derive(Debug, Default)]
 pub(super) struct LatencyRollups {
-    /// Rollups read but not yet decoded: each day's object and its bytes.
+    /// Each day's object and its bytes, in day order.
     pub fetched: Vec<(chrono::NaiveDate, Location, bytes::Bytes)>,
-    /// The days decoded, each with whether its rollup kept routes.
+}
+
+/// The window's latency rollups decoded: one table (`latency_history`, of
+/// [`latency_history_schema`]) for SQL to sum.
+#[derive(Debug, Default)]
+pub(super) struct LatencyTable {
+    /// The days, each with whether its rollup kept routes.
     pub days: Vec<(chrono::NaiveDate, bool)>,
     pub batches: Vec<RecordBatch>,
 }
 
 impl LatencyRollups {
-    /// Decode the fetched objects into rows of `latency_history` (on the
-    /// blocking threads, a few objects at a time), after the days already
-    /// decoded.
-    pub(super) async fn decode(
-        mut self,
-    ) -> Result<(Vec<(chrono::NaiveDate, bool)>, Vec<RecordBatch>)> {
+    /// Decode the objects into rows of `latency_history` (on the blocking
+    /// threads, a few objects at a time, in day order).
+    pub(super) async fn decode(self) -> Result<LatencyTable> {
         use futures::{StreamExt, TryStreamExt};
-        let fetched = std::mem::take(&mut self.fetched);
-        let decoded: Vec<_> =
-            futures::stream::iter(fetched.into_iter().map(|(date, loc, bytes)| async move {
+        let decoded: Vec<_> = futures::stream::iter(self.fetched.into_iter().map(
+            |(date, loc, bytes)| async move {
                 tokio::task::spawn_blocking(move || latency_rows(date, &loc, bytes))
                     .await
                     .map_err(|e| Error::Internal(format!("decoding a latency rollup: {e}")))?
-            }))
-            .buffered(4)
-            .try_collect()
-            .await?;
+            },
+        ))
+        .buffered(4)
+        .try_collect()
+        .await?;
+        let mut table = LatencyTable::default();
         for (date, routes_kept, batches) in decoded {
-            self.days.push((date, routes_kept));
-            self.batches.extend(batches);
+            table.days.push((date, routes_kept));
+            table.batches.extend(batches);
         }
-        Ok((self.days, self.batches))
+        Ok(table)
     }
 }
 
