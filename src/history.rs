@@ -7,15 +7,19 @@
 //! exact: money stays a scaled integer until it is displayed.
 //!
 //! Pure data: the daily rollups arrive as rows (`queries::rows::RollupDaily`),
-//! the latency rollups of the window as SQL's sums of them (`HistoryLatency`,
-//! `HistoryRoute`: never 90K rows a day decoded one by one); today's route
-//! mix from `RollupLatency` rows. Reading them from storage is the pipeline's.
+//! an earlier day's latency rollup as its decoded columns ([`day_latency`]
+//! sums them column by column: never 90K rows a day decoded one by one);
+//! today's route mix from `RollupLatency` rows. Reading them from storage is
+//! the pipeline's.
 
 use std::collections::BTreeMap;
 
 use chrono::NaiveDate;
 
-use crate::queries::rows::{Dec, HistoryLatency, HistoryRoute, RollupDaily, RollupLatency};
+use arrow::array::{Array, AsArray, Int64Array, PrimitiveArray, RecordBatch, StringArray};
+use arrow::datatypes::{Float64Type, Int32Type, Int64Type};
+
+use crate::queries::rows::{Dec, RollupDaily, RollupLatency};
 
 /// Scale of money in the rollups (exact per-token prices times tokens).
 pub const ROLLUP_MONEY_SCALE: i8 = crate::money::PRICE_SCALE;
@@ -229,9 +233,101 @@ pub fn routes_of(rows: &[RollupLatency]) -> Option<RouteCounts> {
     Some(out)
 }
 
-/// Days since 1970-01-01: how `sql/history_*.sql` name a day.
-pub fn epoch_day(date: NaiveDate) -> i64 {
-    (date - NaiveDate::default()).num_days()
+/// One earlier day's latency histogram (every model and route merged;
+/// requests without a latency take no part, a negative count adds none),
+/// sorted by latency, and, if its rollup kept routes, its requests by route
+/// of each `provider/model` (a null count adds none; a null name is empty),
+/// from its latency rollup's batches as `queries::rows::conform` gives them
+/// (text as `Dictionary(Int32, Utf8)`).
+///
+/// Summed column by column, one day at a time: a day's rollup is ~90K rows
+/// of ~15K latencies and a few dozen routes, so the sums are small tables
+/// that stay in cache (summing a 30-day window in SQL, by day and latency,
+/// hashed 2.7M rows into 400K groups). `Err` names the column that is not
+/// of its conformed type.
+pub fn day_latency(
+    batches: &[RecordBatch],
+    routes_kept: bool,
+) -> Result<(Histogram, Option<RouteCounts>), String> {
+    let mut bins: ahash::AHashMap<u64, u64> = ahash::AHashMap::new();
+    let mut routes = routes_kept.then(RouteCounts::new);
+    for b in batches {
+        let latency = column(b, "latency_ms")?
+            .as_primitive_opt::<Float64Type>()
+            .ok_or("column `latency_ms` is not Float64")?;
+        let requests = column(b, "requests")?
+            .as_primitive_opt::<Int64Type>()
+            .ok_or("column `requests` is not Int64")?;
+        for (v, n) in latency.iter().zip(requests) {
+            if let (Some(v), Some(n)) = (v, n) {
+                *bins.entry(v.to_bits()).or_default() += n.max(0) as u64;
+            }
+        }
+        if let Some(out) = routes.as_mut() {
+            add_routes(b, requests, out)?;
+        }
+    }
+    let mut histogram: Histogram = bins
+        .into_iter()
+        .map(|(v, n)| (f64::from_bits(v), n))
+        .collect();
+    histogram.sort_by(|a, b| a.0.total_cmp(&b.0));
+    Ok((histogram, routes))
+}
+
+fn column<'a>(b: &'a RecordBatch, name: &str) -> Result<&'a dyn Array, String> {
+    b.column_by_name(name)
+        .map(|c| c.as_ref())
+        .ok_or_else(|| format!("no column `{name}`"))
+}
+
+/// A text column as conformed: its dictionary keys and values.
+fn text<'a>(
+    b: &'a RecordBatch,
+    name: &str,
+) -> Result<(&'a PrimitiveArray<Int32Type>, &'a StringArray), String> {
+    let not_text = || format!("column `{name}` is not Dictionary(Int32, Utf8)");
+    let dict = column(b, name)?
+        .as_dictionary_opt::<Int32Type>()
+        .ok_or_else(not_text)?;
+    let values = dict.values().as_string_opt::<i32>().ok_or_else(not_text)?;
+    Ok((dict.keys(), values))
+}
+
+/// Add one batch's requests by (provider, model, route) to `out`. Rows of a
+/// route are adjacent in a stored rollup (it is sorted), so the sums are
+/// kept by run of dictionary keys and named once per run; any order gives
+/// the same sums.
+fn add_routes(b: &RecordBatch, requests: &Int64Array, out: &mut RouteCounts) -> Result<(), String> {
+    let columns = [text(b, "provider")?, text(b, "model")?, text(b, "route")?];
+    let key = |i: usize| {
+        columns.map(|(keys, values)| {
+            (keys.is_valid(i) && values.is_valid(keys.value(i) as usize)).then(|| keys.value(i))
+        })
+    };
+    let name = |c: usize, k: Option<i32>| k.map_or("", |k| columns[c].1.value(k as usize));
+    let mut add = |k: [Option<i32>; 3], n: i64| {
+        *out.entry(format!("{}/{}", name(0, k[0]), name(1, k[1])))
+            .or_default()
+            .entry(name(2, k[2]).to_string())
+            .or_default() += n;
+    };
+    let mut run: Option<([Option<i32>; 3], i64)> = None;
+    for i in 0..b.num_rows() {
+        let (k, n) = (key(i), requests.is_valid(i).then(|| requests.value(i)));
+        match &mut run {
+            Some((at, sum)) if *at == k => *sum += n.unwrap_or(0),
+            _ => {
+                if let Some((at, sum)) = run.replace((k, n.unwrap_or(0))) {
+                    add(at, sum);
+                }
+            }
+        }
+    }
+    if let Some((at, sum)) = run {
+        add(at, sum);
+    }
+    Ok(())
 }
 
 impl History {
@@ -242,44 +338,18 @@ impl History {
         self.rows.insert(date, crate::anomaly::rows_of(rows));
     }
 
-    /// Add the latency rollups of `days` (each with whether it kept routes,
-    /// which rollups written before routes were kept did not), as
-    /// `sql/history_latency.sql` and `sql/history_routes.sql` summed them.
-    /// Every day listed gets its histogram (and route counts, if it kept
-    /// routes), empty or not; rows of other days are ignored.
+    /// Add an earlier day's latency histogram and, if its rollup kept
+    /// routes (rollups written before routes were kept did not), its route
+    /// counts ([`day_latency`]).
     pub fn add_latency(
         &mut self,
-        days: &[(NaiveDate, bool)],
-        bins: &[HistoryLatency],
-        routes: &[HistoryRoute],
+        date: NaiveDate,
+        histogram: Histogram,
+        routes: Option<RouteCounts>,
     ) {
-        let by_epoch: BTreeMap<i64, NaiveDate> =
-            days.iter().map(|(d, _)| (epoch_day(*d), *d)).collect();
-        for (date, kept) in days {
-            self.latency.insert(*date, Histogram::new());
-            if *kept {
-                self.routes.insert(*date, RouteCounts::new());
-            }
-        }
-        for b in bins {
-            let (Some(date), Some(v)) = (by_epoch.get(&b.epoch_day), b.latency_ms) else {
-                continue;
-            };
-            if let Some(h) = self.latency.get_mut(date) {
-                h.push((v, b.requests.max(0) as u64));
-            }
-        }
-        for r in routes {
-            let Some(day) = by_epoch
-                .get(&r.epoch_day)
-                .and_then(|d| self.routes.get_mut(d))
-            else {
-                continue;
-            };
-            *day.entry(format!("{}/{}", r.provider, r.model))
-                .or_default()
-                .entry(r.route.clone().unwrap_or_default())
-                .or_default() += r.requests;
+        self.latency.insert(date, histogram);
+        if let Some(routes) = routes {
+            self.routes.insert(date, routes);
         }
     }
 }
@@ -297,51 +367,115 @@ mod tests {
         assert_eq!(percentile(&[], 0.5), None);
     }
 
+    /// A stored latency row: (provider, route, latency, requests).
+    type Stored<'a> = (Option<&'a str>, Option<&'a str>, Option<f64>, Option<i64>);
+
+    /// A latency rollup's batch as `conform` gives it, the model always `m`.
+    fn rollup(rows: &[Stored<'_>]) -> RecordBatch {
+        use arrow::array::{ArrayRef, DictionaryArray, Float64Array};
+        use std::sync::Arc;
+        let text = |vals: Vec<Option<&str>>| {
+            Arc::new(vals.into_iter().collect::<DictionaryArray<Int32Type>>()) as ArrayRef
+        };
+        RecordBatch::try_from_iter([
+            ("provider", text(rows.iter().map(|r| r.0).collect())),
+            ("model", text(vec![Some("m"); rows.len()])),
+            ("route", text(rows.iter().map(|r| r.1).collect())),
+            (
+                "latency_ms",
+                Arc::new(Float64Array::from_iter(rows.iter().map(|r| r.2))) as ArrayRef,
+            ),
+            (
+                "requests",
+                Arc::new(Int64Array::from_iter(rows.iter().map(|r| r.3))) as ArrayRef,
+            ),
+        ])
+        .unwrap()
+    }
+
+    /// A day's histogram and route counts, summed over two batches, against
+    /// sums worked out by hand.
     #[test]
-    fn latency_rollups_summed_by_sql_become_each_days_histogram_and_routes() {
-        let d = |day| NaiveDate::from_ymd_opt(2026, 3, day).unwrap();
-        assert_eq!(epoch_day(NaiveDate::from_ymd_opt(1970, 1, 2).unwrap()), 1);
-        let bin = |day, v, n| HistoryLatency {
-            epoch_day: epoch_day(d(day)),
-            latency_ms: Some(v),
-            requests: n,
-        };
-        let route = |day, p: &str, r: Option<&str>, n| HistoryRoute {
-            epoch_day: epoch_day(d(day)),
-            provider: p.into(),
-            model: "m".into(),
-            route: r.map(str::to_string),
-            requests: n,
-        };
-        let mut h = History::default();
-        // Day 3 kept routes and has none; day 2 predates routes; day 9 was
-        // not read (a zone left out): its rows are ignored.
-        h.add_latency(
-            &[(d(1), true), (d(2), false), (d(3), true)],
-            &[
-                bin(1, 10.0, 2),
-                bin(1, 20.0, 1),
-                bin(2, 10.0, 5),
-                bin(9, 1.0, 9),
-            ],
-            &[
-                route(1, "p", Some("rag"), 2),
-                route(1, "p", None, 1),
-                // A null provider and an empty one are the same key.
-                route(1, "", Some("x"), 1),
-                route(9, "p", Some("rag"), 9),
-            ],
+    fn a_latency_rollup_sums_into_its_days_histogram_and_routes() {
+        let p = Some("p");
+        let batches = [
+            rollup(&[
+                // 12 ms on two routes (3 + 4), 30 ms once, 2 without a
+                // latency; a null count takes no part; a negative one adds
+                // no latency, and its route (met again, not adjacent) sums
+                // as stored.
+                (p, Some("rag"), Some(12.0), Some(3)),
+                (p, Some("chat"), Some(12.0), Some(4)),
+                (p, Some("chat"), Some(30.0), Some(1)),
+                (p, Some("chat"), None, Some(2)),
+                (p, None, Some(99.0), None),
+                (p, Some("rag"), Some(40.0), Some(-2)),
+            ]),
+            // Another batch, its own dictionaries; a null provider is empty.
+            rollup(&[
+                (p, Some("chat"), Some(12.0), Some(5)),
+                (None, Some("x"), Some(7.0), Some(1)),
+            ]),
+        ];
+        let (histogram, routes) = day_latency(&batches, true).unwrap();
+        assert_eq!(histogram, vec![(7.0, 1), (12.0, 12), (30.0, 1), (40.0, 0)]);
+        let routes = routes.unwrap();
+        assert_eq!(routes["p/m"]["rag"], 1);
+        assert_eq!(routes["p/m"]["chat"], 12);
+        assert_eq!(routes["p/m"][""], 0, "a null count adds nothing");
+        assert_eq!(routes["/m"]["x"], 1);
+        assert_eq!(routes.values().map(BTreeMap::len).sum::<usize>(), 4);
+        // Written before routes were kept: a histogram, no routes.
+        assert_eq!(day_latency(&batches, false).unwrap().1, None);
+        assert_eq!(
+            day_latency(&[], true).unwrap(),
+            (vec![], Some(RouteCounts::new()))
         );
+    }
+
+    #[test]
+    fn a_latency_rollup_column_of_another_type_is_named() {
+        let b = rollup(&[(Some("p"), None, Some(1.0), Some(1))]);
+        let (i, _) = b.schema().column_with_name("requests").unwrap();
+        let mut cols = b.columns().to_vec();
+        cols[i] = std::sync::Arc::new(arrow::array::Int32Array::from(vec![1]));
+        let mut fields: Vec<_> = b
+            .schema()
+            .fields()
+            .iter()
+            .map(|f| f.as_ref().clone())
+            .collect();
+        fields[i] =
+            arrow::datatypes::Field::new("requests", arrow::datatypes::DataType::Int32, true);
+        let b = RecordBatch::try_new(
+            std::sync::Arc::new(arrow::datatypes::Schema::new(fields)),
+            cols,
+        )
+        .unwrap();
+        let e = day_latency(&[b], true).unwrap_err();
+        assert!(e.contains("`requests`"), "{e}");
+    }
+
+    #[test]
+    fn earlier_days_latency_merges_over_a_window_and_routes_count_their_days() {
+        let d = |day| NaiveDate::from_ymd_opt(2026, 3, day).unwrap();
+        let mut h = History::default();
+        let mut routes = RouteCounts::new();
+        routes
+            .entry("p/m".into())
+            .or_default()
+            .insert("rag".into(), 2);
+        h.add_latency(d(1), vec![(10.0, 2), (20.0, 1)], Some(routes));
+        // Day 2 predates routes; day 3 kept routes and had no requests.
+        h.add_latency(d(2), vec![(10.0, 5)], None);
+        h.add_latency(d(3), vec![], Some(RouteCounts::new()));
         assert_eq!(h.latency.len(), 3);
-        assert!(h.latency[&d(3)].is_empty());
         assert_eq!(h.latency(d(1), d(3)), vec![(10.0, 7), (20.0, 1)]);
         assert_eq!(percentile(&h.latency(d(1), d(1)), 0.5), Some(10.0));
         assert_eq!(h.routes.keys().copied().collect::<Vec<_>>(), [d(1), d(3)]);
         let (routes, days) = h.routes(d(1), d(3));
         assert_eq!(days, 2);
         assert_eq!(routes["p/m"]["rag"], 2);
-        assert_eq!(routes["p/m"][""], 1);
-        assert_eq!(routes["/m"]["x"], 1);
     }
 
     #[test]

@@ -1,6 +1,6 @@
 //! One day computed and rendered in memory, as named stages: load inputs →
-//! queries (the history's rollups read beside them) → row accounting and
-//! gates → history summed → reconciliation →
+//! queries (the history's rollups read and summed beside them) → row
+//! accounting and gates → reconciliation →
 //! anomalies and incidents → FOCUS rows → outputs and dashboards →
 //! manifest. Each stage is a function with typed inputs and outputs;
 //! [`compute`] only strings them together.
@@ -79,30 +79,21 @@ pub async fn compute(config: &Config, date: NaiveDate, sel: &Selection) -> Resul
     stages.lap("inputs");
     let digests = inputs::spawn_local_digests(&loaded.requests);
     let spill = flow::spill_dir(config.spill_dir.as_deref())?;
-    // The earlier days' rollups are fetched and digested while the day's
-    // queries run (the latency ones decoded only when summed, below): they
+    // The earlier days' rollups are read while the day's queries run: they
     // do not depend on each other, and on object storage the history is a
     // hundred small GETs whose latency the scans hide. Both finish before
     // either's error is reported, the queries' first (one answer per input).
+    let (scanned, on_scanned) = tokio::sync::oneshot::channel();
     let (q, history) = tokio::join!(
-        run_queries(config, day, &loaded, spill.path()),
-        inputs::load_history(&stores, config, date, sel),
+        run_queries(config, day, &loaded, spill.path(), scanned),
+        read_history(&stores, config, date, sel, on_scanned),
     );
     let q = q?;
-    let mut history = history?;
+    let history = history?;
     stages.lap("queries");
     // The day's exact rollup rows: read once, by every stage that needs them.
     let rollup = q.flow.results.rollup_daily.rows()?;
     let acct = account(config, &loaded, &q.flow)?;
-    let latency = std::mem::take(&mut history.latency).decode().await?;
-    flow::latency_history(
-        &q.ctx,
-        &q.params,
-        latency,
-        &mut history.history,
-        spill.path(),
-    )
-    .await?;
     let earlier = Earlier {
         rollup: &rollup,
         history: &history.history,
@@ -209,10 +200,9 @@ impl Frame {
     }
 }
 
-/// The day's queries, run, and the session they ran in (the evidence scans
-/// of the reconciliation and the incidents run in it too).
+/// The day's queries, run, and the session that scanned its rows (the
+/// evidence scans of the reconciliation and the incidents run in it too).
 pub(super) struct Queried {
-    pub ctx: SessionContext,
     pub params: Params,
     pub flow: Flow,
     /// Price rows in force on the day that jumped 10x from or to a neighbour.
@@ -220,16 +210,20 @@ pub(super) struct Queried {
     /// The workers, in a distributed run.
     pub cluster: Option<crate::engine::Cluster>,
     /// The session that scans the day's rows (the evidence scans too): the
-    /// cluster's in a distributed run, else `ctx`.
+    /// cluster's in a distributed run, else the one the queries ran in.
     pub scans: SessionContext,
 }
 
 /// Stage 2: the queries over the day's rows.
+///
+/// `scanned` is sent once the day's rows are scanned and found non-empty
+/// (what remains are steps over small tables).
 async fn run_queries(
     config: &Config,
     day: &Day,
     loaded: &Loaded,
     spill: &std::path::Path,
+    scanned: tokio::sync::oneshot::Sender<()>,
 ) -> Result<Queried> {
     let ctx = queries::session(config.threads, config.memory_limit, spill)?;
     match config.memory_limit {
@@ -244,6 +238,9 @@ async fn run_queries(
     let input = &loaded.requests;
     let empty_day = |in_day: u64| {
         if in_day > 0 {
+            // The receiver is gone only if the history failed, which the
+            // join reports.
+            let _ = scanned.send(());
             return Ok(());
         }
         Err(Error::EmptyDay {
@@ -305,17 +302,45 @@ async fn run_queries(
         .filter(|j| j.price_ids.iter().any(|id| used.contains(id.as_str())))
         .collect();
     let (cluster, scans) = match cluster {
-        None => (None, ctx.clone()),
+        None => (None, ctx),
         Some((cluster, session)) => (Some(cluster), session),
     };
     Ok(Queried {
-        ctx,
         params,
         flow,
         price_jumps,
         cluster,
         scans,
     })
+}
+
+/// Stage 2b, beside the queries: the earlier days' rollups.
+///
+/// Every object of the window is fetched and digested while the scans run;
+/// the latency rollups are decoded and summed once the scans are done
+/// (`scanned` sent, or dropped by a failed run): the day's remaining steps
+/// are over small tables and leave a core idle much of the time, and
+/// nothing decoded is held beside the scans' peak.
+async fn read_history(
+    stores: &Stores,
+    config: &Config,
+    date: NaiveDate,
+    sel: &Selection,
+    scanned: tokio::sync::oneshot::Receiver<()>,
+) -> Result<inputs::LoadedHistory> {
+    let mut history = inputs::load_history(stores, config, date, sel).await?;
+    // Err: the queries failed, and the join reports their error first.
+    let _ = scanned.await;
+    let (started, days) = (std::time::Instant::now(), history.latency.fetched.len());
+    std::mem::take(&mut history.latency)
+        .add_to(&mut history.history)
+        .await?;
+    tracing::debug!(
+        days,
+        seconds = started.elapsed().as_secs_f64(),
+        "latency history summed"
+    );
+    Ok(history)
 }
 
 /// Where every listed row went, and the data-quality gates.

@@ -29,8 +29,8 @@ use crate::lake::scan::{
 use crate::lake::schema::request_schema;
 use crate::pricing::{AliasRules, PriceTable};
 use crate::queries::rows::{
-    DataQuality, DupKey, FinanceByDimension, FocusCost, HistoryLatency, HistoryRoute, Hourly,
-    LoggedCurrency, ModelPair, OpsByModel, OpsCount, OpsDaily, RollupDaily, RollupLatency,
+    DataQuality, DupKey, FinanceByDimension, FocusCost, Hourly, LoggedCurrency, ModelPair,
+    OpsByModel, OpsCount, OpsDaily, RollupDaily, RollupLatency,
 };
 use crate::queries::{self, Params, Row, Typed, Use, step};
 
@@ -679,39 +679,6 @@ pub(super) async fn evidence(
     Ok((schema, out))
 }
 
-/// Sum the stored latency rollups of the comparison window with SQL
-/// (`sql/history_latency.sql`, `sql/history_routes.sql`, over
-/// `latency_history`) into `history`: each day's histogram and route
-/// counts, vectorized on every core instead of row by row.
-pub(super) async fn latency_history(
-    ctx: &SessionContext,
-    params: &Params,
-    rollups: super::inputs::LatencyTable,
-    history: &mut crate::history::History,
-    spill_dir: &std::path::Path,
-) -> Result<()> {
-    let (bins, routes) = sum_latency_history(ctx, params, rollups.batches, spill_dir).await?;
-    history.add_latency(&rollups.days, &bins.rows()?, &routes.rows()?);
-    Ok(())
-}
-
-/// The two history queries over `batches` as `latency_history` (the table
-/// is dropped again once summed).
-async fn sum_latency_history(
-    ctx: &SessionContext,
-    params: &Params,
-    batches: Vec<RecordBatch>,
-    spill_dir: &std::path::Path,
-) -> Result<(Typed<HistoryLatency>, Typed<HistoryRoute>)> {
-    let schema = super::inputs::latency_history_schema()?;
-    queries::register_batches(ctx, "latency_history", schema, batches)?;
-    let bins = queries::result(ctx, params, spill_dir).await?;
-    let routes = queries::result(ctx, params, spill_dir).await?;
-    ctx.deregister_table("latency_history")
-        .map_err(|e| df_error("latency_history", e))?;
-    Ok((bins, routes))
-}
-
 fn df_error(name: &str, source: datafusion::error::DataFusionError) -> Error {
     Error::Query {
         file: format!("{name} (registration)"),
@@ -762,9 +729,6 @@ pub async fn check_queries() -> Result<BTreeMap<&'static str, SchemaRef>> {
         .map(|(name, schema)| (name, Arc::clone(schema)))
         .collect();
     schemas.insert("evidence", evidence);
-    let (bins, routes) = sum_latency_history(&ctx, &params, Vec::new(), spill.path()).await?;
-    schemas.insert(HistoryLatency::FILE, bins.schema);
-    schemas.insert(HistoryRoute::FILE, routes.schema);
     Ok(schemas)
 }
 
@@ -817,105 +781,5 @@ mod tests {
         }
         let want = std::fs::read_to_string(golden).unwrap();
         assert_eq!(text, want, "query output schemas differ from {golden}");
-    }
-}
-
-#[cfg(test)]
-mod history_tests {
-    use std::sync::Arc;
-
-    use arrow::array::{ArrayRef, BooleanArray, Float64Array, Int64Array};
-    use chrono::NaiveDate;
-
-    use super::*;
-
-    /// A row of `latency_history`: (day, routes kept, provider, route, latency, requests).
-    type Stored<'a> = (
-        NaiveDate,
-        bool,
-        Option<&'a str>,
-        Option<&'a str>,
-        Option<f64>,
-        Option<i64>,
-    );
-
-    fn rollups(
-        days: &[(NaiveDate, bool)],
-        rows: &[Stored<'_>],
-    ) -> super::super::inputs::LatencyTable {
-        let col = |f: &dyn Fn(&Stored<'_>) -> Option<String>| {
-            Arc::new(
-                rows.iter()
-                    .map(f)
-                    .collect::<Vec<_>>()
-                    .iter()
-                    .map(Option::as_deref)
-                    .collect::<arrow::array::DictionaryArray<arrow::datatypes::Int32Type>>(),
-            ) as ArrayRef
-        };
-        let batch = RecordBatch::try_new(
-            super::super::inputs::latency_history_schema().unwrap(),
-            vec![
-                Arc::new(Int64Array::from_iter_values(
-                    rows.iter().map(|r| crate::history::epoch_day(r.0)),
-                )),
-                Arc::new(BooleanArray::from(
-                    rows.iter().map(|r| r.1).collect::<Vec<_>>(),
-                )),
-                col(&|r| r.2.map(str::to_string)),
-                col(&|r| r.2.map(|_| "m".to_string())),
-                col(&|r| r.3.map(str::to_string)),
-                Arc::new(Float64Array::from(
-                    rows.iter().map(|r| r.4).collect::<Vec<_>>(),
-                )),
-                Arc::new(Int64Array::from(
-                    rows.iter().map(|r| r.5).collect::<Vec<_>>(),
-                )),
-            ],
-        )
-        .unwrap();
-        super::super::inputs::LatencyTable {
-            days: days.to_vec(),
-            batches: vec![batch],
-        }
-    }
-
-    /// The two history queries over stored latency rows, against sums
-    /// worked out by hand.
-    #[tokio::test]
-    async fn stored_latency_rollups_sum_into_histograms_and_route_mixes() {
-        let d1 = NaiveDate::from_ymd_opt(2026, 3, 1).unwrap();
-        let d2 = NaiveDate::from_ymd_opt(2026, 3, 2).unwrap();
-        let table = rollups(
-            &[(d1, true), (d2, false)],
-            &[
-                // Day 1: 12 ms on two routes (3 + 4), 30 ms once, 2 without
-                // a latency; a null count takes no part.
-                (d1, true, Some("p"), Some("rag"), Some(12.0), Some(3)),
-                (d1, true, Some("p"), Some("chat"), Some(12.0), Some(4)),
-                (d1, true, Some("p"), Some("chat"), Some(30.0), Some(1)),
-                (d1, true, Some("p"), Some("chat"), None, Some(2)),
-                (d1, true, Some("p"), None, Some(99.0), None),
-                // Day 2, an old rollup: no provider, model or route.
-                (d2, false, None, None, Some(12.0), Some(5)),
-            ],
-        );
-        let spill = spill_dir(None).unwrap();
-        let ctx = queries::session(2, None, spill.path()).unwrap();
-        let day = Day::new(d2, chrono_tz::UTC);
-        let mut h = crate::history::History::default();
-        latency_history(&ctx, &Params::of(&day), table, &mut h, spill.path())
-            .await
-            .unwrap();
-        assert_eq!(h.latency(d1, d1), vec![(12.0, 7), (30.0, 1)]);
-        assert_eq!(h.latency(d2, d2), vec![(12.0, 5)]);
-        assert_eq!(h.latency(d1, d2), vec![(12.0, 12), (30.0, 1)]);
-        let (routes, days) = h.routes(d1, d2);
-        assert_eq!(days, 1, "the old rollup says nothing about routes");
-        assert_eq!(routes["p/m"]["rag"], 3);
-        assert_eq!(routes["p/m"]["chat"], 7);
-        assert_eq!(routes["p/m"][""], 0, "a null count adds nothing");
-        // The table is gone once summed.
-        assert!(!ctx.table_exist("latency_history").unwrap());
     }
 }

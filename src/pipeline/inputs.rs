@@ -555,8 +555,8 @@ pub(super) async fn load_history(
 /// Earlier days' rollups, and every rollup object read with its SHA-256
 /// (for the manifest).
 pub(super) struct LoadedHistory {
-    /// The daily rollups (the latency ones are added once summed by SQL:
-    /// `pipeline::flow::latency_history`).
+    /// The daily rollups (the latency ones are added once summed:
+    /// [`LatencyRollups::add_to`]).
     pub history: crate::history::History,
     pub read: Vec<(ObjectInfo, String)>,
     pub latency: LatencyRollups,
@@ -564,91 +564,55 @@ pub(super) struct LoadedHistory {
 
 /// The stored latency rollups of the comparison window, fetched and
 /// digested while the day's queries run and decoded only when summed
-/// ([`LatencyRollups::decode`]): the compressed bytes are a few MB where
-/// the decoded window is ~100 MB, so none of it is held beside the scans'
-/// peak.
+/// ([`LatencyRollups::add_to`]): a few MB of compressed bytes held beside
+/// the scans' peak, nothing decoded.
 #[derive(Debug, Default)]
 pub(super) struct LatencyRollups {
     /// Each day's object and its bytes, in day order.
     pub fetched: Vec<(chrono::NaiveDate, Location, bytes::Bytes)>,
 }
 
-/// The window's latency rollups decoded: one table (`latency_history`, of
-/// [`latency_history_schema`]) for SQL to sum.
-#[derive(Debug, Default)]
-pub(super) struct LatencyTable {
-    /// The days, each with whether its rollup kept routes.
-    pub days: Vec<(chrono::NaiveDate, bool)>,
-    pub batches: Vec<RecordBatch>,
-}
-
 impl LatencyRollups {
-    /// Decode the objects into rows of `latency_history` (on the blocking
-    /// threads, a few objects at a time, in day order).
-    pub(super) async fn decode(self) -> Result<LatencyTable> {
+    /// Decode each day's object and sum it into its histogram and route
+    /// counts, added to `history` (on the blocking threads, a few objects
+    /// at a time; a decoded object is dropped once summed).
+    pub(super) async fn add_to(self, history: &mut crate::history::History) -> Result<()> {
         use futures::{StreamExt, TryStreamExt};
-        let decoded: Vec<_> = futures::stream::iter(self.fetched.into_iter().map(
+        let summed: Vec<_> = futures::stream::iter(self.fetched.into_iter().map(
             |(date, loc, bytes)| async move {
-                tokio::task::spawn_blocking(move || latency_rows(date, &loc, bytes))
+                tokio::task::spawn_blocking(move || day_latency(&loc, bytes))
                     .await
-                    .map_err(|e| Error::Internal(format!("decoding a latency rollup: {e}")))?
+                    .map_err(|e| Error::Internal(format!("summing a latency rollup: {e}")))?
+                    .map(|(histogram, routes)| (date, histogram, routes))
             },
         ))
         .buffered(4)
         .try_collect()
         .await?;
-        let mut table = LatencyTable::default();
-        for (date, routes_kept, batches) in decoded {
-            table.days.push((date, routes_kept));
-            table.batches.extend(batches);
+        for (date, histogram, routes) in summed {
+            history.add_latency(date, histogram, routes);
         }
-        Ok(table)
+        Ok(())
     }
 }
 
-/// One stored latency rollup's rows as rows of `latency_history`, and
-/// whether it kept routes.
-fn latency_rows(
-    date: chrono::NaiveDate,
+/// One stored latency rollup's histogram and, if it kept routes, route
+/// counts ([`crate::history::day_latency`]).
+fn day_latency(
     loc: &Location,
     bytes: bytes::Bytes,
-) -> Result<(chrono::NaiveDate, bool, Vec<RecordBatch>)> {
+) -> Result<(
+    crate::history::Histogram,
+    Option<crate::history::RouteCounts>,
+)> {
     use crate::queries::rows::{RollupLatency, conform};
-    let (schema, batches, _) = decode_rollup(bytes).map_err(|e| Error::CorruptInput {
+    let corrupt = |message: String| Error::CorruptInput {
         key: loc.to_string(),
-        message: e.to_string(),
-    })?;
+        message,
+    };
+    let (schema, batches, _) = decode_rollup(bytes).map_err(|e| corrupt(e.to_string()))?;
     let (batches, routes_kept) = conform::<RollupLatency>(loc.as_str(), &schema, &batches)?;
-    let to = latency_history_schema()?;
-    let day = crate::history::epoch_day(date);
-    let batches = batches
-        .into_iter()
-        .map(|b| {
-            let n = b.num_rows();
-            let mut cols: Vec<arrow::array::ArrayRef> = vec![
-                Arc::new(arrow::array::Int64Array::from(vec![day; n])),
-                Arc::new(arrow::array::BooleanArray::from(vec![routes_kept; n])),
-            ];
-            cols.extend(b.columns().iter().cloned());
-            RecordBatch::try_new(Arc::clone(&to), cols)
-                .map_err(|e| Error::Internal(format!("{loc}: {e}")))
-        })
-        .collect::<Result<Vec<_>>>()?;
-    Ok((date, routes_kept, batches))
-}
-
-/// `latency_history`: the rows of stored latency rollups as
-/// `queries::rows::conform` gives them, after the day each came from
-/// (`epoch_day`, days since 1970-01-01) and whether its object kept routes.
-pub(super) fn latency_history_schema() -> Result<SchemaRef> {
-    use arrow::datatypes::{DataType, Field, Schema};
-    let stored = crate::queries::rows::conformed_schema::<crate::queries::rows::RollupLatency>()?;
-    let mut fields = vec![
-        Arc::new(Field::new("epoch_day", DataType::Int64, false)),
-        Arc::new(Field::new("routes_kept", DataType::Boolean, false)),
-    ];
-    fields.extend(stored.fields().iter().cloned());
-    Ok(Arc::new(Schema::new(fields)))
+    crate::history::day_latency(&batches, routes_kept).map_err(corrupt)
 }
 
 /// A stored rollup's rows and the time zone its footer records.
@@ -897,9 +861,9 @@ mod tests {
     }
 
     /// Text comes back as dictionaries of the stored values, the zone from
-    /// the footer, and the rows as `latency_history` rows of their day.
+    /// the footer, and the rollup as its day's histogram and route counts.
     #[test]
-    fn a_stored_latency_rollup_decodes_to_dictionaries_and_history_rows() {
+    fn a_stored_latency_rollup_decodes_to_dictionaries_and_its_days_latency() {
         let bytes = stored(true);
         let (schema, batches, zone) = decode_rollup(bytes.clone()).unwrap();
         assert_eq!(zone.as_deref(), Some("Europe/Berlin"));
@@ -916,24 +880,19 @@ mod tests {
             .unwrap();
         assert_eq!(rollup_zone(&meta).as_deref(), Some("Europe/Berlin"));
 
-        let date = chrono::NaiveDate::from_ymd_opt(2026, 3, 2).unwrap();
         let loc =
             Location::parse("/lake/rollups/latency/date=2026-03-02/part-0.parquet", None).unwrap();
-        let (d, routes_kept, rows) = latency_rows(date, &loc, bytes).unwrap();
-        assert_eq!((d, routes_kept), (date, true));
-        let b = &rows[0];
-        assert_eq!(b.schema(), latency_history_schema().unwrap());
-        let day = b.column(0).as_any().downcast_ref::<Int64Array>().unwrap();
-        assert!(
-            day.iter()
-                .all(|v| v == Some(crate::history::epoch_day(date)))
-        );
-        assert_eq!(texts(b.column(4)), ["/v1/chat", "/v1/chat", "/v1/messages"]);
+        // (12 ms, 7) (30 ms, 1) (12 ms, 5): see `stored`.
+        let (histogram, routes) = day_latency(&loc, bytes).unwrap();
+        assert_eq!(histogram, vec![(12.0, 12), (30.0, 1)]);
+        let routes = routes.expect("the rollup kept routes");
+        assert_eq!(routes["openai/gpt-4o"]["/v1/chat"], 8);
+        assert_eq!(routes["anthropic/claude-sonnet-4"]["/v1/messages"], 5);
 
-        // Written before routes were kept: the route is null and says so.
-        let (_, routes_kept, rows) = latency_rows(date, &loc, stored(false)).unwrap();
-        assert!(!routes_kept);
-        assert_eq!(rows[0].column(4).null_count(), 3);
+        // Written before routes were kept: the same histogram, no routes.
+        let (old, routes) = day_latency(&loc, stored(false)).unwrap();
+        assert_eq!(old, histogram);
+        assert_eq!(routes, None);
     }
 
     /// A torn object is an error naming it, not an empty day.
@@ -941,10 +900,9 @@ mod tests {
     fn a_torn_latency_rollup_is_named() {
         let bytes = stored(true);
         let torn = bytes.slice(0..bytes.len() / 2);
-        let date = chrono::NaiveDate::from_ymd_opt(2026, 3, 2).unwrap();
         let loc =
             Location::parse("/lake/rollups/latency/date=2026-03-02/part-0.parquet", None).unwrap();
-        match latency_rows(date, &loc, torn) {
+        match day_latency(&loc, torn) {
             Err(Error::CorruptInput { key, .. }) => {
                 assert!(key.ends_with("date=2026-03-02/part-0.parquet"), "{key}")
             }

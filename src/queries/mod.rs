@@ -69,8 +69,6 @@ pub static FILES: &[SqlFile] = sql_files!(
     "rollup_latency",
     "focus_costs",
     "evidence",
-    "history_latency",
-    "history_routes",
 );
 
 /// How a query's result is used.

@@ -385,22 +385,6 @@ rows! {
         requests: Option<i64>,
     }
 
-    /// `sql/history_latency.sql`: each earlier day's latency histogram.
-    HistoryLatency from "history_latency" {
-        epoch_day: i64,
-        latency_ms: Option<f64>,
-        requests: i64,
-    }
-
-    /// `sql/history_routes.sql`: each earlier day's requests by route.
-    HistoryRoute from "history_routes" {
-        epoch_day: i64,
-        provider: String,
-        model: String,
-        route: Option<String>,
-        requests: i64,
-    }
-
     /// `sql/focus_costs.sql`, as `report::focus` completes it (FOCUS
     /// column names).
     #[allow(non_snake_case)]
