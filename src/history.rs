@@ -276,9 +276,7 @@ pub fn day_latency(
 }
 
 fn column<'a>(b: &'a RecordBatch, name: &str) -> Result<&'a dyn Array, String> {
-    b.column_by_name(name)
-        .map(|c| c.as_ref())
-        .ok_or_else(|| format!("no column `{name}`"))
+    crate::queries::rows::conformed_column::<RollupLatency>(b, name).map(|c| c.as_ref())
 }
 
 /// A text column as conformed: its dictionary keys and values.

@@ -568,6 +568,21 @@ pub fn conform<T: Row>(
     Ok((out, at.iter().all(Option::is_some)))
 }
 
+/// A column of a batch [`conform`] gave for `T`, by its declared name (a
+/// conformed batch holds `T::COLUMNS`, in order). `Err` names a column `T`
+/// does not declare.
+pub fn conformed_column<'a, T: Row>(
+    batch: &'a RecordBatch,
+    name: &str,
+) -> std::result::Result<&'a arrow::array::ArrayRef, String> {
+    T::COLUMNS
+        .iter()
+        .position(|c| c.name == name)
+        .filter(|i| *i < batch.num_columns())
+        .map(|i| batch.column(i))
+        .ok_or_else(|| format!("`{}` declares no column `{name}`", T::FILE))
+}
+
 /// The rows of a query result of `T`'s output.
 pub fn decode<T: Row>(schema: &SchemaRef, batches: &[RecordBatch]) -> Result<Vec<T>> {
     decode_from(&format!("sql/{}.sql", T::FILE), schema, batches)
