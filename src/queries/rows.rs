@@ -537,7 +537,8 @@ pub fn conformed_schema<T: Row>() -> Result<SchemaRef> {
 }
 
 /// Stored objects of `T`'s output, whatever version wrote them, as batches
-/// of [`conformed_schema`] (so that many objects make one table for SQL):
+/// of [`conformed_schema`] (one shape for every version, read by name with
+/// [`conformed_column`]):
 /// the declared columns only, each cast to its kind's conformed type, an absent
 /// [`Later`] column all nulls. Also says whether every later column was
 /// there. `subject` names the object in an error.
