@@ -225,12 +225,25 @@ pub fn routes_of(rows: &[RollupLatency]) -> Option<RouteCounts> {
         let (Some(p), Some(m), Some(route)) = (&r.provider.0, &r.model.0, &r.route.0) else {
             return None;
         };
-        *out.entry(format!("{p}/{m}"))
-            .or_default()
-            .entry(route.clone().unwrap_or_default())
-            .or_default() += r.requests.unwrap_or(0);
+        add_route(
+            &mut out,
+            p,
+            m,
+            route.as_deref().unwrap_or_default(),
+            r.requests.unwrap_or(0),
+        );
     }
     Some(out)
+}
+
+/// Add `n` requests of `route` to `provider/model`'s counts: how today's
+/// route mix ([`routes_of`]) and an earlier day's ([`day_latency`]) key a
+/// route (no route is the empty one).
+fn add_route(out: &mut RouteCounts, provider: &str, model: &str, route: &str, n: i64) {
+    *out.entry(format!("{provider}/{model}"))
+        .or_default()
+        .entry(route.to_string())
+        .or_default() += n;
 }
 
 /// One earlier day's latency histogram (every model and route merged;
@@ -305,10 +318,7 @@ fn add_routes(b: &RecordBatch, requests: &Int64Array, out: &mut RouteCounts) -> 
     };
     let name = |c: usize, k: Option<i32>| k.map_or("", |k| columns[c].1.value(k as usize));
     let mut add = |k: [Option<i32>; 3], n: i64| {
-        *out.entry(format!("{}/{}", name(0, k[0]), name(1, k[1])))
-            .or_default()
-            .entry(name(2, k[2]).to_string())
-            .or_default() += n;
+        add_route(out, name(0, k[0]), name(1, k[1]), name(2, k[2]), n);
     };
     let mut run: Option<([Option<i32>; 3], i64)> = None;
     for i in 0..b.num_rows() {
